@@ -1,0 +1,1 @@
+//! The shared environment model, validation and config file of ephemerator.
