@@ -1,0 +1,330 @@
+//! Label and field selectors, parsed from their query-string form and matched against objects.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelRequirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, BTreeSet<String>),
+    NotIn(String, BTreeSet<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+/// A parsed label selector such as `app=web,tier in (a,b),!legacy`. Empty matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelector {
+    requirements: Vec<LabelRequirement>,
+}
+
+fn invalid_label_selector(selector: &str, why: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "unable to parse requirement: invalid label selector \"{selector}\": {why}"
+    ))
+}
+
+/// Label keys: optional DNS-subdomain prefix and `/`, then a name of up to 63 characters.
+fn valid_label_key(key: &str) -> bool {
+    let name = match key.rsplit_once('/') {
+        Some((prefix, name)) => {
+            if prefix.is_empty() || prefix.len() > 253 || !prefix.split('.').all(valid_dns_label) {
+                return false;
+            }
+            name
+        }
+        None => key,
+    };
+    valid_label_value(name) && !name.is_empty()
+}
+
+fn valid_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Label values: empty, or up to 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+fn valid_label_value(v: &str) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    let bytes = v.as_bytes();
+    v.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Splits on commas that are not inside parentheses.
+fn split_top_level(s: &str) -> Result<Vec<&str>, &'static str> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced parentheses");
+                }
+            }
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses");
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+fn parse_value_set(selector: &str, rest: &str) -> Result<BTreeSet<String>, ApiError> {
+    let rest = rest.trim();
+    let inner = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| invalid_label_selector(selector, "expected a parenthesised list of values"))?;
+    let mut values = BTreeSet::new();
+    for v in inner.split(',') {
+        let v = v.trim();
+        if !valid_label_value(v) {
+            return Err(invalid_label_selector(selector, &format!("invalid value \"{v}\"")));
+        }
+        values.insert(v.to_string());
+    }
+    Ok(values)
+}
+
+impl LabelSelector {
+    pub fn parse(selector: &str) -> Result<LabelSelector, ApiError> {
+        let mut requirements = Vec::new();
+        if selector.trim().is_empty() {
+            return Ok(LabelSelector { requirements });
+        }
+        let parts = split_top_level(selector).map_err(|why| invalid_label_selector(selector, why))?;
+        for part in parts {
+            let part = part.trim();
+            if part.is_empty() {
+                return Err(invalid_label_selector(selector, "empty requirement"));
+            }
+            let check_key = |key: &str| -> Result<String, ApiError> {
+                let key = key.trim();
+                if valid_label_key(key) {
+                    Ok(key.to_string())
+                } else {
+                    Err(invalid_label_selector(selector, &format!("invalid key \"{key}\"")))
+                }
+            };
+            let check_value = |value: &str| -> Result<String, ApiError> {
+                let value = value.trim();
+                if valid_label_value(value) {
+                    Ok(value.to_string())
+                } else {
+                    Err(invalid_label_selector(selector, &format!("invalid value \"{value}\"")))
+                }
+            };
+            let req = if let Some(key) = part.strip_prefix('!') {
+                LabelRequirement::DoesNotExist(check_key(key)?)
+            } else if let Some((k, v)) = part.split_once("!=") {
+                LabelRequirement::NotEquals(check_key(k)?, check_value(v)?)
+            } else if let Some((k, v)) = part.split_once("==") {
+                LabelRequirement::Equals(check_key(k)?, check_value(v)?)
+            } else if let Some((k, v)) = part.split_once('=') {
+                LabelRequirement::Equals(check_key(k)?, check_value(v)?)
+            } else if let Some((k, rest)) = split_keyword(part, "notin") {
+                LabelRequirement::NotIn(check_key(k)?, parse_value_set(selector, rest)?)
+            } else if let Some((k, rest)) = split_keyword(part, "in") {
+                LabelRequirement::In(check_key(k)?, parse_value_set(selector, rest)?)
+            } else {
+                LabelRequirement::Exists(check_key(part)?)
+            };
+            requirements.push(req);
+        }
+        Ok(LabelSelector { requirements })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// Whether an object's `metadata.labels` satisfy every requirement.
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.requirements.iter().all(|r| match r {
+            LabelRequirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            LabelRequirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            LabelRequirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
+            LabelRequirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
+            LabelRequirement::Exists(k) => get(k).is_some(),
+            LabelRequirement::DoesNotExist(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// `key in (..)` / `key notin (..)`: the keyword must stand alone between key and list.
+fn split_keyword<'a>(part: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
+    let paren = part.find('(')?;
+    let head = part[..paren].trim_end();
+    let key = head.strip_suffix(keyword)?;
+    if key.is_empty() || !key.ends_with(char::is_whitespace) {
+        return None;
+    }
+    Some((key.trim(), &part[paren..]))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldRequirement {
+    path: Vec<String>,
+    value: String,
+    equal: bool,
+}
+
+/// A parsed field selector: `a.b=x,c!=y`, matched on any dotted path of the object (missing = "").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSelector {
+    requirements: Vec<FieldRequirement>,
+}
+
+impl FieldSelector {
+    pub fn parse(selector: &str) -> Result<FieldSelector, ApiError> {
+        let mut requirements = Vec::new();
+        if selector.trim().is_empty() {
+            return Ok(FieldSelector { requirements });
+        }
+        for part in selector.split(',') {
+            let (field, value, equal) = if let Some((f, v)) = part.split_once("!=") {
+                (f, v, false)
+            } else if let Some((f, v)) = part.split_once("==") {
+                (f, v, true)
+            } else if let Some((f, v)) = part.split_once('=') {
+                (f, v, true)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector \"{selector}\": \"{part}\" is not of the form field=value or field!=value"
+                )));
+            };
+            let field = field.trim();
+            if field.is_empty() || field.split('.').any(str::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector \"{selector}\": empty field name in \"{part}\""
+                )));
+            }
+            requirements.push(FieldRequirement {
+                path: field.split('.').map(str::to_string).collect(),
+                value: value.trim().to_string(),
+                equal,
+            });
+        }
+        Ok(FieldSelector { requirements })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.requirements.iter().all(|r| {
+            let actual = r
+                .path
+                .iter()
+                .try_fold(obj, |v, seg| v.get(seg.as_str()))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            (actual == r.value) == r.equal
+        })
+    }
+}
+
+/// Both selectors of a list or watch request.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Selectors, ApiError> {
+        Ok(Selectors {
+            labels: LabelSelector::parse(labels.unwrap_or(""))?,
+            fields: FieldSelector::parse(fields.unwrap_or(""))?,
+        })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(labels: Value) -> Value {
+        json!({"metadata": {"name": "a", "namespace": "ns", "labels": labels}, "involvedObject": {"kind": "Pod"}})
+    }
+
+    #[test]
+    fn label_selector_operators() {
+        let o = obj(json!({"app": "web", "tier": "front"}));
+        let yes = [
+            "app=web",
+            "app==web",
+            "app!=db",
+            "tier in (front, back)",
+            "env notin (prod)",
+            "app",
+            "!env",
+            "app=web,tier",
+            "",
+        ];
+        for s in yes {
+            assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s} should match");
+        }
+        let no = ["app=db", "app!=web", "tier in (back)", "tier notin (front)", "env", "!app"];
+        for s in no {
+            assert!(!LabelSelector::parse(s).unwrap().matches(&o), "{s} should not match");
+        }
+    }
+
+    #[test]
+    fn malformed_label_selectors_are_rejected_with_the_selector_named() {
+        for s in ["app in (a", "a=b=c,,", "bad key=x", "x in ()x"] {
+            let err = LabelSelector::parse(s).unwrap_err();
+            assert_eq!(err.code, 400);
+            assert!(err.message.contains(s), "{} should name {s}", err.message);
+        }
+    }
+
+    #[test]
+    fn field_selector_matches_dotted_paths() {
+        let o = obj(json!({}));
+        assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&o));
+        assert!(FieldSelector::parse("metadata.namespace!=other,involvedObject.kind=Pod").unwrap().matches(&o));
+        assert!(!FieldSelector::parse("involvedObject.kind=Node").unwrap().matches(&o));
+        assert!(FieldSelector::parse("involvedObject.uid=").unwrap().matches(&o));
+        assert!(FieldSelector::parse("nonsense").is_err());
+    }
+}
