@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): installs what a fresh machine lacks, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# kubectl drives devcluster in the integration tests (the same client operators use).
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+# Every test of every crate (unit, integration, property tests), then the doc tests nextest does not run.
+cargo nextest run --workspace --no-fail-fast
+cargo test --workspace --doc
