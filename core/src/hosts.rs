@@ -1,0 +1,106 @@
+//! Gateway host names: `PORT---ENV.<gatewayHost>` reaches port PORT of env ENV, as upstream.
+//!
+//! Env names never contain `---` (see [`crate::names`]), so the split is unambiguous.
+
+use crate::names::is_valid_env_name;
+
+/// The env and port a gateway host name points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPortHost {
+    /// The port, 1..=65535.
+    pub port: u16,
+    /// The env name.
+    pub env_name: String,
+}
+
+/// The host name of `port` of env `env_name`, e.g. `8000---nicks.preview.localhost`.
+pub fn env_port_host(port: u16, env_name: &str, gateway_host: &str) -> String {
+    format!("{port}---{env_name}.{gateway_host}")
+}
+
+/// Reads a request's host (an optional `:port` suffix is ignored, case does not matter) as
+/// `PORT---ENV.<gateway_host>`. `None` for the bare gateway host, other domains, a port that is
+/// not a canonical number in 1..=65535, or an env part that is not a valid env name.
+pub fn parse_env_port_host(host: &str, gateway_host: &str) -> Option<EnvPortHost> {
+    let host = strip_port(host).to_ascii_lowercase();
+    let gateway_host = gateway_host.to_ascii_lowercase();
+    let label = host.strip_suffix(&gateway_host)?.strip_suffix('.')?;
+    let (port, env_name) = label.split_once("---")?;
+    let canonical = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0');
+    let port: u16 = port.parse().ok().filter(|_| canonical)?;
+    is_valid_env_name(env_name).then(|| EnvPortHost {
+        port,
+        env_name: env_name.to_string(),
+    })
+}
+
+/// Whether `host` (an optional `:port` suffix ignored) is the bare gateway host: the dashboard.
+pub fn is_dashboard_host(host: &str, gateway_host: &str) -> bool {
+    strip_port(host).eq_ignore_ascii_case(gateway_host)
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_round_trips() {
+        let host = env_port_host(8000, "nick-s--abcdefghijkl", "preview.localhost");
+        assert_eq!(host, "8000---nick-s--abcdefghijkl.preview.localhost");
+        assert_eq!(
+            parse_env_port_host(&host, "preview.localhost"),
+            Some(EnvPortHost {
+                port: 8000,
+                env_name: "nick-s--abcdefghijkl".to_string()
+            })
+        );
+        assert_eq!(
+            parse_env_port_host("10350---NICKS.Preview.Localhost:8080", "preview.localhost"),
+            Some(EnvPortHost {
+                port: 10350,
+                env_name: "nicks".to_string()
+            })
+        );
+    }
+
+    #[test]
+    fn other_hosts_are_not_env_hosts() {
+        for host in [
+            "preview.localhost",
+            "8000---nicks.evil.com",
+            "8000---nicks.xpreview.localhost",
+            "0---nicks.preview.localhost",
+            "08000---nicks.preview.localhost",
+            "70000---nicks.preview.localhost",
+            "---nicks.preview.localhost",
+            "8000---.preview.localhost",
+            "8000---a.b.preview.localhost",
+            "8000---a_b.preview.localhost",
+            "8000--nicks.preview.localhost",
+        ] {
+            assert_eq!(
+                parse_env_port_host(host, "preview.localhost"),
+                None,
+                "{host}"
+            );
+        }
+        assert!(is_dashboard_host(
+            "Preview.localhost:80",
+            "preview.localhost"
+        ));
+        assert!(!is_dashboard_host(
+            "8000---a.preview.localhost",
+            "preview.localhost"
+        ));
+    }
+}

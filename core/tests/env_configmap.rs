@@ -1,0 +1,106 @@
+//! Env ConfigMaps as they arrive from the cluster: upstream's example and arbitrary data.
+
+use std::collections::BTreeMap;
+
+use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
+use ephemerator_core::labels::{env_labels, has_ephemerator_labels};
+use ephemerator_core::{Env, EnvSpec, Phase};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use proptest::prelude::*;
+
+const UPSTREAM_NICKS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: nicks
+  labels: {app.kubernetes.io/part-of: ephemerator.tilt.dev, app.kubernetes.io/name: ephrunner}
+data: {repo: "https://github.com/tilt-dev/tilt-example-html", path: "0-base/Tiltfile", branch: "master"}
+"#;
+
+#[test]
+fn upstream_nicks_config_map_is_a_valid_env_owned_by_nicks() {
+    let config_map: ConfigMap = serde_saphyr::from_str(UPSTREAM_NICKS).unwrap();
+    assert!(has_ephemerator_labels(config_map.metadata.labels.as_ref()));
+    let env = Env::from_config_map(&config_map).unwrap();
+    assert_eq!(env.name, "nicks");
+    assert_eq!(env.owner, "nicks");
+    assert_eq!(
+        env.spec,
+        EnvSpec {
+            repo: "https://github.com/tilt-dev/tilt-example-html".to_string(),
+            branch: "master".to_string(),
+            path: "0-base/Tiltfile".to_string(),
+        }
+    );
+    assert_eq!(env.expiration, None, "the controller fills it in");
+    assert_eq!(env.status.phase, Phase::Pending);
+
+    // And it passes validation against the example config's allow-list.
+    let config = ephemerator_core::Config::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ephemerator.yaml"),
+    )
+    .unwrap();
+    config.validate_spec(&env.spec).unwrap();
+}
+
+fn env_config_map(data: Option<BTreeMap<String, String>>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("env".to_string()),
+            labels: Some(env_labels()),
+            ..ObjectMeta::default()
+        },
+        data,
+        ..ConfigMap::default()
+    }
+}
+
+/// Keys biased towards the real ones so the interesting branches get exercised.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(REPO_KEY.to_string()),
+        Just(BRANCH_KEY.to_string()),
+        Just(PATH_KEY.to_string()),
+        Just(EXPIRATION_KEY.to_string()),
+        any::<String>(),
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[\\x00-\\x1f\\u{7f}-\\u{9f}]{0,8}",
+        Just(String::new()),
+        Just("2030-01-01T00:00:00Z".to_string()),
+        (0usize..200_000).prop_map(|n| "é".repeat(n)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_data_never_panics_and_errors_name_a_field(
+        data in proptest::option::of(proptest::collection::btree_map(key(), value(), 0..6)),
+        name in proptest::option::of(any::<String>()),
+        labelled in any::<bool>(),
+    ) {
+        let mut config_map = env_config_map(data.clone());
+        config_map.metadata.name = name;
+        if !labelled {
+            config_map.metadata.labels = None;
+        }
+        match Env::from_config_map(&config_map) {
+            Ok(env) => {
+                let data = data.unwrap_or_default();
+                prop_assert_eq!(Some(&env.spec.repo), data.get(REPO_KEY));
+                prop_assert_eq!(Some(&env.spec.branch), data.get(BRANCH_KEY));
+                prop_assert!(!env.spec.path.is_empty());
+            }
+            Err(error) => {
+                prop_assert!(error.field == "data" || error.field.starts_with("data.")
+                    || error.field.starts_with("metadata."), "{}", error);
+                prop_assert!(error.message.len() < 300);
+            }
+        }
+    }
+}
