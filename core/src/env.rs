@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::errors::FieldError;
 use crate::labels::{OWNER_ANNOTATION, env_labels, has_ephemerator_labels};
+use crate::names::is_valid_env_name;
 use crate::status::EnvStatus;
 
 /// Data key of the git repo URL.
@@ -75,7 +76,7 @@ impl Env {
     /// Parses an env ConfigMap. Never panics; on failure says which key is wrong and why, e.g.
     /// `data.branch: must not be empty`.
     ///
-    /// Requires a name, both env labels, non-empty `repo`, `branch` and `path`, a non-empty owner
+    /// Requires a valid env name ([`is_valid_env_name`]), both env labels, non-empty `repo`, `branch` and `path`, a non-empty owner
     /// annotation if one is present, and a valid RFC 3339 `expiration` if one is present. The
     /// status is read with [`EnvStatus::from_meta`] and never causes an error.
     pub fn from_config_map(config_map: &ConfigMap) -> Result<Env, FieldError> {
@@ -85,6 +86,13 @@ impl Env {
             .as_deref()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| FieldError::new("metadata.name", "missing"))?;
+        if !is_valid_env_name(name) {
+            // Children (Service in particular) are named after the env, so the name must suit them.
+            return Err(FieldError::new(
+                "metadata.name",
+                "must be a lowercase DNS label starting with a letter, at most 63 characters",
+            ));
+        }
         if !has_ephemerator_labels(meta.labels.as_ref()) {
             return Err(FieldError::new(
                 "metadata.labels",
@@ -260,6 +268,13 @@ mod tests {
     fn missing_metadata_is_reported() {
         let mut cm = with_data(REPO_KEY, Some("x"));
         cm.metadata.name = None;
+        assert_eq!(
+            Env::from_config_map(&cm).unwrap_err().field,
+            "metadata.name"
+        );
+
+        let mut cm = with_data(REPO_KEY, Some("x"));
+        cm.metadata.name = Some("a.b".to_string());
         assert_eq!(
             Env::from_config_map(&cm).unwrap_err().field,
             "metadata.name"

@@ -81,7 +81,7 @@ proptest! {
     #[test]
     fn arbitrary_data_never_panics_and_errors_name_a_field(
         data in proptest::option::of(proptest::collection::btree_map(key(), value(), 0..6)),
-        name in proptest::option::of(any::<String>()),
+        name in proptest::option::of(prop_oneof![Just("env".to_string()), any::<String>()]),
         labelled in any::<bool>(),
     ) {
         let mut config_map = env_config_map(data.clone());
