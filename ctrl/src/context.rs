@@ -1,0 +1,180 @@
+//! What every reconcile shares: the client, the config, the child stores, metrics, the event
+//! recorder, the notifier, the Tilt client, and a little per-env memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ephemerator_core::{Config, Port};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::tilt::TiltClient;
+
+/// Field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "ephctrl";
+
+/// Shared state of the controller.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The namespace the controller works in.
+    pub namespace: String,
+    /// The loaded config file.
+    pub config: Arc<Config>,
+    /// Events on env ConfigMaps.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Webhook notifications.
+    pub notifier: Notifier,
+    /// Reads ports from running Tilts.
+    pub tilt: TiltClient,
+    /// Where Tilt is reached, see [`tilt_base_url`].
+    pub tilt_url_template: String,
+    /// Every Deployment in the namespace (ours and others', for the foreign-object check).
+    pub deployments: Store<Deployment>,
+    /// Every Service in the namespace.
+    pub services: Store<Service>,
+    /// Every Ingress in the namespace.
+    pub ingresses: Store<Ingress>,
+    memory: Mutex<HashMap<String, EnvMemory>>,
+}
+
+/// What the controller remembers about one env between reconciles. Losing it (a restart) costs
+/// at most a repeated warning, one Tilt poll and one re-apply per child.
+#[derive(Debug, Clone, Default)]
+pub struct EnvMemory {
+    /// The expiration a warning was sent for (an extension re-arms the warning).
+    pub warned_for: Option<Timestamp>,
+    /// Ports last discovered from Tilt, for the runner with [`EnvMemory::ports_for_runner`].
+    pub discovered_ports: Vec<Port>,
+    /// The runner (Tilt token) the discovered ports belong to.
+    pub ports_for_runner: Option<String>,
+    /// Whether Tilt still had pending resources at the last poll.
+    pub ports_pending: bool,
+    /// When Tilt was last asked.
+    pub polled_at: Option<Timestamp>,
+    /// Children as last applied: skipping an identical apply saves a write per child event.
+    pub applied: HashMap<&'static str, AppliedChild>,
+    /// Consecutive failed reconciles, for the error backoff.
+    pub failures: u32,
+}
+
+/// A child as the controller last applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedChild {
+    /// Digest of the applied object.
+    pub digest: String,
+    /// `metadata.uid` of the object the apply returned.
+    pub uid: String,
+    /// Its `metadata.generation` (Deployments) or `metadata.resourceVersion` (others): a change
+    /// means someone else touched the spec.
+    pub version: String,
+}
+
+impl Context {
+    /// Builds the shared context.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        namespace: String,
+        config: Arc<Config>,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        notifier: Notifier,
+        tilt: TiltClient,
+        tilt_url_template: String,
+        stores: (Store<Deployment>, Store<Service>, Store<Ingress>),
+    ) -> Self {
+        let (deployments, services, ingresses) = stores;
+        Context {
+            client,
+            namespace,
+            config,
+            recorder,
+            metrics,
+            notifier,
+            tilt,
+            tilt_url_template,
+            deployments,
+            services,
+            ingresses,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The per-env memory map. A poisoned lock is recovered: the memory is only a cache.
+    pub fn memory(&self) -> MutexGuard<'_, HashMap<String, EnvMemory>> {
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A copy of the memory of env `name`.
+    pub fn remembered(&self, name: &str) -> EnvMemory {
+        self.memory().get(name).cloned().unwrap_or_default()
+    }
+
+    /// Changes the memory of env `name`.
+    pub fn remember<T>(&self, name: &str, change: impl FnOnce(&mut EnvMemory) -> T) -> T {
+        change(self.memory().entry(name.to_string()).or_default())
+    }
+
+    /// Forgets envs for which `keep` is false (deleted ConfigMaps).
+    pub fn forget_unless(&self, keep: impl Fn(&str) -> bool) {
+        self.memory().retain(|name, _| keep(name));
+    }
+
+    /// Waits until the child stores have listed once, so a missing child really is missing.
+    pub async fn wait_for_child_stores(&self) {
+        // A dropped writer means the controller is shutting down; nothing to wait for then.
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.ingresses.wait_until_ready().await;
+    }
+
+    /// Tilt's base URL for env `env`, from [`Context::tilt_url_template`].
+    pub fn tilt_base_url(&self, env: &str) -> String {
+        tilt_base_url(
+            &self.tilt_url_template,
+            env,
+            &self.namespace,
+            self.config.runner.tilt_port,
+        )
+    }
+}
+
+/// Default of `--tilt-url-template`: the env's Service in the cluster's DNS.
+pub const DEFAULT_TILT_URL_TEMPLATE: &str = "http://{env}.{namespace}.svc:{port}";
+
+/// Fills `{env}`, `{namespace}` and `{port}` into a Tilt URL template.
+pub fn tilt_base_url(template: &str, env: &str, namespace: &str, port: u16) -> String {
+    template
+        .replace("{env}", env)
+        .replace("{namespace}", namespace)
+        .replace("{port}", &port.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tilt_url_is_the_env_service() {
+        assert_eq!(
+            tilt_base_url(DEFAULT_TILT_URL_TEMPLATE, "nicks", "eph", 10350),
+            "http://nicks.eph.svc:10350"
+        );
+        assert_eq!(
+            tilt_base_url("http://127.0.0.1:4000", "nicks", "eph", 10350),
+            "http://127.0.0.1:4000"
+        );
+    }
+}

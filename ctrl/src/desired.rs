@@ -1,0 +1,711 @@
+//! The desired children of an env, as a pure function of the env, the config and what was
+//! observed: the runner Deployment, its Service and (in Ingress mode) its Ingress.
+//!
+//! Nothing here talks to the cluster, so every rule is unit-tested without one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ephemerator_core::config::{ContainerResources, ResourceAmounts};
+use ephemerator_core::hosts::env_port_host;
+use ephemerator_core::labels::child_labels;
+use ephemerator_core::{Config, Env, Port};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Pod template annotation holding [`ephemerator_core::EnvSpec::fingerprint`]: a changed repo,
+/// branch or path changes the template, so the Deployment rolls the runner out again.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "ephemerator.tilt.dev/template-hash";
+/// Name of the Service port (and container port) of Tilt's web UI and API.
+pub const TILT_PORT_NAME: &str = "tilt";
+/// Container running Tilt (upstream's name).
+pub const TILT_UPPER_CONTAINER: &str = "tilt-upper";
+/// Privileged docker-in-docker container (upstream's name).
+pub const DIND_CONTAINER: &str = "dind";
+/// Runner env var with the Tilt API token; the runner writes it to `~/.tilt-dev/token`, which
+/// Tilt 0.37.4+ checks in the `X-Tilt-Token` header, so the controller can read the ports.
+pub const TILT_TOKEN_ENV: &str = "TILT_UPPER_TOKEN";
+
+/// What the controller saw in the cluster and learned from Tilt, as far as the children depend
+/// on it.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The Tilt token of the existing runner Deployment (see [`tilt_token_of`]), reused so a
+    /// reconcile never restarts a runner just to change its token.
+    pub tilt_token: Option<String>,
+    /// Ports discovered from the running Tilt (without Tilt's own port).
+    pub discovered_ports: Vec<Port>,
+}
+
+/// The children of one env.
+#[derive(Debug, Clone)]
+pub struct Children {
+    /// The runner.
+    pub deployment: Deployment,
+    /// The runner's Service: Tilt's port plus the env's ports.
+    pub service: Service,
+    /// Routes `PORT---ENV.<gatewayHost>` to the Service, in Ingress mode only.
+    pub ingress: Option<Ingress>,
+    /// The ports the Service exposes (Tilt's first), for the env's status.
+    pub ports: Vec<Port>,
+    /// The Tilt token the runner is given (new or reused).
+    pub tilt_token: String,
+}
+
+/// An owner reference making the env ConfigMap the controller of a child, so deleting the
+/// ConfigMap garbage-collects it. `blockOwnerDeletion` is left unset: it would need update
+/// rights on `configmaps/finalizers` and nothing waits on foreground deletion here.
+pub fn owner_reference(config_map_name: &str, config_map_uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".to_string(),
+        kind: "ConfigMap".to_string(),
+        name: config_map_name.to_string(),
+        uid: config_map_uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+/// The Tilt token a runner Deployment was given, if any.
+pub fn tilt_token_of(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == TILT_UPPER_CONTAINER)?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|var| var.name == TILT_TOKEN_ENV)?
+        .value
+        .clone()
+        .filter(|token| !token.is_empty())
+}
+
+/// The ports of an env's Service: Tilt's port first (always), then the repo's static ports from
+/// the config if it has any, else the discovered ones. Ports and names are unique (the first
+/// wins), so the Service is always valid.
+pub fn exposed_ports(env: &Env, config: &Config, discovered: &[Port]) -> Vec<Port> {
+    let tilt_port = config.runner.tilt_port;
+    let static_ports = config.static_ports(&env.spec.repo);
+    let others = if static_ports.is_empty() {
+        discovered
+    } else {
+        static_ports
+    };
+    let mut names = BTreeSet::from([TILT_PORT_NAME.to_string()]);
+    let mut numbers = BTreeSet::from([tilt_port]);
+    let mut ports = vec![Port {
+        name: TILT_PORT_NAME.to_string(),
+        port: tilt_port,
+    }];
+    let mut rest: Vec<Port> = others
+        .iter()
+        .filter(|p| p.port != 0 && numbers.insert(p.port) && names.insert(p.name.clone()))
+        .cloned()
+        .collect();
+    rest.sort_by_key(|p| p.port);
+    ports.extend(rest);
+    ports
+}
+
+/// Builds every child of `env`. `new_token` is called only when no token was observed.
+pub fn desired_children(
+    env: &Env,
+    config: &Config,
+    namespace: &str,
+    owner: &OwnerReference,
+    observed: &Observed,
+    new_token: impl FnOnce() -> String,
+) -> Children {
+    let tilt_token = observed.tilt_token.clone().unwrap_or_else(new_token);
+    let ports = exposed_ports(env, config, &observed.discovered_ports);
+    let meta = child_meta(env, namespace, owner);
+    let deployment = runner_deployment(env, config, meta.clone(), &tilt_token);
+    let service = runner_service(env, meta.clone(), &ports);
+    let ingress = config
+        .ingress
+        .enabled
+        .then(|| runner_ingress(env, config, meta, &ports));
+    Children {
+        deployment,
+        service,
+        ingress,
+        ports,
+        tilt_token,
+    }
+}
+
+fn child_meta(env: &Env, namespace: &str, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(env.name.clone()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(child_labels(&env.name)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn runner_deployment(env: &Env, config: &Config, meta: ObjectMeta, token: &str) -> Deployment {
+    let labels = child_labels(&env.name);
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                TEMPLATE_HASH_ANNOTATION.to_string(),
+                env.spec.fingerprint(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(runner_pod(env, config, token)),
+    };
+    Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(labels),
+                ..LabelSelector::default()
+            },
+            // One runner at a time: two would each build a cluster for the same env.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_string()),
+                ..DeploymentStrategy::default()
+            }),
+            template,
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// Upstream's pair: a privileged docker-in-docker container and `tilt-upper`, which clones the
+/// repo, creates a cluster on that docker and runs `tilt up --host 0.0.0.0`.
+fn runner_pod(env: &Env, config: &Config, token: &str) -> PodSpec {
+    let runner = &config.runner;
+    let volume = |name: &str| Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        ..VolumeMount::default()
+    };
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    };
+    let dind = Container {
+        name: DIND_CONTAINER.to_string(),
+        image: Some(runner.dind_image.clone()),
+        // Docker-in-docker needs it; it is why runners get their own service account and no
+        // API token.
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        }),
+        resources: resources(&runner.dind_resources),
+        volume_mounts: Some(vec![
+            mount("dind-storage", "/var/lib/docker"),
+            mount("dind-socket", "/run"),
+        ]),
+        ..Container::default()
+    };
+    let mut tilt_env = vec![
+        var("TILT_UPPER_REPO", &env.spec.repo),
+        var("TILT_UPPER_BRANCH", &env.spec.branch),
+        var("TILT_UPPER_PATH", &env.spec.path),
+        var(TILT_TOKEN_ENV, token),
+    ];
+    tilt_env.extend(runner.env.iter().map(|v| var(&v.name, &v.value)));
+    let tilt_upper = Container {
+        name: TILT_UPPER_CONTAINER.to_string(),
+        image: Some(runner.tilt_upper_image.clone()),
+        env: Some(tilt_env),
+        ports: Some(vec![ContainerPort {
+            name: Some(TILT_PORT_NAME.to_string()),
+            container_port: i32::from(runner.tilt_port),
+            ..ContainerPort::default()
+        }]),
+        // Upstream's check: ready once Tilt answers for its session.
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["tilt".into(), "get".into(), "uisession".into()]),
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            ..Probe::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: resources(&runner.tilt_upper_resources),
+        volume_mounts: Some(vec![mount("dind-socket", "/run")]),
+        ..Container::default()
+    };
+    PodSpec {
+        containers: vec![dind, tilt_upper],
+        volumes: Some(vec![volume("dind-storage"), volume("dind-socket")]),
+        service_account_name: Some(runner.service_account_name.clone()),
+        automount_service_account_token: Some(false),
+        // With hundreds of envs in one namespace, service links would flood the environment.
+        enable_service_links: Some(false),
+        ..PodSpec::default()
+    }
+}
+
+fn resources(config: &ContainerResources) -> Option<ResourceRequirements> {
+    let amounts = |amounts: &ResourceAmounts| {
+        let map: BTreeMap<String, Quantity> = [("cpu", &amounts.cpu), ("memory", &amounts.memory)]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_string(), Quantity(value.clone()?))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    let requirements = ResourceRequirements {
+        requests: amounts(&config.requests),
+        limits: amounts(&config.limits),
+        ..ResourceRequirements::default()
+    };
+    (requirements.requests.is_some() || requirements.limits.is_some()).then_some(requirements)
+}
+
+fn runner_service(env: &Env, meta: ObjectMeta, ports: &[Port]) -> Service {
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            selector: Some(child_labels(&env.name)),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: i32::from(p.port),
+                        target_port: Some(IntOrString::Int(i32::from(p.port))),
+                        protocol: Some("TCP".to_string()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn runner_ingress(env: &Env, config: &Config, mut meta: ObjectMeta, ports: &[Port]) -> Ingress {
+    if !config.ingress.annotations.is_empty() {
+        meta.annotations = Some(config.ingress.annotations.clone());
+    }
+    let rules = ports
+        .iter()
+        .map(|p| IngressRule {
+            host: Some(env_port_host(p.port, &env.name, &config.gateway_host)),
+            http: Some(HTTPIngressRuleValue {
+                paths: vec![HTTPIngressPath {
+                    path: Some("/".to_string()),
+                    path_type: "Prefix".to_string(),
+                    backend: IngressBackend {
+                        service: Some(IngressServiceBackend {
+                            name: env.name.clone(),
+                            port: Some(ServiceBackendPort {
+                                number: Some(i32::from(p.port)),
+                                ..ServiceBackendPort::default()
+                            }),
+                        }),
+                        ..IngressBackend::default()
+                    },
+                }],
+            }),
+        })
+        .collect();
+    Ingress {
+        metadata: meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: config.ingress.class_name.clone(),
+            rules: Some(rules),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ephemerator_core::labels::OWNER_NAME_LABEL;
+    use ephemerator_core::{EnvSpec, EnvStatus};
+
+    const CONFIG: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repoBase: https://github.com/tilt-dev
+  repoNames: [tilt-example-html]
+  repos:
+    - url: https://github.com/example/static-site
+      ports:
+        - {name: web, port: 8080}
+        - {name: admin, port: 9000}
+runner:
+  tiltUpperImage: registry.example/tilt-upper:v1
+  dindImage: registry.example/dind:v1
+  serviceAccountName: runner-sa
+  resources:
+    tiltUpper:
+      requests: {cpu: 500m, memory: 1Gi}
+      limits: {memory: 2Gi}
+  env:
+    - {name: EXTRA, value: "1"}
+ingress:
+  enabled: true
+  className: nginx
+  annotations:
+    example.com/auth: "on"
+"#;
+
+    fn config() -> Config {
+        Config::from_yaml_str(CONFIG, "test.yaml").unwrap()
+    }
+
+    fn env(repo: &str, branch: &str) -> Env {
+        Env {
+            name: "nicks".to_string(),
+            namespace: Some("eph".to_string()),
+            owner: "nicks".to_string(),
+            spec: EnvSpec {
+                repo: repo.to_string(),
+                branch: branch.to_string(),
+                path: "0-base".to_string(),
+            },
+            expiration: None,
+            status: EnvStatus::default(),
+        }
+    }
+
+    const HTML: &str = "https://github.com/tilt-dev/tilt-example-html";
+
+    fn build(env: &Env, observed: &Observed) -> Children {
+        desired_children(
+            env,
+            &config(),
+            "eph",
+            &owner_reference("nicks", "uid-1"),
+            observed,
+            || "fresh-token".to_string(),
+        )
+    }
+
+    fn pod(children: &Children) -> PodSpec {
+        children
+            .deployment
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    }
+
+    fn container<'a>(pod: &'a PodSpec, name: &str) -> &'a Container {
+        pod.containers.iter().find(|c| c.name == name).unwrap()
+    }
+
+    fn env_value(container: &Container, name: &str) -> Option<String> {
+        container
+            .env
+            .as_ref()?
+            .iter()
+            .find(|v| v.name == name)?
+            .value
+            .clone()
+    }
+
+    fn template_hash(children: &Children) -> String {
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[TEMPLATE_HASH_ANNOTATION]
+            .clone()
+    }
+
+    #[test]
+    fn every_child_is_labelled_named_and_controlled_by_the_config_map() {
+        let children = build(&env(HTML, "master"), &Observed::default());
+        let metas = [
+            &children.deployment.metadata,
+            &children.service.metadata,
+            &children.ingress.as_ref().unwrap().metadata,
+        ];
+        for meta in metas {
+            assert_eq!(meta.name.as_deref(), Some("nicks"));
+            assert_eq!(meta.namespace.as_deref(), Some("eph"));
+            let labels = meta.labels.as_ref().unwrap();
+            assert_eq!(labels, &child_labels("nicks"));
+            assert_eq!(labels[OWNER_NAME_LABEL], "nicks");
+            let owners = meta.owner_references.as_ref().unwrap();
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "ConfigMap");
+            assert_eq!(owners[0].uid, "uid-1");
+            assert_eq!(owners[0].controller, Some(true));
+        }
+        let spec = children.deployment.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.selector.match_labels.as_ref(),
+            Some(&child_labels("nicks"))
+        );
+        assert_eq!(
+            children.service.spec.as_ref().unwrap().selector.as_ref(),
+            Some(&child_labels("nicks"))
+        );
+    }
+
+    #[test]
+    fn runner_pod_is_upstreams_pair_from_the_config() {
+        let children = build(&env(HTML, "master"), &Observed::default());
+        let pod = pod(&children);
+        assert_eq!(pod.service_account_name.as_deref(), Some("runner-sa"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+
+        let dind = container(&pod, DIND_CONTAINER);
+        assert_eq!(dind.image.as_deref(), Some("registry.example/dind:v1"));
+        assert_eq!(
+            dind.security_context.as_ref().unwrap().privileged,
+            Some(true)
+        );
+
+        let tilt = container(&pod, TILT_UPPER_CONTAINER);
+        assert_eq!(
+            tilt.image.as_deref(),
+            Some("registry.example/tilt-upper:v1")
+        );
+        assert_eq!(env_value(tilt, "TILT_UPPER_REPO").as_deref(), Some(HTML));
+        assert_eq!(
+            env_value(tilt, "TILT_UPPER_BRANCH").as_deref(),
+            Some("master")
+        );
+        assert_eq!(
+            env_value(tilt, "TILT_UPPER_PATH").as_deref(),
+            Some("0-base")
+        );
+        assert_eq!(env_value(tilt, "EXTRA").as_deref(), Some("1"));
+        let security = tilt.security_context.as_ref().unwrap();
+        assert_eq!(security.privileged, None);
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        let resources = tilt.resources.as_ref().unwrap();
+        assert_eq!(
+            resources.requests.as_ref().unwrap()["cpu"],
+            Quantity("500m".into())
+        );
+        assert_eq!(
+            resources.requests.as_ref().unwrap()["memory"],
+            Quantity("1Gi".into())
+        );
+        assert_eq!(
+            resources.limits.as_ref().unwrap()["memory"],
+            Quantity("2Gi".into())
+        );
+        assert!(!resources.limits.as_ref().unwrap().contains_key("cpu"));
+        assert_eq!(dind.resources, None);
+    }
+
+    #[test]
+    fn template_hash_changes_with_repo_branch_and_path_only() {
+        let base = build(&env(HTML, "master"), &Observed::default());
+        let same = build(&env(HTML, "master"), &Observed::default());
+        assert_eq!(template_hash(&base), template_hash(&same));
+        let branch = build(&env(HTML, "main"), &Observed::default());
+        assert_ne!(template_hash(&base), template_hash(&branch));
+        let mut moved = env(HTML, "master");
+        moved.spec.path = "1-measured".into();
+        assert_ne!(
+            template_hash(&base),
+            template_hash(&build(&moved, &Observed::default()))
+        );
+        let mut other_owner = env(HTML, "master");
+        other_owner.owner = "someone".into();
+        assert_eq!(
+            template_hash(&base),
+            template_hash(&build(&other_owner, &Observed::default()))
+        );
+    }
+
+    #[test]
+    fn tilt_token_is_generated_once_then_reused() {
+        let first = build(&env(HTML, "master"), &Observed::default());
+        assert_eq!(first.tilt_token, "fresh-token");
+        assert_eq!(
+            tilt_token_of(&first.deployment).as_deref(),
+            Some("fresh-token")
+        );
+        let observed = Observed {
+            tilt_token: Some("kept-token".into()),
+            ..Observed::default()
+        };
+        let again = desired_children(
+            &env(HTML, "master"),
+            &config(),
+            "eph",
+            &owner_reference("nicks", "uid-1"),
+            &observed,
+            || panic!("a token was observed: no new one may be made"),
+        );
+        assert_eq!(
+            tilt_token_of(&again.deployment).as_deref(),
+            Some("kept-token")
+        );
+    }
+
+    #[test]
+    fn service_exposes_tilt_then_discovered_ports_sorted_and_unique() {
+        let observed = Observed {
+            discovered_ports: vec![
+                Port {
+                    name: "web".into(),
+                    port: 8000,
+                },
+                Port {
+                    name: "api".into(),
+                    port: 3000,
+                },
+                Port {
+                    name: "web-again".into(),
+                    port: 8000,
+                },
+                Port {
+                    name: "tilt".into(),
+                    port: 10350,
+                },
+            ],
+            ..Observed::default()
+        };
+        let children = build(&env(HTML, "master"), &observed);
+        let service_ports: Vec<(String, i32)> = children
+            .service
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port))
+            .collect();
+        assert_eq!(
+            service_ports,
+            vec![
+                ("tilt".into(), 10350),
+                ("api".into(), 3000),
+                ("web".into(), 8000)
+            ]
+        );
+        assert_eq!(children.ports.len(), 3);
+    }
+
+    #[test]
+    fn static_ports_from_the_config_replace_discovery() {
+        let observed = Observed {
+            discovered_ports: vec![Port {
+                name: "ignored".into(),
+                port: 1234,
+            }],
+            ..Observed::default()
+        };
+        let children = build(
+            &env("https://github.com/example/static-site", "main"),
+            &observed,
+        );
+        let ports: Vec<u16> = children.ports.iter().map(|p| p.port).collect();
+        assert_eq!(ports, vec![10350, 8080, 9000]);
+    }
+
+    #[test]
+    fn ingress_routes_each_port_host_to_the_service() {
+        let observed = Observed {
+            discovered_ports: vec![Port {
+                name: "web".into(),
+                port: 8000,
+            }],
+            ..Observed::default()
+        };
+        let children = build(&env(HTML, "master"), &observed);
+        let ingress = children.ingress.unwrap();
+        assert_eq!(
+            ingress.metadata.annotations.unwrap()["example.com/auth"],
+            "on"
+        );
+        let spec = ingress.spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let routes: Vec<(String, String, i32)> = spec
+            .rules
+            .unwrap()
+            .into_iter()
+            .map(|rule| {
+                let path = &rule.http.as_ref().unwrap().paths[0];
+                let backend = path.backend.service.as_ref().unwrap();
+                (
+                    rule.host.clone().unwrap(),
+                    backend.name.clone(),
+                    backend.port.as_ref().unwrap().number.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            vec![
+                (
+                    "10350---nicks.preview.localhost".into(),
+                    "nicks".into(),
+                    10350
+                ),
+                (
+                    "8000---nicks.preview.localhost".into(),
+                    "nicks".into(),
+                    8000
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_ingress_unless_enabled() {
+        let mut config = config();
+        config.ingress.enabled = false;
+        let children = desired_children(
+            &env(HTML, "master"),
+            &config,
+            "eph",
+            &owner_reference("nicks", "uid-1"),
+            &Observed::default(),
+            || "t".into(),
+        );
+        assert!(children.ingress.is_none());
+    }
+}

@@ -1,0 +1,244 @@
+//! ephctrl: keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap
+//! in its namespace, expires envs, and reports their status back on the ConfigMap.
+//!
+//! [`run`] is the whole controller; `main.rs` only parses flags and builds the client, so tests
+//! run the controller in-process against a devcluster.
+
+pub mod context;
+pub mod desired;
+pub mod error;
+pub mod expiry;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod observe;
+pub mod reconcile;
+pub mod tilt;
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ephemerator_core::labels::env_label_selector;
+use ephemerator_core::{Config, EnvStatus};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+pub use context::DEFAULT_TILT_URL_TEMPLATE;
+pub use error::{Error, Result};
+
+use crate::context::{Context, FIELD_MANAGER};
+use crate::http::HealthState;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::tilt::TiltClient;
+
+/// Most reconciles running at once: enough to keep the API server busy, few enough that a
+/// thousand new envs do not open a thousand connections.
+pub const DEFAULT_CONCURRENCY: u16 = 64;
+
+/// Everything [`run`] needs.
+pub struct Settings {
+    /// The cluster.
+    pub client: Client,
+    /// The namespace of the env ConfigMaps and their children.
+    pub namespace: String,
+    /// The loaded config file.
+    pub config: Config,
+    /// Address of the `/metrics`, `/healthz`, `/readyz` listener; `None` for no listener.
+    pub listen: Option<SocketAddr>,
+    /// Where Tilt is reached, with `{env}`, `{namespace}` and `{port}` filled in; see
+    /// [`DEFAULT_TILT_URL_TEMPLATE`].
+    pub tilt_url_template: String,
+    /// Most reconciles at once; see [`DEFAULT_CONCURRENCY`].
+    pub concurrency: u16,
+}
+
+impl Settings {
+    /// Settings with the defaults: no listener, the in-cluster Tilt URL, default concurrency.
+    pub fn new(client: Client, namespace: impl Into<String>, config: Config) -> Self {
+        Settings {
+            client,
+            namespace: namespace.into(),
+            config,
+            listen: None,
+            tilt_url_template: DEFAULT_TILT_URL_TEMPLATE.to_string(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// Runs the controller until it is dropped (or its watch streams end). Fails only at start,
+/// when the listener cannot bind; everything later is retried.
+pub async fn run(settings: Settings) -> Result<()> {
+    let Settings {
+        client,
+        namespace,
+        config,
+        listen,
+        tilt_url_template,
+        concurrency,
+    } = settings;
+    let listener = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+
+    let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
+    let config_map_stream = watcher(
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(&env_label_selector()),
+    )
+    .default_backoff()
+    .modify(|cm| cm.managed_fields_mut().clear())
+    .reflect(config_map_writer)
+    .applied_objects();
+    let (deployments, deployment_stream) = child_watch::<Deployment>(&client, &namespace);
+    let (services, service_stream) = child_watch::<Service>(&client, &namespace);
+    let (ingresses, ingress_stream) = child_watch::<Ingress>(&client, &namespace);
+
+    let metrics = Arc::new(Metrics::new());
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        namespace.clone(),
+        Arc::new(config.clone()),
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+        Notifier::new(config.notifications.webhook_url.clone()),
+        TiltClient::new(),
+        tilt_url_template,
+        (deployments, services, ingresses),
+    ));
+
+    let controller = Controller::for_stream(config_map_stream, config_maps.clone())
+        .watches_stream(deployment_stream, env_of(&config_maps, &namespace))
+        .watches_stream(service_stream, env_of(&config_maps, &namespace))
+        .watches_stream(ingress_stream, env_of(&config_maps, &namespace))
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((env, _)) => tracing::trace!(env = %env.name, "reconciled"),
+                // The env was deleted before its turn, or a watch hiccup that is retried.
+                Err(error) => tracing::debug!(%error, "controller event"),
+            }
+        });
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = {
+        let (config_maps, ready) = (config_maps.clone(), ready.clone());
+        async move {
+            if config_maps.wait_until_ready().await.is_ok() {
+                ready.store(true, Ordering::Release);
+                tracing::info!(envs = config_maps.len(), "env ConfigMaps listed; ready");
+            }
+            futures::future::pending::<()>().await
+        }
+    };
+    let phases_from = config_maps.clone();
+    let health = async move {
+        let Some(listener) = listener else {
+            return futures::future::pending::<()>().await;
+        };
+        let state = Arc::new(HealthState {
+            metrics,
+            ready,
+            env_phases: Box::new(move || {
+                phases_from
+                    .state()
+                    .iter()
+                    .map(|cm| EnvStatus::from_meta(&cm.metadata).phase)
+                    .collect()
+            }),
+        });
+        http::serve(listener, state).await
+    };
+    // Deleted envs get no reconcile; their memory is dropped here.
+    let sweeper = {
+        let (ctx, config_maps, namespace) = (ctx.clone(), config_maps.clone(), namespace.clone());
+        async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                interval.tick().await;
+                if config_maps.wait_until_ready().await.is_err() {
+                    return;
+                }
+                ctx.forget_unless(|name| {
+                    config_maps
+                        .get(&ObjectRef::new(name).within(&namespace))
+                        .is_some()
+                });
+            }
+        }
+    };
+    tracing::info!(%namespace, "ephctrl started");
+    tokio::select! {
+        () = controller => tracing::info!("controller stopped"),
+        () = readiness => {}
+        () = health => {}
+        () = sweeper => {}
+    }
+    Ok(())
+}
+
+/// A namespace-wide watch of one child kind, reflected into a store (every object of that kind
+/// in the namespace, so foreign objects of an env's name are seen too). Managed fields are
+/// dropped to keep the store small.
+fn child_watch<K>(
+    client: &Client,
+    namespace: &str,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(
+        Api::<K>::namespaced(client.clone(), namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|object: &mut K| object.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    (store, stream)
+}
+
+/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.
+fn env_of<K: Resource>(
+    config_maps: &Store<ConfigMap>,
+    namespace: &str,
+) -> impl Fn(K) -> Option<ObjectRef<ConfigMap>> + Send + Sync + 'static {
+    let (config_maps, namespace) = (config_maps.clone(), namespace.to_string());
+    move |object: K| {
+        let env = ObjectRef::new(&object.name_any()).within(&namespace);
+        config_maps.get(&env).is_some().then_some(env)
+    }
+}
