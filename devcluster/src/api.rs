@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::faults::Faults;
-use crate::patch_bridge as patch;
+use crate::patch;
 use crate::resources::{self, ResourceType};
 use crate::selectors::Selectors;
 use crate::store::{DeleteOptions, ListPage, PropagationPolicy, Store, WriteOptions, ids, meta};
@@ -546,15 +546,8 @@ fn pod_log(
     q: &Query,
 ) -> Result<HttpResponse, ApiError> {
     let pod = store.get(rt, ns, name)?;
-    let text = workload_pod_log(&pod, q.get("container").map(String::as_str))?;
+    let text = crate::workloads::pod_log(&pod, q.get("container").map(String::as_str))?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(text))
-}
-
-/// Logs come from the workload simulator (`workloads.rs`), which is not part of this build yet.
-fn workload_pod_log(_pod: &Value, _container: Option<&str>) -> Result<String, ApiError> {
-    Err(ApiError::bad_request(
-        "pod logs are not available: the workload simulator is not running",
-    ))
 }
 
 #[cfg(test)]

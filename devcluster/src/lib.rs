@@ -15,12 +15,12 @@ pub mod faults;
 pub mod gc;
 pub mod openapi;
 pub mod patch;
-mod patch_bridge;
 pub mod persist;
 pub mod resources;
 pub mod selectors;
 pub mod store;
 pub mod watch;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ pub struct DevClusterBuilder {
     watch_history_size: usize,
     bookmark_interval: Duration,
     workers: usize,
+    pod_ready_delay: Duration,
 }
 
 impl Default for DevClusterBuilder {
@@ -52,6 +53,7 @@ impl Default for DevClusterBuilder {
             watch_history_size: StoreSettings::default().history_size,
             bookmark_interval: Duration::from_secs(30),
             workers: 2,
+            pod_ready_delay: workloads::WorkloadSettings::default().pod_ready_delay,
         }
     }
 }
@@ -87,6 +89,12 @@ impl DevClusterBuilder {
         self
     }
 
+    /// How long simulated pods take to become ready (default 1s; running from half of it).
+    pub fn pod_ready_delay(mut self, delay: Duration) -> Self {
+        self.pod_ready_delay = delay;
+        self
+    }
+
     pub async fn start(self) -> anyhow::Result<DevCluster> {
         let settings = StoreSettings {
             history_size: self.watch_history_size,
@@ -105,6 +113,12 @@ impl DevClusterBuilder {
             },
         };
         let mut tasks = vec![gc::spawn(store.clone())];
+        tasks.push(workloads::spawn(
+            store.clone(),
+            workloads::WorkloadSettings {
+                pod_ready_delay: self.pod_ready_delay,
+            },
+        ));
         let persist = self.data_dir.as_ref().map(|dir| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (tx, persist::spawn_writer(dir.clone(), store.clone(), rx))

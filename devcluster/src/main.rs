@@ -89,12 +89,12 @@ async fn main() -> anyhow::Result<()> {
         data_dir,
         pod_ready_delay,
     } = Cli::parse().command;
-    let mut builder = devcluster::DevCluster::builder().listen(listen);
+    let mut builder = devcluster::DevCluster::builder()
+        .listen(listen)
+        .pod_ready_delay(pod_ready_delay);
     if let Some(dir) = data_dir {
         builder = builder.data_dir(dir);
     }
-    // Used by the workload simulator once it is part of the build.
-    let _ = pod_ready_delay;
     let cluster = builder.start().await.context("starting devcluster")?;
     if let Some(path) = kubeconfig_out {
         cluster.write_kubeconfig(&path)?;

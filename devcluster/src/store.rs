@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
 
 use crate::error::ApiError;
-use crate::patch_bridge as patch;
+use crate::patch;
 use crate::resources::{RESOURCES, ResourceType};
 use crate::selectors::{LabelSelector, Selectors};
 
@@ -451,6 +451,9 @@ impl Store {
         let mut state = self.write();
         let key = (key_ns(rt, namespace), name.to_string());
         let old = state.tables[ti].get(&key).cloned();
+        if old.is_none() && req.kind != patch::PatchKind::Apply {
+            return Err(ApiError::not_found(rt, name));
+        }
         let patched = patch::apply_patch(req, old.as_deref()).map_err(|e| patch_error(rt, name, e))?;
         if meta::name(&patched) != name {
             return Err(ApiError::bad_request(format!(
