@@ -1,0 +1,220 @@
+//! Helpers shared by ephctrl's integration tests: a devcluster, the controller running
+//! in-process, and waiting for conditions with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use devcluster::DevCluster;
+use ephctrl::Settings;
+use ephemerator_core::labels::child_label_selector;
+use ephemerator_core::{Config, EnvSpec, EnvStatus, Phase, env_config_map};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use tokio::task::JoinHandle;
+
+/// The namespace the tests use (devcluster's client default).
+pub const NAMESPACE: &str = "default";
+/// An allow-listed repo (upstream's `nicks` example).
+pub const HTML_REPO: &str = "https://github.com/tilt-dev/tilt-example-html";
+/// How long any awaited condition may take before the test fails. Generous: the machine is
+/// shared by several builds.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The test config: upstream's allow-list, the default lifetimes.
+pub const CONFIG_YAML: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repoBase: https://github.com/tilt-dev
+  repoNames: [tilt-example-html, tilt-example-python]
+"#;
+
+pub fn config() -> Config {
+    Config::from_yaml_str(CONFIG_YAML, "test-config.yaml").expect("the test config is valid")
+}
+
+/// A devcluster whose simulated pods become ready quickly.
+pub async fn cluster() -> DevCluster {
+    DevCluster::builder()
+        .pod_ready_delay(Duration::from_millis(200))
+        .start()
+        .await
+        .expect("devcluster starts")
+}
+
+/// The controller running in-process; aborted when dropped.
+pub struct Ctrl {
+    task: JoinHandle<ephctrl::Result<()>>,
+}
+
+impl Ctrl {
+    pub fn start(settings: Settings) -> Ctrl {
+        Ctrl {
+            task: tokio::spawn(ephctrl::run(settings)),
+        }
+    }
+
+    /// The controller against `client` with `config` and default settings otherwise.
+    pub fn with_config(client: Client, config: Config) -> Ctrl {
+        Ctrl::start(Settings::new(client, NAMESPACE, config))
+    }
+
+    /// Kills the controller wherever it is, as a crash would.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Ctrl {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `check` until it yields a value; fails the test after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_for_within(DEADLINE, what, check).await
+}
+
+/// Polls `check` until it yields a value; fails the test after `deadline`.
+pub async fn wait_for_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn spec(repo: &str, branch: &str, path: &str) -> EnvSpec {
+    EnvSpec {
+        repo: repo.to_string(),
+        branch: branch.to_string(),
+        path: path.to_string(),
+    }
+}
+
+/// Creates env `name` through kube-rs, as the dashboard does.
+pub async fn create_env(client: &Client, name: &str, spec: &EnvSpec) -> ConfigMap {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    api.create(
+        &PostParams::default(),
+        &env_config_map(name, name, spec, None),
+    )
+    .await
+    .expect("creating the env ConfigMap")
+}
+
+pub async fn get<K>(client: &Client, name: &str) -> Option<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), NAMESPACE);
+    // Transient API errors (fault injection) read as "not yet".
+    api.get_opt(name).await.ok().flatten()
+}
+
+pub async fn status(client: &Client, name: &str) -> Option<EnvStatus> {
+    get::<ConfigMap>(client, name)
+        .await
+        .map(|cm| EnvStatus::from_meta(&cm.metadata))
+}
+
+/// Waits until env `name` reports `phase`, and returns its status.
+pub async fn wait_for_phase(client: &Client, name: &str, phase: Phase) -> EnvStatus {
+    wait_for(&format!("env {name} to be {phase}"), || async {
+        status(client, name).await.filter(|s| s.phase == phase)
+    })
+    .await
+}
+
+/// Waits until the runner Deployment and the Service of env `name` exist.
+pub async fn wait_for_children(client: &Client, name: &str) -> (Deployment, Service) {
+    wait_for(&format!("the children of {name}"), || async {
+        Some((get(client, name).await?, get(client, name).await?))
+    })
+    .await
+}
+
+/// Every Deployment labelled as a child of env `name`.
+pub async fn labelled_deployments(client: &Client, name: &str) -> Vec<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    api.list(&ListParams::default().labels(&child_label_selector(name)))
+        .await
+        .expect("listing deployments")
+        .items
+}
+
+/// Reasons of the Events recorded on env ConfigMap `name`, oldest first.
+pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), NAMESPACE);
+    let Ok(events) = api.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    let mut events: Vec<Event> = events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ConfigMap")
+        })
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events.into_iter().filter_map(|e| e.reason).collect()
+}
+
+/// The controller owner reference of `object`, as (kind, name, uid).
+pub fn controller_of(object: &impl kube::Resource) -> Option<(String, String, String)> {
+    object
+        .owner_references()
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| (owner.kind.clone(), owner.name.clone(), owner.uid.clone()))
+}
+
+/// A free local port for the metrics listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP GET against the metrics/health listener: (status line, body).
+pub async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// The name of `object`, for messages.
+pub fn name_of(object: &impl kube::Resource) -> String {
+    object.name_any()
+}

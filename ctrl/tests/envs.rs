@@ -1,0 +1,534 @@
+//! ephctrl against a devcluster: what a user sees for each kind of env.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use ephctrl::Settings;
+use ephctrl::desired::{TEMPLATE_HASH_ANNOTATION, tilt_token_of};
+use ephctrl::tilt::testing::{FakeResource, StandInTilt, uiresource_list};
+use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
+use ephemerator_core::labels::{OWNER_NAME_LABEL, PHASE_LABEL, PORTS_ANNOTATION};
+use ephemerator_core::{Phase, Port};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+
+fn env_var(deployment: &Deployment, name: &str) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|v| v.name == name)?
+        .value
+        .clone()
+}
+
+fn service_ports(service: &Service) -> Vec<(String, i32)> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_env_created_through_kube_gets_owned_children_and_reports_ready() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let before = Timestamp::now();
+    let created = create_env(&client, "alice", &spec(HTML_REPO, "master", "0-base")).await;
+
+    let (deployment, service) = wait_for_children(&client, "alice").await;
+    let owner = (
+        "ConfigMap".to_string(),
+        "alice".to_string(),
+        created.uid().unwrap(),
+    );
+    assert_eq!(controller_of(&deployment), Some(owner.clone()));
+    assert_eq!(controller_of(&service), Some(owner));
+    assert_eq!(deployment.labels()[OWNER_NAME_LABEL], "alice");
+    assert_eq!(
+        env_var(&deployment, "TILT_UPPER_REPO").as_deref(),
+        Some(HTML_REPO)
+    );
+    assert_eq!(
+        env_var(&deployment, "TILT_UPPER_BRANCH").as_deref(),
+        Some("master")
+    );
+    assert_eq!(
+        env_var(&deployment, "TILT_UPPER_PATH").as_deref(),
+        Some("0-base")
+    );
+    assert_eq!(service_ports(&service), vec![("tilt".to_string(), 10350)]);
+
+    let status = wait_for_phase(&client, "alice", Phase::Ready).await;
+    assert!(status.ready_at.is_some(), "ready-at is recorded");
+    assert_eq!(
+        status.ports,
+        vec![Port {
+            name: "tilt".into(),
+            port: 10350
+        }]
+    );
+
+    // The user's data is untouched; the missing expiration was filled in with the default TTL.
+    let cm: ConfigMap = get(&client, "alice").await.unwrap();
+    let data = cm.data.clone().unwrap();
+    assert_eq!(data[REPO_KEY], HTML_REPO);
+    assert_eq!(data[BRANCH_KEY], "master");
+    assert_eq!(data[PATH_KEY], "0-base");
+    let expiration: Timestamp = data[EXPIRATION_KEY].parse().unwrap();
+    let ttl = SignedDuration::from_mins(15);
+    assert!(
+        expiration >= before + ttl && expiration <= Timestamp::now() + ttl,
+        "expiration {expiration} is 15 minutes after the env was made (from {before})"
+    );
+    assert_eq!(cm.labels()[PHASE_LABEL], "Ready");
+
+    let reasons = wait_for("the Starting and Ready events", || async {
+        let reasons = event_reasons(&client, "alice").await;
+        (reasons.contains(&"Starting".to_string()) && reasons.contains(&"Ready".to_string()))
+            .then_some(reasons)
+    })
+    .await;
+    let starting = reasons.iter().position(|r| r == "Starting").unwrap();
+    let ready = reasons.iter().position(|r| r == "Ready").unwrap();
+    assert!(
+        starting < ready,
+        "events tell the story in order: {reasons:?}"
+    );
+
+    // Deleting the ConfigMap removes the env.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    api.delete("alice", &DeleteParams::default()).await.unwrap();
+    wait_for("the children of alice to be collected", || async {
+        (get::<Deployment>(&client, "alice").await.is_none()
+            && get::<Service>(&client, "alice").await.is_none())
+        .then_some(())
+    })
+    .await;
+}
+
+/// Upstream's example env, applied with kubectl as an operator would.
+const NICKS_YAML: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: nicks
+  labels:
+    app.kubernetes.io/part-of: ephemerator.tilt.dev
+    app.kubernetes.io/name: ephrunner
+data:
+  repo: https://github.com/tilt-dev/tilt-example-html
+  path: 0-base
+  branch: master
+";
+
+#[tokio::test]
+async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner() {
+    let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
+    if !std::path::Path::new(&kubectl).exists() {
+        eprintln!("skipping: {kubectl:?} not found (set KUBECTL to another kubectl)");
+        return;
+    }
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).unwrap();
+    let manifest = dir.path().join("nicks.yaml");
+    std::fs::write(&manifest, NICKS_YAML).unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&kubectl)
+            .arg("apply")
+            .arg("-f")
+            .arg(&manifest)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .env("KUBECACHEDIR", dir.path().join("cache"))
+            .output(),
+    )
+    .await
+    .expect("kubectl apply finishes")
+    .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (deployment, service) = wait_for_children(&client, "nicks").await;
+    let cm: ConfigMap = get(&client, "nicks").await.unwrap();
+    let owner = Some((
+        "ConfigMap".to_string(),
+        "nicks".to_string(),
+        cm.uid().unwrap(),
+    ));
+    assert_eq!(controller_of(&deployment), owner);
+    assert_eq!(controller_of(&service), owner);
+    assert_eq!(
+        env_var(&deployment, "TILT_UPPER_PATH").as_deref(),
+        Some("0-base")
+    );
+    let status = wait_for_phase(&client, "nicks", Phase::Ready).await;
+    assert_eq!(status.message.as_deref(), Some("runner ready"));
+}
+
+#[tokio::test]
+async fn changing_the_branch_rolls_the_runner_out_again() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    create_env(&client, "bob", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "bob", Phase::Ready).await;
+    let (before, _) = wait_for_children(&client, "bob").await;
+    let hash_of = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[TEMPLATE_HASH_ANNOTATION]
+            .clone()
+    };
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let patch = serde_json::json!({ "data": { BRANCH_KEY: "release-2" } });
+    api.patch("bob", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    let after = wait_for("the runner to get the new branch", || async {
+        get::<Deployment>(&client, "bob")
+            .await
+            .filter(|d| env_var(d, "TILT_UPPER_BRANCH").as_deref() == Some("release-2"))
+    })
+    .await;
+    assert_ne!(
+        hash_of(&before),
+        hash_of(&after),
+        "the template hash changed"
+    );
+    assert_eq!(before.uid(), after.uid(), "the same Deployment rolls out");
+    assert_eq!(
+        tilt_token_of(&before),
+        tilt_token_of(&after),
+        "the Tilt token is kept"
+    );
+    // Ready again, for the new template (the controller never calls the old runner ready).
+    wait_for("bob to be Ready on the new spec", || async {
+        let deployment: Deployment = get(&client, "bob").await?;
+        let status = status(&client, "bob").await?;
+        (status.phase == Phase::Ready
+            && deployment.status?.observed_generation? >= deployment.metadata.generation?)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(labelled_deployments(&client, "bob").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_two_second_ttl_expires_and_everything_is_gone() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let mut config = config();
+    config.expiration.default_ttl = SignedDuration::from_secs(2);
+    let _ctrl = Ctrl::with_config(client.clone(), config);
+    create_env(&client, "carol", &spec(HTML_REPO, "master", "0-base")).await;
+
+    let expiration: Timestamp = wait_for("carol's expiration to be filled in", || async {
+        get::<ConfigMap>(&client, "carol")
+            .await?
+            .data?
+            .get(EXPIRATION_KEY)?
+            .parse()
+            .ok()
+    })
+    .await;
+    wait_for_children(&client, "carol").await;
+    wait_for("carol and her children to be gone", || async {
+        (get::<ConfigMap>(&client, "carol").await.is_none()
+            && get::<Deployment>(&client, "carol").await.is_none()
+            && get::<Service>(&client, "carol").await.is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(
+        Timestamp::now() >= expiration,
+        "deleted at the expiration, not before it ({expiration})"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_expiration_fails_the_env_and_deletes_nothing() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    create_env(&client, "dora", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "dora", Phase::Ready).await;
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let patch = serde_json::json!({ "data": { EXPIRATION_KEY: "next tuesday" } });
+    api.patch("dora", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let status = wait_for_phase(&client, "dora", Phase::Failed).await;
+    let message = status.message.unwrap();
+    assert!(message.contains("data.expiration"), "{message}");
+    assert!(message.contains("next tuesday"), "{message}");
+    assert!(get::<ConfigMap>(&client, "dora").await.is_some());
+    wait_for_children(&client, "dora").await;
+}
+
+#[tokio::test]
+async fn a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    create_env(
+        &client,
+        "eve",
+        &spec("https://github.com/evil/miner", "master", "0-base"),
+    )
+    .await;
+
+    let status = wait_for_phase(&client, "eve", Phase::Rejected).await;
+    let message = status.message.unwrap();
+    assert!(
+        message.contains("repo: is not on the allow-list"),
+        "{message}"
+    );
+    // The status is written after any child would have been: none was made.
+    assert!(get::<Deployment>(&client, "eve").await.is_none());
+    assert!(get::<Service>(&client, "eve").await.is_none());
+    wait_for("the Rejected event", || async {
+        event_reasons(&client, "eve")
+            .await
+            .contains(&"Rejected".to_string())
+            .then_some(())
+    })
+    .await;
+
+    // Fixing the spec brings the env up.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let patch = serde_json::json!({ "data": { REPO_KEY: HTML_REPO } });
+    api.patch("eve", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for_phase(&client, "eve", Phase::Ready).await;
+}
+
+#[tokio::test]
+async fn a_foreign_object_of_the_same_name_is_left_untouched() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let foreign = services
+        .create(
+            &PostParams::default(),
+            &Service {
+                metadata: ObjectMeta {
+                    name: Some("frank".into()),
+                    labels: Some(BTreeMap::from([(
+                        "team".to_string(),
+                        "billing".to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(ServiceSpec {
+                    ports: Some(vec![ServicePort {
+                        name: Some("http".into()),
+                        port: 80,
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    create_env(&client, "frank", &spec(HTML_REPO, "master", "0-base")).await;
+
+    let status = wait_for_phase(&client, "frank", Phase::Failed).await;
+    let message = status.message.unwrap();
+    assert!(message.contains("Service"), "{message}");
+    assert!(message.contains("not managed by ephemerator"), "{message}");
+    let after: Service = get(&client, "frank").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        foreign.resource_version(),
+        "not modified"
+    );
+    assert_eq!(after.labels(), foreign.labels());
+    assert!(after.owner_references().is_empty());
+    assert_eq!(service_ports(&after), vec![("http".to_string(), 80)]);
+    assert!(get::<Deployment>(&client, "frank").await.is_none());
+
+    // Once its owner removes it, the env proceeds.
+    services
+        .delete("frank", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_phase(&client, "frank", Phase::Ready).await;
+}
+
+#[tokio::test]
+async fn ports_discovered_from_tilt_end_up_on_the_service() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    // The first controller makes the runner and its token (Tilt is unreachable for it).
+    let first = Ctrl::with_config(client.clone(), config());
+    create_env(&client, "gina", &spec(HTML_REPO, "master", "0-base")).await;
+    let (deployment, _) = wait_for_children(&client, "gina").await;
+    first.kill().await;
+    let token = tilt_token_of(&deployment).expect("the runner is given a Tilt token");
+
+    // A stand-in Tilt for that token, still loading one resource.
+    let tilt = StandInTilt::start(
+        &token,
+        uiresource_list(&[
+            FakeResource::new("web", "ok", &["http://localhost:8000/"]),
+            FakeResource::new("api", "pending", &[]),
+        ]),
+    )
+    .await
+    .unwrap();
+    let mut settings = Settings::new(client.clone(), NAMESPACE, config());
+    settings.tilt_url_template = tilt.base_url();
+    let _ctrl = Ctrl::start(settings);
+
+    let with_web = wait_for("port 8000 on the Service", || async {
+        let service: Service = get(&client, "gina").await?;
+        let ports = service_ports(&service);
+        (ports.len() == 2).then_some(ports)
+    })
+    .await;
+    assert_eq!(
+        with_web,
+        vec![("tilt".to_string(), 10350), ("web".to_string(), 8000)]
+    );
+    // The runner kept its token: the new controller reused it.
+    let kept: Deployment = get(&client, "gina").await.unwrap();
+    assert_eq!(tilt_token_of(&kept).as_deref(), Some(token.as_str()));
+
+    // The pending resource comes up with a link: the next poll (10 s later) finds it.
+    tilt.set_uiresources(uiresource_list(&[
+        FakeResource::new("web", "ok", &["http://localhost:8000/"]),
+        FakeResource::new("api", "ok", &["http://0.0.0.0:3000"]),
+    ]));
+    wait_for("port 3000 on the Service and in the status", || async {
+        let service: Service = get(&client, "gina").await?;
+        let cm: ConfigMap = get(&client, "gina").await?;
+        let ports_annotation = cm.annotations().get(PORTS_ANNOTATION)?.clone();
+        (service_ports(&service)
+            == vec![
+                ("tilt".to_string(), 10350),
+                ("api".to_string(), 3000),
+                ("web".to_string(), 8000),
+            ]
+            && ports_annotation.contains("3000"))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        tilt.refused() == 0,
+        "every request carried the runner's token"
+    );
+}
+
+#[tokio::test]
+async fn static_ports_from_the_config_need_no_tilt() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let config = ephemerator_core::Config::from_yaml_str(
+        r#"
+gatewayHost: preview.localhost
+allowlist:
+  repos:
+    - url: https://github.com/example/static-site
+      ports:
+        - {name: web, port: 8080}
+"#,
+        "static.yaml",
+    )
+    .unwrap();
+    let _ctrl = Ctrl::with_config(client.clone(), config);
+    create_env(
+        &client,
+        "hank",
+        &spec("https://github.com/example/static-site", "main", "Tiltfile"),
+    )
+    .await;
+    let status = wait_for_phase(&client, "hank", Phase::Ready).await;
+    assert_eq!(
+        status.ports,
+        vec![
+            Port {
+                name: "web".into(),
+                port: 8080
+            },
+            Port {
+                name: "tilt".into(),
+                port: 10350
+            },
+        ]
+    );
+    let service: Service = get(&client, "hank").await.unwrap();
+    assert_eq!(
+        service_ports(&service),
+        vec![("tilt".to_string(), 10350), ("web".to_string(), 8080)]
+    );
+}
+
+#[tokio::test]
+async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let mut config = config();
+    config.ingress.enabled = true;
+    config.ingress.class_name = Some("nginx".into());
+    let ctrl = Ctrl::with_config(client.clone(), config.clone());
+    create_env(&client, "ivy", &spec(HTML_REPO, "master", "0-base")).await;
+    let ingress: Ingress = wait_for("ivy's Ingress", || get(&client, "ivy")).await;
+    let spec = ingress.spec.unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let hosts: Vec<String> = spec
+        .rules
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.host)
+        .collect();
+    assert_eq!(hosts, vec!["10350---ivy.preview.localhost".to_string()]);
+    ctrl.kill().await;
+
+    config.ingress.enabled = false;
+    let _ctrl = Ctrl::with_config(client.clone(), config);
+    wait_for("ivy's Ingress to be removed", || async {
+        get::<Ingress>(&client, "ivy").await.is_none().then_some(())
+    })
+    .await;
+    assert!(get::<Deployment>(&client, "ivy").await.is_some());
+}
