@@ -12,6 +12,8 @@ mod list_rules;
 mod managed;
 mod merge_patch;
 mod strategic;
+#[cfg(test)]
+mod tests;
 
 use serde_json::{Map, Value};
 
@@ -176,6 +178,12 @@ pub fn apply_patch(req: &PatchRequest, existing: Option<&Value>) -> Result<Value
             req.resource.singular
         )));
     };
+    if !existing.is_object() {
+        return Err(PatchError::Invalid(format!(
+            "the stored {} is not a JSON object",
+            req.resource.singular
+        )));
+    }
     let patched = match req.kind {
         PatchKind::Json => json_patch::apply_json_patch(existing, &body)?,
         PatchKind::Merge => {
@@ -242,15 +250,20 @@ fn check_manager(manager: &str) -> Result<(), PatchError> {
 
 fn parse_body(kind: PatchKind, body: &[u8]) -> Result<Value, PatchError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(PatchError::BadRequest("the patch body is empty".to_string()));
+        return Err(PatchError::BadRequest(
+            "the patch body is empty".to_string(),
+        ));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         // Apply configurations may be YAML (JSON is tried first: it is what most clients send).
-        Err(_) if kind == PatchKind::Apply => serde_saphyr::from_slice::<Value>(body)
-            .map_err(|e| {
-                PatchError::BadRequest(format!("the apply configuration is not valid YAML or JSON: {e}"))
-            }),
+        Err(_) if kind == PatchKind::Apply => {
+            serde_saphyr::from_slice::<Value>(body).map_err(|e| {
+                PatchError::BadRequest(format!(
+                    "the apply configuration is not valid YAML or JSON: {e}"
+                ))
+            })
+        }
         Err(e) => Err(PatchError::BadRequest(format!(
             "the patch body is not valid JSON: {e}"
         ))),
@@ -375,7 +388,21 @@ fn status_only_config(config: Value) -> Value {
 /// [`MAX_DEPTH`] deep, with the existing managedFields (a patch may not write them) and with
 /// only the part this endpoint may change changed.
 fn finish(req: &PatchRequest, existing: &Value, patched: Value) -> Result<Value, PatchError> {
-    let Value::Object(mut result) = patched else {
+    if !patched.is_object() {
+        return Err(PatchError::Invalid(
+            "the patch does not leave an object".to_string(),
+        ));
+    }
+    let result = match (req.resource.status_subresource, req.subresource) {
+        (true, Some(_)) => only_status_changed(existing, patched),
+        (true, None) => {
+            let mut result = patched;
+            set_or_remove(&mut result, "status", existing.get("status"));
+            result
+        }
+        (false, _) => patched,
+    };
+    let Value::Object(mut result) = result else {
         return Err(PatchError::Invalid(
             "the patch does not leave an object".to_string(),
         ));
@@ -401,20 +428,14 @@ fn finish(req: &PatchRequest, existing: &Value, patched: Value) -> Result<Value,
             "metadata: Invalid value: the patch must leave metadata an object".to_string(),
         ));
     };
-    match existing.get("metadata").and_then(|m| m.get("managedFields")) {
+    match existing
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+    {
         Some(fields) => meta.insert("managedFields".to_string(), fields.clone()),
         None => meta.remove("managedFields"),
     };
-    let mut result = Value::Object(result);
-    if req.resource.status_subresource {
-        result = match req.subresource {
-            Some(_) => only_status_changed(existing, result),
-            None => {
-                set_or_remove(&mut result, "status", existing.get("status"));
-                result
-            }
-        };
-    }
+    let result = Value::Object(result);
     check_depth(&result)?;
     Ok(result)
 }
@@ -424,7 +445,9 @@ fn finish(req: &PatchRequest, existing: &Value, patched: Value) -> Result<Value,
 /// the caller's checks), labels, annotations, finalizers, owners and deletion state as before.
 fn only_status_changed(existing: &Value, patched: Value) -> Value {
     let mut out = existing.clone();
-    set_or_remove(&mut out, "status", patched.get("status"));
+    for key in ["apiVersion", "kind", "status"] {
+        set_or_remove(&mut out, key, patched.get(key));
+    }
     if let Some(Value::Object(patched_meta)) = patched.get("metadata") {
         let mut meta = patched_meta.clone();
         for key in [

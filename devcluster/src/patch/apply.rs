@@ -80,7 +80,8 @@ impl Apply<'_> {
         }
         for e in entries.iter_mut().filter(|e| e.id != id) {
             // Forced: the applier takes the conflicting fields.
-            e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+            e.fields
+                .retain(|p| !changed.contains(p) && !removed.contains(p));
         }
 
         let object_changed = !same_ignoring_managed_fields(&live, &merged);
@@ -137,7 +138,8 @@ pub fn record_update(
         subresource: subresource.map(str::to_string),
     };
     for e in entries.iter_mut().filter(|e| e.id != id) {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     match entries.iter_mut().find(|e| e.id == id) {
         Some(entry) => {

@@ -459,8 +459,16 @@ mod tests {
 
     #[test]
     fn key_field_detection_and_depth() {
-        assert!(is_item_key_field(&p(&["f:containers", "k:{\"name\":\"a\"}", "f:name"])));
-        assert!(!is_item_key_field(&p(&["f:containers", "k:{\"name\":\"a\"}", "f:image"])));
+        assert!(is_item_key_field(&p(&[
+            "f:containers",
+            "k:{\"name\":\"a\"}",
+            "f:name"
+        ])));
+        assert!(!is_item_key_field(&p(&[
+            "f:containers",
+            "k:{\"name\":\"a\"}",
+            "f:image"
+        ])));
         assert_eq!(depth(&json!({"a": [{"b": 1}]})), 4);
     }
 }

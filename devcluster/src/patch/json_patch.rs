@@ -161,9 +161,7 @@ fn resolve<'a>(doc: &'a Value, tokens: &[String]) -> Result<&'a Value, String> {
     let mut at = doc;
     for token in tokens {
         at = match at {
-            Value::Object(m) => m
-                .get(token)
-                .ok_or_else(|| format!("no field {token:?}"))?,
+            Value::Object(m) => m.get(token).ok_or_else(|| format!("no field {token:?}"))?,
             Value::Array(a) => {
                 let i = parse_index(token)?;
                 a.get(i)
@@ -212,10 +210,7 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
                 parse_index(last)?
             };
             if i > a.len() {
-                return Err(format!(
-                    "index {i} is out of range (length {})",
-                    a.len()
-                ));
+                return Err(format!("index {i} is out of range (length {})", a.len()));
             }
             a.insert(i, value);
             Ok(())
@@ -234,10 +229,7 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, String> {
         Value::Array(a) => {
             let i = parse_index(last)?;
             if i >= a.len() {
-                return Err(format!(
-                    "index {i} is out of range (length {})",
-                    a.len()
-                ));
+                return Err(format!("index {i} is out of range (length {})", a.len()));
             }
             Ok(a.remove(i))
         }
@@ -362,8 +354,11 @@ mod tests {
     #[test]
     fn root_pointer_replaces_the_document() {
         assert_eq!(
-            patched(json!({"a": 1}), json!([{"op": "replace", "path": "", "value": {"b": 2}}]))
-                .expect("applies"),
+            patched(
+                json!({"a": 1}),
+                json!([{"op": "replace", "path": "", "value": {"b": 2}}])
+            )
+            .expect("applies"),
             json!({"b": 2})
         );
     }

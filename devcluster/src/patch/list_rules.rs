@@ -118,6 +118,11 @@ const BY_KIND: &[(&str, Rule)] = &[
             apply: ListShape::Map(PORT_AND_PROTOCOL),
         },
     ),
+    ("ServiceAccount", same("secrets", ListShape::Map(NAME))),
+    (
+        "Pod",
+        same("status.resourceClaimStatuses", ListShape::Map(NAME)),
+    ),
     (
         "Pod",
         Rule {
@@ -161,10 +166,13 @@ fn strip_root<'a>(path: &'a [String], root: &[&str]) -> Option<&'a [String]> {
 }
 
 fn find(rules: &[Rule], relative: &str, mode: MergeMode) -> Option<ListShape> {
-    rules.iter().find(|r| r.path == relative).map(|r| match mode {
-        MergeMode::Strategic => r.strategic,
-        MergeMode::Apply => r.apply,
-    })
+    rules
+        .iter()
+        .find(|r| r.path == relative)
+        .map(|r| match mode {
+            MergeMode::Strategic => r.strategic,
+            MergeMode::Apply => r.apply,
+        })
 }
 
 /// How the list at `path` (field names from the object root; list items add no name) of an

@@ -95,13 +95,20 @@ pub fn read(obj: &Value) -> Vec<ManagedEntry> {
 pub fn write(obj: &mut Value, mut entries: Vec<ManagedEntry>) {
     entries.retain(|e| !e.fields.is_empty());
     entries.sort_by(|a, b| {
-        (a.id.operation, &a.time, &a.id.manager, &a.id.api_version, &a.id.subresource).cmp(&(
-            b.id.operation,
-            &b.time,
-            &b.id.manager,
-            &b.id.api_version,
-            &b.id.subresource,
-        ))
+        (
+            a.id.operation,
+            &a.time,
+            &a.id.manager,
+            &a.id.api_version,
+            &a.id.subresource,
+        )
+            .cmp(&(
+                b.id.operation,
+                &b.time,
+                &b.id.manager,
+                &b.id.api_version,
+                &b.id.subresource,
+            ))
     });
     let Value::Object(root) = obj else { return };
     let meta = root
@@ -164,7 +171,10 @@ mod tests {
         // Apply sorts first.
         assert_eq!(written[0]["manager"], "ctl");
         assert_eq!(written[0]["subresource"], "status");
-        assert_eq!(written[1]["fieldsV1"], json!({"f:data": {".": {}, "f:a": {}}}));
+        assert_eq!(
+            written[1]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:a": {}}})
+        );
         assert_eq!(written[1]["fieldsType"], "FieldsV1");
         assert_eq!(written[1]["time"], "2024-01-01T00:00:00Z");
 

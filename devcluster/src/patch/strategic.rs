@@ -73,16 +73,16 @@ impl Merger<'_> {
                 return self.merge_map(names, Map::new(), &rest);
             }
             Some(other) => {
-                return Err(bad(format!(
-                    "unknown patch type {other} at {}",
-                    at(names)
-                )));
+                return Err(bad(format!("unknown patch type {other} at {}", at(names))));
             }
         }
 
         if let Some(retain) = patch.get(RETAIN_KEYS) {
             let Value::Array(keys) = retain else {
-                return Err(bad(format!("{RETAIN_KEYS} at {} must be a list", at(names))));
+                return Err(bad(format!(
+                    "{RETAIN_KEYS} at {} must be a list",
+                    at(names)
+                )));
             };
             let mut keep = Vec::with_capacity(keys.len());
             for k in keys {
@@ -147,7 +147,9 @@ impl Merger<'_> {
                 (Some(Value::Array(cur)), Value::Array(p)) => {
                     Some(Value::Array(self.merge_list(names, cur, p)?))
                 }
-                (_, Value::Array(p)) => Some(Value::Array(self.merge_list(names, Vec::new(), p)?)),
+                (_, Value::Array(p)) => {
+                    Some(Value::Array(self.merge_list(names, Vec::new(), p)?))
+                }
                 (_, scalar) => Some(scalar.clone()),
             };
             if let Some(merged) = merged {
@@ -180,9 +182,7 @@ impl Merger<'_> {
         mut original: Vec<Value>,
         patch: &[Value],
     ) -> Result<Vec<Value>, PatchError> {
-        let is_replace = |item: &Value| {
-            item.get(PATCH).and_then(Value::as_str) == Some("replace")
-        };
+        let is_replace = |item: &Value| item.get(PATCH).and_then(Value::as_str) == Some("replace");
         if patch.iter().any(is_replace) {
             // `{"$patch": "replace"}` in a list: the other items are the whole new list.
             return patch
