@@ -60,7 +60,12 @@ fn parse_target(path: &str) -> Result<Target, ApiError> {
             if tail.len() > 2 {
                 return Err(not_found());
             }
-            (Some(*ns), *plural, tail.first().copied(), tail.get(1).copied())
+            (
+                Some(*ns),
+                *plural,
+                tail.first().copied(),
+                tail.get(1).copied(),
+            )
         }
         [plural, tail @ ..] => {
             if tail.len() > 2 {
@@ -71,11 +76,14 @@ fn parse_target(path: &str) -> Result<Target, ApiError> {
         [] => return Err(not_found()),
     };
     let rt = resources::lookup(group, version, plural).ok_or_else(not_found)?;
-    if (namespace.is_some() && !rt.namespaced) || (rt.namespaced && name.is_some() && namespace.is_none()) {
+    if (namespace.is_some() && !rt.namespaced)
+        || (rt.namespaced && name.is_some() && namespace.is_none())
+    {
         return Err(not_found());
     }
     if let Some(sub) = subresource {
-        let served = (sub == "status" && rt.status_subresource) || (sub == "log" && rt.log_subresource);
+        let served =
+            (sub == "status" && rt.status_subresource) || (sub == "log" && rt.log_subresource);
         if !served {
             return Err(not_found());
         }
@@ -126,8 +134,18 @@ fn field_manager(req: &HttpRequest, q: &Query) -> Result<String, ApiError> {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let prefix: String = agent.split('/').next().unwrap_or("").chars().take(128).collect();
-    Ok(if prefix.is_empty() { "unknown".into() } else { prefix })
+    let prefix: String = agent
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(128)
+        .collect();
+    Ok(if prefix.is_empty() {
+        "unknown".into()
+    } else {
+        prefix
+    })
 }
 
 fn content_type(req: &HttpRequest) -> String {
@@ -141,10 +159,17 @@ fn content_type(req: &HttpRequest) -> String {
 /// Decodes a JSON (or YAML) object body; a clear 400/415 otherwise.
 fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty; an object is required"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; an object is required",
+        ));
     }
     let ct = content_type(req);
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let value: Value = match mime.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't decode the request body as JSON: {e}"))
@@ -163,13 +188,16 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
         }
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(value)
 }
 
 fn json_response(status: u16, obj: &Value) -> HttpResponse {
-    let code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
+    let code =
+        actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
     HttpResponse::build(code)
         .content_type("application/json")
         .body(serde_json::to_vec(obj).unwrap_or_default())
@@ -197,7 +225,11 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
     let ns = target.namespace.as_deref();
     let method = req.method().as_str();
     let store = &state.store;
-    match (method, target.name.as_deref(), target.subresource.as_deref()) {
+    match (
+        method,
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
         ("GET", None, None) => {
             if target.legacy_watch || flag(&q, "watch") {
                 watch_response(req, &target, &q, state, None)
@@ -236,7 +268,10 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 dry_run: dry_run(&q)?,
             };
             let status = target.subresource.is_some();
-            Ok(json_response(200, &store.update_with(rt, ns, obj, &opts, status)?))
+            Ok(json_response(
+                200,
+                &store.update_with(rt, ns, obj, &opts, status)?,
+            ))
         }
         ("PATCH", Some(name), None | Some("status")) => {
             let ct = content_type(req);
@@ -311,8 +346,8 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
 
 /// Immediate deletions answer with a success Status, pending ones with the object.
 fn delete_response(rt: &ResourceType, result: &Value) -> HttpResponse {
-    let pending = !meta::finalizers(result).is_empty()
-        || (rt.kind == "Namespace" && rt.group.is_empty());
+    let pending =
+        !meta::finalizers(result).is_empty() || (rt.kind == "Namespace" && rt.group.is_empty());
     if pending {
         return json_response(200, result);
     }
@@ -399,7 +434,7 @@ fn encode_continue(rv: u64, after: &(String, String)) -> String {
 }
 
 fn decode_continue(token: &str) -> Option<(u64, (String, String))> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -432,7 +467,8 @@ fn list_response(
     )?;
     match q.get("resourceVersionMatch").map(String::as_str) {
         None | Some("") => {}
-        Some("NotOlderThan" | "Exact") if q.get("resourceVersion").is_some_and(|v| !v.is_empty()) => {}
+        Some("NotOlderThan" | "Exact")
+            if q.get("resourceVersion").is_some_and(|v| !v.is_empty()) => {}
         Some(m @ ("NotOlderThan" | "Exact")) => {
             return Err(ApiError::bad_request(format!(
                 "resourceVersionMatch {m} is forbidden unless resourceVersion is provided"
@@ -447,10 +483,9 @@ fn list_response(
     parse_rv(q)?;
     let limit = match q.get("limit").map(String::as_str) {
         None | Some("") | Some("0") => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request(format!("limit must be a positive integer, got {l:?}")))?,
-        ),
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("limit must be a positive integer, got {l:?}"))
+        })?),
     };
     let continued = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
@@ -485,7 +520,11 @@ fn list_body_response(rt: &ResourceType, page: &ListPage, token: Option<String>)
         page.resource_version
     );
     if let Some(t) = token {
-        let _ = write!(out, r#","continue":"{t}","remainingItemCount":{}"#, page.remaining);
+        let _ = write!(
+            out,
+            r#","continue":"{t}","remainingItemCount":{}"#,
+            page.remaining
+        );
     }
     out.extend_from_slice(br#"},"items":["#);
     for (i, item) in page.items.iter().enumerate() {
@@ -495,7 +534,9 @@ fn list_body_response(rt: &ResourceType, page: &ListPage, token: Option<String>)
         let _ = serde_json::to_writer(&mut out, &**item);
     }
     out.extend_from_slice(b"]}");
-    HttpResponse::Ok().content_type("application/json").body(out)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(out)
 }
 
 fn watch_response(
@@ -512,10 +553,15 @@ fn watch_response(
         }
         field_selector.push_str(&format!("metadata.name={name}"));
     }
-    let selectors = Selectors::parse(q.get("labelSelector").map(String::as_str), Some(&field_selector))?;
+    let selectors = Selectors::parse(
+        q.get("labelSelector").map(String::as_str),
+        Some(&field_selector),
+    )?;
     let timeout = match q.get("timeoutSeconds") {
         Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("timeoutSeconds must be a non-negative integer, got {t:?}"))
+            ApiError::bad_request(format!(
+                "timeoutSeconds must be a non-negative integer, got {t:?}"
+            ))
         })?)),
         None => None,
     };
@@ -528,9 +574,15 @@ fn watch_response(
         send_initial_events: flag(q, "sendInitialEvents"),
         timeout,
     };
-    let mut rx = watch::start(&state.store, request, &state.watch, state.faults.watch_drops());
+    let mut rx = watch::start(
+        &state.store,
+        request,
+        &state.watch,
+        state.faults.watch_drops(),
+    );
     let stream = futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, actix_web::Error>))
+        rx.poll_recv(cx)
+            .map(|o| o.map(Ok::<Bytes, actix_web::Error>))
     });
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -557,11 +609,20 @@ mod tests {
     #[test]
     fn paths_resolve_to_types_namespaces_and_subresources() {
         let t = parse_target("/api/v1/namespaces/default/configmaps/x").unwrap();
-        assert_eq!((t.rt.kind, t.namespace.as_deref(), t.name.as_deref()), ("ConfigMap", Some("default"), Some("x")));
+        assert_eq!(
+            (t.rt.kind, t.namespace.as_deref(), t.name.as_deref()),
+            ("ConfigMap", Some("default"), Some("x"))
+        );
         let t = parse_target("/api/v1/namespaces/default").unwrap();
-        assert_eq!((t.rt.kind, t.name.as_deref()), ("Namespace", Some("default")));
+        assert_eq!(
+            (t.rt.kind, t.name.as_deref()),
+            ("Namespace", Some("default"))
+        );
         let t = parse_target("/api/v1/namespaces/default/status").unwrap();
-        assert_eq!((t.rt.kind, t.subresource.as_deref()), ("Namespace", Some("status")));
+        assert_eq!(
+            (t.rt.kind, t.subresource.as_deref()),
+            ("Namespace", Some("status"))
+        );
         let t = parse_target("/apis/apps/v1/deployments").unwrap();
         assert_eq!((t.rt.kind, t.namespace), ("Deployment", None));
         let t = parse_target("/api/v1/watch/namespaces/a/pods").unwrap();
@@ -575,7 +636,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, &("ns".into(), "name".into()));
-        assert_eq!(decode_continue(&t), Some((42, ("ns".into(), "name".into()))));
+        assert_eq!(
+            decode_continue(&t),
+            Some((42, ("ns".into(), "name".into())))
+        );
         assert_eq!(decode_continue("zz"), None);
         assert_eq!(decode_continue("abc"), None);
     }

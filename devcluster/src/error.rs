@@ -109,7 +109,10 @@ impl ApiError {
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{} \"{}\" is invalid: {}: {}", rt.kind, name, field, problem),
+                format!(
+                    "{} \"{}\" is invalid: {}: {}",
+                    rt.kind, name, field, problem
+                ),
             )
         }
     }

@@ -84,9 +84,21 @@ impl Faults {
 
 fn injected_error(status: u16) -> ApiError {
     match status {
-        429 => ApiError::new(429, "TooManyRequests", "injected fault: too many requests, please try again later"),
-        503 => ApiError::new(503, "ServiceUnavailable", "injected fault: service unavailable"),
-        code => ApiError::new(code, "InternalError", format!("injected fault: status {code}")),
+        429 => ApiError::new(
+            429,
+            "TooManyRequests",
+            "injected fault: too many requests, please try again later",
+        ),
+        503 => ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "injected fault: service unavailable",
+        ),
+        code => ApiError::new(
+            code,
+            "InternalError",
+            format!("injected fault: status {code}"),
+        ),
     }
 }
 
@@ -144,21 +156,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route(
         "/devcluster/faults/fail-next",
-        web::post().to(|f: web::Data<Faults>, q: web::Query<FailQuery>| async move {
-            let status = q.status.unwrap_or(500);
-            if !(400..=599).contains(&status) {
-                return ApiError::bad_request("status must be an HTTP error code (400-599)")
-                    .error_response();
-            }
-            f.fail_next_requests(q.count.unwrap_or(1), status);
-            done("fail-next")
-        }),
+        web::post().to(
+            |f: web::Data<Faults>, q: web::Query<FailQuery>| async move {
+                let status = q.status.unwrap_or(500);
+                if !(400..=599).contains(&status) {
+                    return ApiError::bad_request("status must be an HTTP error code (400-599)")
+                        .error_response();
+                }
+                f.fail_next_requests(q.count.unwrap_or(1), status);
+                done("fail-next")
+            },
+        ),
     )
     .route(
         "/devcluster/faults/latency",
-        web::post().to(|f: web::Data<Faults>, q: web::Query<LatencyQuery>| async move {
-            f.set_latency(Duration::from_millis(q.ms.min(60_000)));
-            done("latency")
-        }),
+        web::post().to(
+            |f: web::Data<Faults>, q: web::Query<LatencyQuery>| async move {
+                f.set_latency(Duration::from_millis(q.ms.min(60_000)));
+                done("latency")
+            },
+        ),
     );
 }

@@ -152,10 +152,16 @@ fn process_deleting(store: &Store, rt: &'static ResourceType, obj: &Value) {
     }
     if finalizers.iter().any(|f| f == "orphan") {
         for (dep_rt, dep) in store.dependents_of(&uid) {
-            let result = store.modify(dep_rt, ns_of(dep_rt, &dep), meta::name(&dep), MANAGER, |o| {
-                meta::remove_owner_refs(o, std::slice::from_ref(&uid));
-                true
-            });
+            let result = store.modify(
+                dep_rt,
+                ns_of(dep_rt, &dep),
+                meta::name(&dep),
+                MANAGER,
+                |o| {
+                    meta::remove_owner_refs(o, std::slice::from_ref(&uid));
+                    true
+                },
+            );
             log_failure("orphan a dependent", &dep, result);
         }
         remove_finalizer(store, rt, obj, "orphan");
@@ -181,10 +187,13 @@ fn process_deleting(store: &Store, rt: &'static ResourceType, obj: &Value) {
 /// Owners waiting in foreground deletion for `dependent` look again.
 fn recheck_owners(store: &Store, dependent: &Value) {
     for r in meta::owner_refs(dependent) {
-        if let Some((rt, owner)) = store.get_by_uid(&r.uid) {
-            if meta::is_deleting(&owner) && meta::finalizers(&owner).iter().any(|f| f == "foregroundDeletion") {
-                process_deleting(store, rt, &owner);
-            }
+        if let Some((rt, owner)) = store.get_by_uid(&r.uid)
+            && meta::is_deleting(&owner)
+            && meta::finalizers(&owner)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+        {
+            process_deleting(store, rt, &owner);
         }
     }
 }

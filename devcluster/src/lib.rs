@@ -176,7 +176,10 @@ pub struct DevCluster {
     store: Store,
     faults: Faults,
     server: actix_web::dev::ServerHandle,
-    persist: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    persist: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 

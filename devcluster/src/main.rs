@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "devcluster", about = "An in-memory Kubernetes API server for development and tests")]
+#[command(
+    name = "devcluster",
+    about = "An in-memory Kubernetes API server for development and tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

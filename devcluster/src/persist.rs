@@ -76,7 +76,12 @@ pub fn load(dir: &Path, store: &Store) -> Result<bool, PersistError> {
                 o.api_version, o.resource
             ))
         })?;
-        if !o.object.is_object() || o.object.pointer("/metadata/name").and_then(Value::as_str).is_none() {
+        if !o.object.is_object()
+            || o.object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_none()
+        {
             return Err(corrupt(format!("object {i} has no metadata.name")));
         }
         objects.push((rt, o.object));

@@ -58,7 +58,9 @@ fn valid_label_value(v: &str) -> bool {
     }
     let bytes = v.as_bytes();
     v.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
@@ -96,12 +98,17 @@ fn parse_value_set(selector: &str, rest: &str) -> Result<BTreeSet<String>, ApiEr
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| invalid_label_selector(selector, "expected a parenthesised list of values"))?;
+        .ok_or_else(|| {
+            invalid_label_selector(selector, "expected a parenthesised list of values")
+        })?;
     let mut values = BTreeSet::new();
     for v in inner.split(',') {
         let v = v.trim();
         if !valid_label_value(v) {
-            return Err(invalid_label_selector(selector, &format!("invalid value \"{v}\"")));
+            return Err(invalid_label_selector(
+                selector,
+                &format!("invalid value \"{v}\""),
+            ));
         }
         values.insert(v.to_string());
     }
@@ -114,7 +121,8 @@ impl LabelSelector {
         if selector.trim().is_empty() {
             return Ok(LabelSelector { requirements });
         }
-        let parts = split_top_level(selector).map_err(|why| invalid_label_selector(selector, why))?;
+        let parts =
+            split_top_level(selector).map_err(|why| invalid_label_selector(selector, why))?;
         for part in parts {
             let part = part.trim();
             if part.is_empty() {
@@ -125,7 +133,10 @@ impl LabelSelector {
                 if valid_label_key(key) {
                     Ok(key.to_string())
                 } else {
-                    Err(invalid_label_selector(selector, &format!("invalid key \"{key}\"")))
+                    Err(invalid_label_selector(
+                        selector,
+                        &format!("invalid key \"{key}\""),
+                    ))
                 }
             };
             let check_value = |value: &str| -> Result<String, ApiError> {
@@ -133,7 +144,10 @@ impl LabelSelector {
                 if valid_label_value(value) {
                     Ok(value.to_string())
                 } else {
-                    Err(invalid_label_selector(selector, &format!("invalid value \"{value}\"")))
+                    Err(invalid_label_selector(
+                        selector,
+                        &format!("invalid value \"{value}\""),
+                    ))
                 }
             };
             let req = if let Some(key) = part.strip_prefix('!') {
@@ -301,11 +315,24 @@ mod tests {
             "",
         ];
         for s in yes {
-            assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s} should match");
+            assert!(
+                LabelSelector::parse(s).unwrap().matches(&o),
+                "{s} should match"
+            );
         }
-        let no = ["app=db", "app!=web", "tier in (back)", "tier notin (front)", "env", "!app"];
+        let no = [
+            "app=db",
+            "app!=web",
+            "tier in (back)",
+            "tier notin (front)",
+            "env",
+            "!app",
+        ];
         for s in no {
-            assert!(!LabelSelector::parse(s).unwrap().matches(&o), "{s} should not match");
+            assert!(
+                !LabelSelector::parse(s).unwrap().matches(&o),
+                "{s} should not match"
+            );
         }
     }
 
@@ -322,9 +349,21 @@ mod tests {
     fn field_selector_matches_dotted_paths() {
         let o = obj(json!({}));
         assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&o));
-        assert!(FieldSelector::parse("metadata.namespace!=other,involvedObject.kind=Pod").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("involvedObject.kind=Node").unwrap().matches(&o));
-        assert!(FieldSelector::parse("involvedObject.uid=").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.namespace!=other,involvedObject.kind=Pod")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("involvedObject.kind=Node")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("involvedObject.uid=")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

@@ -237,7 +237,9 @@ impl Store {
             match self.create(ns_rt, None, obj, "devcluster") {
                 Ok(_) => {}
                 Err(e) if e.reason == "AlreadyExists" => {}
-                Err(e) => tracing::error!(namespace = name, error = %e, "creating system namespace"),
+                Err(e) => {
+                    tracing::error!(namespace = name, error = %e, "creating system namespace")
+                }
             }
         }
     }
@@ -320,10 +322,10 @@ impl Store {
         let mut continue_after = None;
         let mut remaining = 0;
         for (key, obj) in table.range((start, std::ops::Bound::Unbounded)) {
-            if let Some(ns) = ns_filter {
-                if key.0 != ns {
-                    break;
-                }
+            if let Some(ns) = ns_filter
+                && key.0 != ns
+            {
+                break;
             }
             if !selectors.matches(obj) {
                 continue;
@@ -413,7 +415,9 @@ impl Store {
         }
         let name = meta::name(&obj).to_string();
         if name.is_empty() {
-            return Err(ApiError::bad_request("name is required in the object's metadata"));
+            return Err(ApiError::bad_request(
+                "name is required in the object's metadata",
+            ));
         }
         let now = ids::now_rfc3339();
         let mut state = self.write();
@@ -454,7 +458,8 @@ impl Store {
         if old.is_none() && req.kind != patch::PatchKind::Apply {
             return Err(ApiError::not_found(rt, name));
         }
-        let patched = patch::apply_patch(req, old.as_deref()).map_err(|e| patch_error(rt, name, e))?;
+        let patched =
+            patch::apply_patch(req, old.as_deref()).map_err(|e| patch_error(rt, name, e))?;
         if meta::name(&patched) != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -551,29 +556,29 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        if let Some(uid) = &opts.precondition_uid {
-            if uid != meta::uid(&old) {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(&old)
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.precondition_uid
+            && uid != meta::uid(&old)
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::uid(&old)
+                ),
+            ));
         }
-        if let Some(rv) = &opts.precondition_resource_version {
-            if rv != meta::resource_version(&old) {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        meta::resource_version(&old)
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.precondition_resource_version
+            && rv != meta::resource_version(&old)
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta::resource_version(&old)
+                ),
+            ));
         }
         let mut new = (*old).clone();
         let mut finalizers = meta::finalizers(&new);
@@ -708,7 +713,10 @@ impl Store {
         let mut state = self.write();
         for (rt, obj) in objects {
             let (ti, rt) = type_index(rt)?;
-            let key = (key_ns(rt, Some(meta::namespace(&obj))), meta::name(&obj).to_string());
+            let key = (
+                key_ns(rt, Some(meta::namespace(&obj))),
+                meta::name(&obj).to_string(),
+            );
             if let Some(ip) = meta::str_at(&obj, "/spec/clusterIP") {
                 state.cluster_ips.insert(ip.to_string());
             }
@@ -747,7 +755,10 @@ impl Store {
     }
 
     /// Every object in `namespace`, of every namespaced type.
-    pub fn objects_in_namespace(&self, namespace: &str) -> Vec<(&'static ResourceType, Arc<Value>)> {
+    pub fn objects_in_namespace(
+        &self,
+        namespace: &str,
+    ) -> Vec<(&'static ResourceType, Arc<Value>)> {
         let state = self.read();
         let mut out = Vec::new();
         for (ti, table) in state.tables.iter().enumerate() {
@@ -795,7 +806,10 @@ impl Store {
     pub fn finalize_namespace(&self, name: &str) -> Result<bool, ApiError> {
         let (ti, rt) = namespace_type();
         let mut state = self.write();
-        let Some(ns) = state.tables[ti].get(&(String::new(), name.to_string())).cloned() else {
+        let Some(ns) = state.tables[ti]
+            .get(&(String::new(), name.to_string()))
+            .cloned()
+        else {
             return Ok(false);
         };
         if !meta::is_deleting(&ns) || state.namespace_has_objects(name) {
@@ -820,7 +834,10 @@ impl Store {
         state.rv += 1;
         let rv = state.rv;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), rv_string(rv));
-        let key = (meta::namespace(&obj).to_string(), meta::name(&obj).to_string());
+        let key = (
+            meta::namespace(&obj).to_string(),
+            meta::name(&obj).to_string(),
+        );
         let obj = Arc::new(obj);
         let previous = match kind {
             EventKind::Deleted => {
@@ -844,10 +861,10 @@ impl Store {
             previous,
             resource_version: rv,
         };
-        if state.history.len() >= state.history_size {
-            if let Some(old) = state.history.pop_front() {
-                state.oldest_resumable = state.oldest_resumable.max(old.resource_version);
-            }
+        if state.history.len() >= state.history_size
+            && let Some(old) = state.history.pop_front()
+        {
+            state.oldest_resumable = state.oldest_resumable.max(old.resource_version);
         }
         state.history.push_back(event.clone());
         // Sending never blocks; a receiver that falls behind sees `Lagged` and is closed.
@@ -1026,7 +1043,9 @@ impl State {
                     ));
                 }
                 (true, true) => {
-                    return Err(ApiError::bad_request("a namespace is required for this object"));
+                    return Err(ApiError::bad_request(
+                        "a namespace is required for this object",
+                    ));
                 }
                 (false, _) => url_ns.to_string(),
                 (true, false) => body_ns,
@@ -1040,8 +1059,16 @@ impl State {
         } else {
             m.remove("namespace");
         }
-        let explicit_name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-        let generate = m.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+        let explicit_name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let generate = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let mut name = explicit_name.clone();
         if name.is_empty() {
             if generate.is_empty() {
@@ -1064,7 +1091,12 @@ impl State {
         m.insert("name".into(), json!(name));
         m.insert("uid".into(), json!(ids::new_uid()));
         m.insert("creationTimestamp".into(), json!(now));
-        for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for server_owned in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             m.remove(server_owned);
         }
         if tracks_generation(rt) {
@@ -1099,7 +1131,9 @@ impl State {
     }
 
     fn allocate_cluster_ip(&mut self, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
-        let requested = meta::str_at(obj, "/spec/clusterIP").unwrap_or("").to_string();
+        let requested = meta::str_at(obj, "/spec/clusterIP")
+            .unwrap_or("")
+            .to_string();
         let ip = if requested == "None" {
             requested
         } else if !requested.is_empty() {
@@ -1108,7 +1142,9 @@ impl State {
                     rt,
                     meta::name(obj),
                     "spec.clusterIPs",
-                    &format!("Invalid value: []string{{\"{requested}\"}}: failed to allocate IP {requested}: provided IP is already allocated"),
+                    &format!(
+                        "Invalid value: []string{{\"{requested}\"}}: failed to allocate IP {requested}: provided IP is already allocated"
+                    ),
                 ));
             }
             requested
@@ -1119,7 +1155,7 @@ impl State {
                 let n = self.next_cluster_ip;
                 self.next_cluster_ip = if n >= 65_534 { 10 } else { n + 1 };
                 let candidate = format!("10.96.{}.{}", n / 256, n % 256);
-                if n % 256 != 0 && self.cluster_ips.insert(candidate.clone()) {
+                if !n.is_multiple_of(256) && self.cluster_ips.insert(candidate.clone()) {
                     found = Some(candidate);
                     break;
                 }
@@ -1150,9 +1186,13 @@ impl State {
             }
         }
         if let Some(new) = new {
-            self.by_uid.insert(meta::uid(new).to_string(), typed.clone());
+            self.by_uid
+                .insert(meta::uid(new).to_string(), typed.clone());
             for r in meta::owner_refs(new) {
-                self.dependents.entry(r.uid).or_default().insert(typed.clone());
+                self.dependents
+                    .entry(r.uid)
+                    .or_default()
+                    .insert(typed.clone());
             }
         }
     }
@@ -1192,10 +1232,20 @@ mod tests {
     fn resource_versions_come_from_one_counter() {
         let store = Store::default();
         let a = store
-            .create(cm(), Some("default"), json!({"metadata": {"name": "a"}}), "test")
+            .create(
+                cm(),
+                Some("default"),
+                json!({"metadata": {"name": "a"}}),
+                "test",
+            )
             .unwrap();
         let b = store
-            .create(cm(), Some("default"), json!({"metadata": {"name": "b"}}), "test")
+            .create(
+                cm(),
+                Some("default"),
+                json!({"metadata": {"name": "b"}}),
+                "test",
+            )
             .unwrap();
         let ra: u64 = meta::resource_version(&a).parse().unwrap();
         let rb: u64 = meta::resource_version(&b).parse().unwrap();
@@ -1206,9 +1256,16 @@ mod tests {
     fn unchanged_update_keeps_the_resource_version() {
         let store = Store::default();
         let a = store
-            .create(cm(), Some("default"), json!({"metadata": {"name": "a"}, "data": {"k": "v"}}), "test")
+            .create(
+                cm(),
+                Some("default"),
+                json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+                "test",
+            )
             .unwrap();
-        let again = store.update(cm(), Some("default"), a.clone(), "test").unwrap();
+        let again = store
+            .update(cm(), Some("default"), a.clone(), "test")
+            .unwrap();
         assert_eq!(meta::resource_version(&a), meta::resource_version(&again));
     }
 
@@ -1217,11 +1274,18 @@ mod tests {
         let store = Store::new(StoreSettings { history_size: 2 });
         for i in 0..5 {
             store
-                .create(cm(), Some("default"), json!({"metadata": {"name": format!("c{i}")}}), "t")
+                .create(
+                    cm(),
+                    Some("default"),
+                    json!({"metadata": {"name": format!("c{i}")}}),
+                    "t",
+                )
                 .unwrap();
         }
         assert!(store.watch(cm(), None, Some(1)).is_err());
-        let (events, _, _) = store.watch(cm(), None, Some(store.resource_version() - 1)).unwrap();
+        let (events, _, _) = store
+            .watch(cm(), None, Some(store.resource_version() - 1))
+            .unwrap();
         assert_eq!(events.len(), 1);
     }
 }

@@ -68,10 +68,11 @@ pub fn error_event(err: &ApiError) -> Bytes {
 
 /// The watch event (if any) this change means for a watcher with `selectors`.
 fn translate(req: &WatchRequest, ev: &StoreEvent) -> Option<(&'static str, Arc<Value>)> {
-    if let Some(ns) = &req.namespace {
-        if req.resource.namespaced && meta::namespace(&ev.object) != ns {
-            return None;
-        }
+    if let Some(ns) = &req.namespace
+        && req.resource.namespaced
+        && meta::namespace(&ev.object) != ns
+    {
+        return None;
     }
     let now = req.selectors.matches(&ev.object);
     match ev.kind {
@@ -119,16 +120,20 @@ pub fn start(
             }
         };
         for ev in &initial {
-            if let Some((t, obj)) = translate(&req, ev) {
-                if tx.send(encode_event(t, &obj)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if req.send_initial_events && req.allow_bookmarks {
-            if tx.send(bookmark(req.resource, start_rv, true)).await.is_err() {
+            if let Some((t, obj)) = translate(&req, ev)
+                && tx.send(encode_event(t, &obj)).await.is_err()
+            {
                 return;
             }
+        }
+        if req.send_initial_events
+            && req.allow_bookmarks
+            && tx
+                .send(bookmark(req.resource, start_rv, true))
+                .await
+                .is_err()
+        {
+            return;
         }
         let deadline = req.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut ticker = tokio::time::interval(bookmark_interval.max(Duration::from_millis(10)));
@@ -144,10 +149,8 @@ pub fn start(
             tokio::select! {
                 change = changes.recv() => match change {
                     Ok(ev) => {
-                        if let Some((t, obj)) = translate(&req, &ev) {
-                            if tx.send(encode_event(t, &obj)).await.is_err() {
-                                return;
-                            }
+                        if let Some((t, obj)) = translate(&req, &ev) && tx.send(encode_event(t, &obj)).await.is_err() {
+                            return;
                         }
                     }
                     // Too slow: close, the client resumes from its last resourceVersion.
@@ -158,10 +161,8 @@ pub fn start(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = ticker.tick(), if req.allow_bookmarks => {
-                    if let Some(rv) = store.bookmark_version(&changes) {
-                        if tx.send(bookmark(req.resource, rv, false)).await.is_err() {
-                            return;
-                        }
+                    if let Some(rv) = store.bookmark_version(&changes) && tx.send(bookmark(req.resource, rv, false)).await.is_err() {
+                        return;
                     }
                 }
                 _ = drop_signal.changed() => return,

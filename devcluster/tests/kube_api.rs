@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions,
-    WatchEvent, WatchParams,
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
 };
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -68,7 +68,11 @@ fn owned_by(name: &str, owner: &ConfigMap, block: bool) -> ConfigMap {
 
 async fn wait_gone(api: &Api<ConfigMap>, name: &str) {
     wait_for(&format!("{name} to be deleted"), || async {
-        api.get_opt(name).await.expect("get").is_none().then_some(())
+        api.get_opt(name)
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
     })
     .await
 }
@@ -78,7 +82,10 @@ async fn create_fills_in_server_fields_and_get_returns_the_object() {
     let c = cluster().await;
     let api = cms(&c);
     let created = api
-        .create(&PostParams::default(), &config_map("app", &[("a", "b")], &[("k", "v")]))
+        .create(
+            &PostParams::default(),
+            &config_map("app", &[("a", "b")], &[("k", "v")]),
+        )
         .await
         .unwrap();
     let m = &created.metadata;
@@ -91,47 +98,84 @@ async fn create_fills_in_server_fields_and_get_returns_the_object() {
     assert_eq!(fetched.metadata.resource_version, m.resource_version);
 
     let deploys: Api<Deployment> = Api::default_namespaced(c.client());
-    let d = deploys.create(&PostParams::default(), &deployment("web", 1)).await.unwrap();
+    let d = deploys
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
     assert_eq!(rv_of(&d), rv_of(&created) + 1, "one global counter");
 
     let status = status_of(api.get("missing").await);
     assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
     let details = status.details.expect("details");
-    assert_eq!((details.name.as_str(), details.kind.as_str()), ("missing", "configmaps"));
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("missing", "configmaps")
+    );
 }
 
 #[tokio::test]
 async fn create_rejects_duplicates_bad_names_and_missing_namespaces() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("x", &[], &[])).await.unwrap();
-    let dup = status_of(api.create(&PostParams::default(), &config_map("x", &[], &[])).await);
+    api.create(&PostParams::default(), &config_map("x", &[], &[]))
+        .await
+        .unwrap();
+    let dup = status_of(
+        api.create(&PostParams::default(), &config_map("x", &[], &[]))
+            .await,
+    );
     assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
-    let bad = status_of(api.create(&PostParams::default(), &config_map("Not_Valid", &[], &[])).await);
+    let bad = status_of(
+        api.create(&PostParams::default(), &config_map("Not_Valid", &[], &[]))
+            .await,
+    );
     assert_eq!((bad.code, bad.reason.as_str()), (422, "Invalid"));
     assert!(bad.message.contains("metadata.name"), "{}", bad.message);
 
     let elsewhere: Api<ConfigMap> = Api::namespaced(c.client(), "nowhere");
-    let missing = status_of(elsewhere.create(&PostParams::default(), &config_map("y", &[], &[])).await);
+    let missing = status_of(
+        elsewhere
+            .create(&PostParams::default(), &config_map("y", &[], &[]))
+            .await,
+    );
     assert_eq!(missing.code, 404);
-    assert!(missing.message.contains("namespaces \"nowhere\" not found"), "{}", missing.message);
+    assert!(
+        missing.message.contains("namespaces \"nowhere\" not found"),
+        "{}",
+        missing.message
+    );
 
     let mut generated = config_map("", &[], &[]);
     generated.metadata.name = None;
     generated.metadata.generate_name = Some("gen-".into());
-    let g1 = api.create(&PostParams::default(), &generated).await.unwrap();
-    let g2 = api.create(&PostParams::default(), &generated).await.unwrap();
+    let g1 = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let g2 = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
     let (n1, n2) = (g1.metadata.name.unwrap(), g2.metadata.name.unwrap());
     assert!(n1.starts_with("gen-") && n1.len() == 9, "{n1}");
     assert_ne!(n1, n2);
 
     let dry = api
-        .create(&PostParams { dry_run: true, ..Default::default() }, &config_map("dry", &[], &[]))
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &config_map("dry", &[], &[]),
+        )
         .await
         .unwrap();
     assert_eq!(dry.metadata.name.as_deref(), Some("dry"));
-    assert!(api.get_opt("dry").await.unwrap().is_none(), "dry run stores nothing");
+    assert!(
+        api.get_opt("dry").await.unwrap().is_none(),
+        "dry run stores nothing"
+    );
 }
 
 #[tokio::test]
@@ -148,7 +192,10 @@ async fn body_namespace_must_match_the_url() {
 async fn updates_check_resource_versions_and_skip_no_ops() {
     let c = cluster().await;
     let api = cms(&c);
-    let v1 = api.create(&PostParams::default(), &config_map("u", &[], &[("k", "1")])).await.unwrap();
+    let v1 = api
+        .create(&PostParams::default(), &config_map("u", &[], &[("k", "1")]))
+        .await
+        .unwrap();
     let mut v2 = v1.clone();
     v2.data = Some(BTreeMap::from([("k".to_string(), "2".to_string())]));
     let v2 = api.replace("u", &PostParams::default(), &v2).await.unwrap();
@@ -158,21 +205,34 @@ async fn updates_check_resource_versions_and_skip_no_ops() {
     stale.data = Some(BTreeMap::from([("k".to_string(), "3".to_string())]));
     let conflict = status_of(api.replace("u", &PostParams::default(), &stale).await);
     assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
-    assert!(conflict.message.contains("the object has been modified"), "{}", conflict.message);
+    assert!(
+        conflict.message.contains("the object has been modified"),
+        "{}",
+        conflict.message
+    );
 
     // Without a resourceVersion the update is unconditional.
     stale.metadata.resource_version = None;
-    let v3 = api.replace("u", &PostParams::default(), &stale).await.unwrap();
+    let v3 = api
+        .replace("u", &PostParams::default(), &stale)
+        .await
+        .unwrap();
     assert_eq!(v3.data.as_ref().unwrap()["k"], "3");
 
     // Writing the same object again changes nothing, not even the resourceVersion.
     let again = api.replace("u", &PostParams::default(), &v3).await.unwrap();
-    assert_eq!(again.metadata.resource_version, v3.metadata.resource_version);
+    assert_eq!(
+        again.metadata.resource_version,
+        v3.metadata.resource_version
+    );
 
     // Identity is immutable.
     let mut other_uid = v3.clone();
     other_uid.metadata.uid = Some("00000000-0000-4000-8000-000000000000".into());
-    assert_eq!(status_of(api.replace("u", &PostParams::default(), &other_uid).await).code, 409);
+    assert_eq!(
+        status_of(api.replace("u", &PostParams::default(), &other_uid).await).code,
+        409
+    );
 }
 
 /// Reads the latest object, changes it and writes it back, retrying on conflicts as controllers
@@ -203,12 +263,18 @@ where
 async fn generation_and_status_subresource_follow_the_real_strategy() {
     let c = cluster().await;
     let api: Api<Deployment> = Api::default_namespaced(c.client());
-    let d = api.create(&PostParams::default(), &deployment("web", 1)).await.unwrap();
+    let d = api
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
 
     // Metadata-only change: no generation bump. Status in the main resource is ignored.
     let labelled = update_latest(&api, "web", false, |d| {
-        d.metadata.labels.get_or_insert_default().insert("team".into(), "a".into());
+        d.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("team".into(), "a".into());
         d.status = Some(serde_json::from_value(json!({"replicas": 7})).unwrap());
     })
     .await;
@@ -216,16 +282,23 @@ async fn generation_and_status_subresource_follow_the_real_strategy() {
     assert_ne!(labelled.status.as_ref().and_then(|s| s.replicas), Some(7));
 
     // Spec change: generation bumps.
-    let scaled = update_latest(&api, "web", false, |d| d.spec.as_mut().unwrap().replicas = Some(3)).await;
+    let scaled = update_latest(&api, "web", false, |d| {
+        d.spec.as_mut().unwrap().replicas = Some(3)
+    })
+    .await;
     assert_eq!(scaled.metadata.generation, Some(2));
 
     // /status changes only the status.
     let st = update_latest(&api, "web", true, |d| {
-        d.status = Some(serde_json::from_value(json!({"replicas": 3, "observedGeneration": 42})).unwrap());
+        d.status =
+            Some(serde_json::from_value(json!({"replicas": 3, "observedGeneration": 42})).unwrap());
         d.spec.as_mut().unwrap().replicas = Some(9);
     })
     .await;
-    assert_eq!(st.status.as_ref().and_then(|s| s.observed_generation), Some(42));
+    assert_eq!(
+        st.status.as_ref().and_then(|s| s.observed_generation),
+        Some(42)
+    );
     assert_eq!(st.spec.as_ref().and_then(|s| s.replicas), Some(3));
     assert_eq!(st.metadata.generation, Some(2));
 }
@@ -241,9 +314,18 @@ async fn services_get_unique_cluster_ips_and_headless_stays_headless() {
         }))
         .unwrap()
     };
-    let a = api.create(&PostParams::default(), &svc("a", None)).await.unwrap();
-    let b = api.create(&PostParams::default(), &svc("b", None)).await.unwrap();
-    let h = api.create(&PostParams::default(), &svc("h", Some("None"))).await.unwrap();
+    let a = api
+        .create(&PostParams::default(), &svc("a", None))
+        .await
+        .unwrap();
+    let b = api
+        .create(&PostParams::default(), &svc("b", None))
+        .await
+        .unwrap();
+    let h = api
+        .create(&PostParams::default(), &svc("h", Some("None")))
+        .await
+        .unwrap();
     let ip = |s: &Service| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
     assert!(ip(&a).starts_with("10.96."), "{}", ip(&a));
     assert_ne!(ip(&a), ip(&b));
@@ -255,25 +337,44 @@ async fn services_get_unique_cluster_ips_and_headless_stays_headless() {
 async fn merge_and_strategic_patches() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("p", &[], &[("a", "1")])).await.unwrap();
-    let patched = api
-        .patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": "2"}})))
+    api.create(&PostParams::default(), &config_map("p", &[], &[("a", "1")]))
         .await
         .unwrap();
-    assert_eq!(patched.data.unwrap(), BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]));
+    let patched = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data.unwrap(),
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])
+    );
 
     let deploys: Api<Deployment> = Api::default_namespaced(c.client());
-    deploys.create(&PostParams::default(), &deployment("s", 1)).await.unwrap();
+    deploys
+        .create(&PostParams::default(), &deployment("s", 1))
+        .await
+        .unwrap();
     let strategic = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}}}});
     let d = deploys
         .patch("s", &PatchParams::default(), &Patch::Strategic(strategic))
         .await
         .unwrap();
     let containers = d.spec.unwrap().template.spec.unwrap().containers;
-    assert_eq!(containers.len(), 1, "strategic merge merges containers by name");
+    assert_eq!(
+        containers.len(),
+        1,
+        "strategic merge merges containers by name"
+    );
     assert_eq!(containers[0].image.as_deref(), Some("busybox:1.37"));
 
-    let missing = status_of(api.patch("nope", &PatchParams::default(), &Patch::Merge(json!({}))).await);
+    let missing = status_of(
+        api.patch("nope", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await,
+    );
     assert_eq!(missing.code, 404);
 
     // A resourceVersion in a patch is a precondition.
@@ -292,7 +393,9 @@ async fn merge_and_strategic_patches() {
 async fn json_patch_applies_operations() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("j", &[], &[("a", "1")])).await.unwrap();
+    api.create(&PostParams::default(), &config_map("j", &[], &[("a", "1")]))
+        .await
+        .unwrap();
     let body = br#"[{"op":"add","path":"/data/b","value":"2"},{"op":"remove","path":"/data/a"}]"#;
     let resp = raw(
         &c,
@@ -329,10 +432,24 @@ async fn server_side_apply_creates_tracks_managers_and_conflicts() {
     assert!(managers.contains(&"alice".to_string()), "{managers:?}");
 
     let bob = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"x": "2"}});
-    let conflict = status_of(api.patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(bob.clone())).await);
+    let conflict = status_of(
+        api.patch(
+            "ssa",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(bob.clone()),
+        )
+        .await,
+    );
     assert_eq!(conflict.code, 409);
     assert!(conflict.message.contains("alice"), "{}", conflict.message);
-    let forced = api.patch("ssa", &PatchParams::apply("bob").force(), &Patch::Apply(bob)).await.unwrap();
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(bob),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data.unwrap()["x"], "2");
 }
 
@@ -344,17 +461,35 @@ async fn finalizers_hold_deletion_until_removed() {
     cm.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     api.create(&PostParams::default(), &cm).await.unwrap();
     let pending = api.delete("held", &DeleteParams::default()).await.unwrap();
-    let pending = pending.left().expect("object returned while finalizers remain");
+    let pending = pending
+        .left()
+        .expect("object returned while finalizers remain");
     assert!(pending.metadata.deletion_timestamp.is_some());
-    assert!(api.get("held").await.unwrap().metadata.deletion_timestamp.is_some());
+    assert!(
+        api.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
 
     let mut more = api.get("held").await.unwrap();
-    more.metadata.finalizers.as_mut().unwrap().push("example.com/another".into());
-    assert_eq!(status_of(api.replace("held", &PostParams::default(), &more).await).code, 422);
+    more.metadata
+        .finalizers
+        .as_mut()
+        .unwrap()
+        .push("example.com/another".into());
+    assert_eq!(
+        status_of(api.replace("held", &PostParams::default(), &more).await).code,
+        422
+    );
 
     let mut released = api.get("held").await.unwrap();
     released.metadata.finalizers = None;
-    api.replace("held", &PostParams::default(), &released).await.unwrap();
+    api.replace("held", &PostParams::default(), &released)
+        .await
+        .unwrap();
     assert!(api.get_opt("held").await.unwrap().is_none());
 }
 
@@ -362,20 +497,28 @@ async fn finalizers_hold_deletion_until_removed() {
 async fn delete_preconditions_and_dry_run() {
     let c = cluster().await;
     let api = cms(&c);
-    let cm = api.create(&PostParams::default(), &config_map("d", &[], &[])).await.unwrap();
+    let cm = api
+        .create(&PostParams::default(), &config_map("d", &[], &[]))
+        .await
+        .unwrap();
     let wrong = DeleteParams::default().preconditions(Preconditions {
         uid: Some("other".into()),
         resource_version: None,
     });
     assert_eq!(status_of(api.delete("d", &wrong).await).code, 409);
-    api.delete("d", &DeleteParams::default().dry_run()).await.unwrap();
+    api.delete("d", &DeleteParams::default().dry_run())
+        .await
+        .unwrap();
     assert!(api.get_opt("d").await.unwrap().is_some());
     let right = DeleteParams::default().preconditions(Preconditions {
         uid: cm.metadata.uid.clone(),
         resource_version: cm.metadata.resource_version.clone(),
     });
     let done = api.delete("d", &right).await.unwrap();
-    assert!(done.is_right(), "an immediate deletion answers with a Status");
+    assert!(
+        done.is_right(),
+        "an immediate deletion answers with a Status"
+    );
     assert!(api.get_opt("d").await.unwrap().is_none());
 }
 
@@ -383,12 +526,27 @@ async fn delete_preconditions_and_dry_run() {
 async fn background_deletion_collects_dependents() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api.create(&PostParams::default(), &config_map("owner", &[], &[])).await.unwrap();
-    api.create(&PostParams::default(), &owned_by("child", &owner, false)).await.unwrap();
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner", &[], &[]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &owned_by("child", &owner, false))
+        .await
+        .unwrap();
     let grandchild_owner = api.get("child").await.unwrap();
-    api.create(&PostParams::default(), &owned_by("grandchild", &grandchild_owner, false)).await.unwrap();
-    api.delete("owner", &DeleteParams::background()).await.unwrap();
-    assert!(api.get_opt("owner").await.unwrap().is_none(), "owner goes at once");
+    api.create(
+        &PostParams::default(),
+        &owned_by("grandchild", &grandchild_owner, false),
+    )
+    .await
+    .unwrap();
+    api.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(
+        api.get_opt("owner").await.unwrap().is_none(),
+        "owner goes at once"
+    );
     wait_gone(&api, "child").await;
     wait_gone(&api, "grandchild").await;
 }
@@ -397,36 +555,65 @@ async fn background_deletion_collects_dependents() {
 async fn orphan_deletion_keeps_dependents_without_the_reference() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api.create(&PostParams::default(), &config_map("owner", &[], &[])).await.unwrap();
-    api.create(&PostParams::default(), &owned_by("child", &owner, false)).await.unwrap();
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner", &[], &[]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &owned_by("child", &owner, false))
+        .await
+        .unwrap();
     api.delete("owner", &DeleteParams::orphan()).await.unwrap();
     wait_gone(&api, "owner").await;
     let child = api.get("child").await.unwrap();
-    assert!(child.metadata.owner_references.unwrap_or_default().is_empty());
+    assert!(
+        child
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn foreground_deletion_waits_for_blocking_dependents() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api.create(&PostParams::default(), &config_map("owner", &[], &[])).await.unwrap();
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner", &[], &[]))
+        .await
+        .unwrap();
     let mut child = owned_by("child", &owner, true);
     child.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     api.create(&PostParams::default(), &child).await.unwrap();
-    api.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    api.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
 
     // The child is being deleted but held by its finalizer, so the owner waits.
     wait_for("child deletion to start", || async {
-        api.get("child").await.unwrap().metadata.deletion_timestamp.map(|_| ())
+        api.get("child")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .map(|_| ())
     })
     .await;
     let waiting = api.get("owner").await.unwrap();
     assert!(waiting.metadata.deletion_timestamp.is_some());
-    assert!(waiting.metadata.finalizers.unwrap_or_default().contains(&"foregroundDeletion".to_string()));
+    assert!(
+        waiting
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"foregroundDeletion".to_string())
+    );
 
     let mut release = api.get("child").await.unwrap();
     release.metadata.finalizers = None;
-    api.replace("child", &PostParams::default(), &release).await.unwrap();
+    api.replace("child", &PostParams::default(), &release)
+        .await
+        .unwrap();
     wait_gone(&api, "child").await;
     wait_gone(&api, "owner").await;
 }
@@ -436,13 +623,26 @@ async fn deleting_a_namespace_deletes_its_contents() {
     let c = cluster().await;
     let namespaces: Api<Namespace> = Api::all(c.client());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
-    let created = namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
     let team: Api<ConfigMap> = Api::namespaced(c.client(), "team");
-    team.create(&PostParams::default(), &config_map("inside", &[], &[])).await.unwrap();
-    namespaces.delete("team", &DeleteParams::default()).await.unwrap();
+    team.create(&PostParams::default(), &config_map("inside", &[], &[]))
+        .await
+        .unwrap();
+    namespaces
+        .delete("team", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for("namespace removal", || async {
-        namespaces.get_opt("team").await.unwrap().is_none().then_some(())
+        namespaces
+            .get_opt("team")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(team.get_opt("inside").await.unwrap().is_none());
@@ -453,12 +653,27 @@ async fn delete_collection_honours_selectors() {
     let c = cluster().await;
     let api = cms(&c);
     for (name, group) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
-        api.create(&PostParams::default(), &config_map(name, &[("group", group)], &[])).await.unwrap();
-    }
-    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("group=a"))
+        api.create(
+            &PostParams::default(),
+            &config_map(name, &[("group", group)], &[]),
+        )
         .await
         .unwrap();
-    let left: Vec<_> = api.list(&ListParams::default()).await.unwrap().items.into_iter().map(|c| c.metadata.name.unwrap()).collect();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("group=a"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
     assert_eq!(left, vec!["b1"]);
 }
 
@@ -467,30 +682,94 @@ async fn lists_filter_by_labels_and_fields_in_name_order() {
     let c = cluster().await;
     let api = cms(&c);
     for (name, tier) in [("c", "back"), ("a", "front"), ("b", "front"), ("d", "")] {
-        let labels: Vec<(&str, &str)> = if tier.is_empty() { vec![] } else { vec![("tier", tier)] };
-        api.create(&PostParams::default(), &config_map(name, &labels, &[])).await.unwrap();
+        let labels: Vec<(&str, &str)> = if tier.is_empty() {
+            vec![]
+        } else {
+            vec![("tier", tier)]
+        };
+        api.create(&PostParams::default(), &config_map(name, &labels, &[]))
+            .await
+            .unwrap();
     }
     let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
-        l.items.into_iter().map(|c| c.metadata.name.unwrap()).collect()
+        l.items
+            .into_iter()
+            .map(|c| c.metadata.name.unwrap())
+            .collect()
     };
     let list = api.list(&ListParams::default()).await.unwrap();
     assert!(list.metadata.resource_version.is_some());
     assert_eq!(names(list), ["a", "b", "c", "d"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("tier=front")).await.unwrap()), ["a", "b"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("tier in (back,front),tier!=front")).await.unwrap()), ["c"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("tier notin (front)")).await.unwrap()), ["c", "d"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("!tier")).await.unwrap()), ["d"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("tier")).await.unwrap()), ["a", "b", "c"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=b")).await.unwrap()), ["b"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name!=b,metadata.namespace=default")).await.unwrap()), ["a", "c", "d"]);
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("tier=front"))
+                .await
+                .unwrap()
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("tier in (back,front),tier!=front"))
+                .await
+                .unwrap()
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("tier notin (front)"))
+                .await
+                .unwrap()
+        ),
+        ["c", "d"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("!tier"))
+                .await
+                .unwrap()
+        ),
+        ["d"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("tier"))
+                .await
+                .unwrap()
+        ),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=b"))
+                .await
+                .unwrap()
+        ),
+        ["b"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name!=b,metadata.namespace=default"))
+                .await
+                .unwrap()
+        ),
+        ["a", "c", "d"]
+    );
 
-    let bad = status_of(api.list(&ListParams::default().labels("tier in (front")).await);
+    let bad = status_of(
+        api.list(&ListParams::default().labels("tier in (front"))
+            .await,
+    );
     assert_eq!(bad.code, 400);
     assert!(bad.message.contains("tier in (front"), "{}", bad.message);
 
     // All namespaces.
     let all: Api<ConfigMap> = Api::all(c.client());
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 4);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -506,10 +785,13 @@ async fn event_field_selectors_match_involved_object() {
         .unwrap();
         events.create(&PostParams::default(), &ev).await.unwrap();
     }
-    let found = events
-        .list(&ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Pod,involvedObject.uid=uid-web"))
-        .await
-        .unwrap();
+    let found =
+        events
+            .list(&ListParams::default().fields(
+                "involvedObject.name=web,involvedObject.kind=Pod,involvedObject.uid=uid-web",
+            ))
+            .await
+            .unwrap();
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].metadata.name.as_deref(), Some("e1"));
 }
@@ -519,7 +801,12 @@ async fn pagination_walks_every_object_and_rejects_bad_tokens() {
     let c = cluster().await;
     let api = cms(&c);
     for i in 0..7 {
-        api.create(&PostParams::default(), &config_map(&format!("cm{i}"), &[], &[])).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &config_map(&format!("cm{i}"), &[], &[]),
+        )
+        .await
+        .unwrap();
     }
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
@@ -541,14 +828,21 @@ async fn pagination_walks_every_object_and_rejects_bad_tokens() {
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..7).map(|i| format!("cm{i}")).collect::<Vec<_>>());
 
-    let bad = status_of(api.list(&ListParams::default().limit(3).continue_token("garbage!")).await);
+    let bad = status_of(
+        api.list(&ListParams::default().limit(3).continue_token("garbage!"))
+            .await,
+    );
     assert_eq!(bad.code, 410);
     // A valid token from before a compaction has expired too.
     let first = api.list(&ListParams::default().limit(3)).await.unwrap();
     c.compact_history();
     let expired = status_of(
-        api.list(&ListParams::default().limit(3).continue_token(&first.metadata.continue_.unwrap()))
-            .await,
+        api.list(
+            &ListParams::default()
+                .limit(3)
+                .continue_token(&first.metadata.continue_.unwrap()),
+        )
+        .await,
     );
     assert_eq!((expired.code, expired.reason.as_str()), (410, "Expired"));
 }
@@ -567,42 +861,95 @@ where
 async fn watch_streams_changes_and_selector_transitions() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("pre", &[("app", "x")], &[])).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &config_map("pre", &[("app", "x")], &[]),
+    )
+    .await
+    .unwrap();
     let mut stream = api
-        .watch(&WatchParams::default().labels("app=x").disable_bookmarks(), "0")
+        .watch(
+            &WatchParams::default().labels("app=x").disable_bookmarks(),
+            "0",
+        )
         .await
         .unwrap()
         .boxed();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("pre")));
-    api.create(&PostParams::default(), &config_map("w", &[("app", "x")], &[])).await.unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("w")));
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}})))
-        .await
-        .unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Deleted(cm) if cm.metadata.name.as_deref() == Some("w")), "leaving the selector is a deletion");
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})))
-        .await
-        .unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("w")));
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v"}}))).await.unwrap();
+    assert!(
+        matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("pre"))
+    );
+    api.create(
+        &PostParams::default(),
+        &config_map("w", &[("app", "x")], &[]),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("w"))
+    );
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next_event(&mut stream).await, WatchEvent::Deleted(cm) if cm.metadata.name.as_deref() == Some("w")),
+        "leaving the selector is a deletion"
+    );
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next_event(&mut stream).await, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("w"))
+    );
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
     assert!(matches!(next_event(&mut stream).await, WatchEvent::Modified(cm) if cm.data.is_some()));
     api.delete("w", &DeleteParams::default()).await.unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Deleted(_)));
+    assert!(matches!(
+        next_event(&mut stream).await,
+        WatchEvent::Deleted(_)
+    ));
 }
 
 #[tokio::test]
 async fn watch_resumes_from_a_version_and_expires_after_compaction() {
     let c = cluster().await;
     let api = cms(&c);
-    let a = api.create(&PostParams::default(), &config_map("a", &[], &[])).await.unwrap();
-    api.create(&PostParams::default(), &config_map("b", &[], &[])).await.unwrap();
+    let a = api
+        .create(&PostParams::default(), &config_map("a", &[], &[]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &config_map("b", &[], &[]))
+        .await
+        .unwrap();
     let mut resumed = api
-        .watch(&WatchParams::default().disable_bookmarks(), &rv_of(&a).to_string())
+        .watch(
+            &WatchParams::default().disable_bookmarks(),
+            &rv_of(&a).to_string(),
+        )
         .await
         .unwrap()
         .boxed();
-    let first = within("resumed event", resumed.next()).await.unwrap().unwrap();
-    assert!(matches!(first, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("b")), "only changes after the version");
+    let first = within("resumed event", resumed.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, WatchEvent::Added(cm) if cm.metadata.name.as_deref() == Some("b")),
+        "only changes after the version"
+    );
 
     c.compact_history();
     let mut expired = api
@@ -610,8 +957,14 @@ async fn watch_resumes_from_a_version_and_expires_after_compaction() {
         .await
         .unwrap()
         .boxed();
-    match within("expired event", expired.next()).await.unwrap().unwrap() {
-        WatchEvent::Error(status) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+    match within("expired event", expired.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        WatchEvent::Error(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
 }
@@ -624,18 +977,27 @@ async fn bookmarks_arrive_at_the_interval_and_timeout_ends_the_watch() {
         .await
         .unwrap();
     let api = cms(&c);
-    let created = api.create(&PostParams::default(), &config_map("a", &[], &[])).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &config_map("a", &[], &[]))
+        .await
+        .unwrap();
     let mut stream = api
         .watch(&WatchParams::default(), &rv_of(&created).to_string())
         .await
         .unwrap()
         .boxed();
     match within("a bookmark", stream.next()).await.unwrap().unwrap() {
-        WatchEvent::Bookmark(b) => assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv_of(&created)),
+        WatchEvent::Bookmark(b) => {
+            assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv_of(&created))
+        }
         other => panic!("expected a bookmark, got {other:?}"),
     }
 
-    let mut short = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap().boxed();
+    let mut short = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
     let started = tokio::time::Instant::now();
     while let Some(ev) = within("the watch to time out", short.next()).await {
         ev.unwrap();
@@ -647,12 +1009,31 @@ async fn bookmarks_arrive_at_the_interval_and_timeout_ends_the_watch() {
 async fn streaming_list_sends_initial_events_then_the_end_bookmark() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("a", &[], &[])).await.unwrap();
-    let mut stream = api.watch(&WatchParams::streaming_lists(), "").await.unwrap().boxed();
-    assert!(matches!(within("initial event", stream.next()).await.unwrap().unwrap(), WatchEvent::Added(_)));
-    match within("end bookmark", stream.next()).await.unwrap().unwrap() {
+    api.create(&PostParams::default(), &config_map("a", &[], &[]))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::streaming_lists(), "")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        within("initial event", stream.next())
+            .await
+            .unwrap()
+            .unwrap(),
+        WatchEvent::Added(_)
+    ));
+    match within("end bookmark", stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         WatchEvent::Bookmark(b) => assert_eq!(
-            b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str),
+            b.metadata
+                .annotations
+                .get("k8s.io/initial-events-end")
+                .map(String::as_str),
             Some("true")
         ),
         other => panic!("expected the initial-events-end bookmark, got {other:?}"),
@@ -660,7 +1041,12 @@ async fn streaming_list_sends_initial_events_then_the_end_bookmark() {
 }
 
 /// Runs a kube-runtime watcher until it reports every name in `want` applied.
-async fn watcher_sees(events: &mut (impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin), want: &[&str]) {
+async fn watcher_sees(
+    events: &mut (
+             impl futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin
+         ),
+    want: &[&str],
+) {
     let mut missing: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     within(&format!("the watcher to see {want:?}"), async {
         while !missing.is_empty() {
@@ -680,12 +1066,19 @@ async fn watcher_sees(events: &mut (impl futures::Stream<Item = Result<watcher::
 async fn kube_watcher_works_with_list_watch_and_streaming_list() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("before", &[], &[])).await.unwrap();
-    for config in [watcher::Config::default().page_size(1), watcher::Config::default().streaming_lists()] {
+    api.create(&PostParams::default(), &config_map("before", &[], &[]))
+        .await
+        .unwrap();
+    for config in [
+        watcher::Config::default().page_size(1),
+        watcher::Config::default().streaming_lists(),
+    ] {
         let mut events = watcher(api.clone(), config).boxed();
         watcher_sees(&mut events, &["before"]).await;
         let name = format!("after-{}", rand_suffix());
-        api.create(&PostParams::default(), &config_map(&name, &[], &[])).await.unwrap();
+        api.create(&PostParams::default(), &config_map(&name, &[], &[]))
+            .await
+            .unwrap();
         watcher_sees(&mut events, &[&name]).await;
     }
 }
@@ -699,12 +1092,16 @@ async fn dropped_and_expired_watches_recover() {
     let c = cluster().await;
     let api = cms(&c);
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
-    api.create(&PostParams::default(), &config_map("one", &[], &[])).await.unwrap();
+    api.create(&PostParams::default(), &config_map("one", &[], &[]))
+        .await
+        .unwrap();
     watcher_sees(&mut events, &["one"]).await;
 
     // Dropped: the watcher re-watches from its last version and sees new changes.
     c.drop_watches();
-    api.create(&PostParams::default(), &config_map("two", &[], &[])).await.unwrap();
+    api.create(&PostParams::default(), &config_map("two", &[], &[]))
+        .await
+        .unwrap();
     watcher_sees(&mut events, &["two"]).await;
 
     // Dropped after compaction: the resume gets 410, the watcher re-lists (Init) and continues.
@@ -719,7 +1116,9 @@ async fn dropped_and_expired_watches_recover() {
         }
     })
     .await;
-    api.create(&PostParams::default(), &config_map("three", &[], &[])).await.unwrap();
+    api.create(&PostParams::default(), &config_map("three", &[], &[]))
+        .await
+        .unwrap();
     watcher_sees(&mut events, &["three"]).await;
 }
 
@@ -728,15 +1127,26 @@ async fn reflector_store_fills_and_follows() {
     let c = cluster().await;
     let api = cms(&c);
     for i in 0..3 {
-        api.create(&PostParams::default(), &config_map(&format!("r{i}"), &[], &[])).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &config_map(&format!("r{i}"), &[], &[]),
+        )
+        .await
+        .unwrap();
     }
     let (reader, writer) = reflector::store::<ConfigMap>();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
+    let stream =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
     let task = tokio::spawn(stream.for_each(|_| async {}));
-    within("the reflector to be ready", reader.wait_until_ready()).await.unwrap();
+    within("the reflector to be ready", reader.wait_until_ready())
+        .await
+        .unwrap();
     assert_eq!(reader.state().len(), 3);
     api.delete("r0", &DeleteParams::default()).await.unwrap();
-    wait_for("the reflector to drop r0", || async { (reader.state().len() == 2).then_some(()) }).await;
+    wait_for("the reflector to drop r0", || async {
+        (reader.state().len() == 2).then_some(())
+    })
+    .await;
     task.abort();
 }
 
@@ -744,7 +1154,9 @@ async fn reflector_store_fills_and_follows() {
 async fn a_controller_reconciles_config_maps() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("target", &[], &[])).await.unwrap();
+    api.create(&PostParams::default(), &config_map("target", &[], &[]))
+        .await
+        .unwrap();
     let reconciler_api = api.clone();
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run(
@@ -753,7 +1165,8 @@ async fn a_controller_reconciles_config_maps() {
                 async move {
                     let name = cm.metadata.name.clone().unwrap_or_default();
                     let patch = json!({"metadata": {"annotations": {"reconciled": "yes"}}});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await?;
                     Ok::<_, kube::Error>(Action::await_change())
                 }
             },
@@ -779,68 +1192,161 @@ async fn injected_failures_latency_and_http_fault_endpoints() {
         let err = status_of(api.list(&ListParams::default()).await);
         assert_eq!(err.code, 500);
     }
-    api.list(&ListParams::default()).await.expect("failures are used up");
+    api.list(&ListParams::default())
+        .await
+        .expect("failures are used up");
 
     c.fail_next_requests(1, 429);
-    let resp = raw(&c, "GET", "/api/v1/namespaces/default/configmaps", "application/json", b"").await;
+    let resp = raw(
+        &c,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        b"",
+    )
+    .await;
     assert_eq!(resp.status, 429);
-    assert!(resp.head.to_ascii_lowercase().contains("retry-after: 1"), "{}", resp.head);
+    assert!(
+        resp.head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{}",
+        resp.head
+    );
     assert_eq!(resp.json()["kind"], "Status");
 
-    let set = raw(&c, "POST", "/devcluster/faults/latency?ms=300", "application/json", b"").await;
+    let set = raw(
+        &c,
+        "POST",
+        "/devcluster/faults/latency?ms=300",
+        "application/json",
+        b"",
+    )
+    .await;
     assert_eq!(set.status, 200);
     let started = tokio::time::Instant::now();
     api.list(&ListParams::default()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    raw(&c, "POST", "/devcluster/faults/latency?ms=0", "application/json", b"").await;
+    raw(
+        &c,
+        "POST",
+        "/devcluster/faults/latency?ms=0",
+        "application/json",
+        b"",
+    )
+    .await;
 
-    let fail = raw(&c, "POST", "/devcluster/faults/fail-next?count=1&status=500", "application/json", b"").await;
+    let fail = raw(
+        &c,
+        "POST",
+        "/devcluster/faults/fail-next?count=1&status=500",
+        "application/json",
+        b"",
+    )
+    .await;
     assert_eq!(fail.status, 200);
     assert_eq!(status_of(api.list(&ListParams::default()).await).code, 500);
 
     // kube retries 503s by itself: a short burst is invisible to callers.
     c.fail_next_requests(1, 503);
-    api.list(&ListParams::default()).await.expect("kube retries a 503");
+    api.list(&ListParams::default())
+        .await
+        .expect("kube retries a 503");
 }
 
 #[tokio::test]
 async fn state_survives_a_restart_with_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let first = DevCluster::builder().data_dir(dir.path()).start().await.unwrap();
+    let first = DevCluster::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
     let kept = cms(&first)
-        .create(&PostParams::default(), &config_map("kept", &[], &[("k", "v")]))
+        .create(
+            &PostParams::default(),
+            &config_map("kept", &[], &[("k", "v")]),
+        )
         .await
         .unwrap();
     first.stop().await;
 
-    let second = DevCluster::builder().data_dir(dir.path()).start().await.unwrap();
+    let second = DevCluster::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
     let api = cms(&second);
     let restored = api.get("kept").await.unwrap();
     assert_eq!(restored.data, kept.data);
     assert_eq!(restored.metadata.uid, kept.metadata.uid);
-    let newer = api.create(&PostParams::default(), &config_map("new", &[], &[])).await.unwrap();
+    let newer = api
+        .create(&PostParams::default(), &config_map("new", &[], &[]))
+        .await
+        .unwrap();
     assert!(rv_of(&newer) > rv_of(&kept), "the counter continues");
     second.stop().await;
 
     std::fs::write(devcluster::persist::state_path(dir.path()), b"{not json").unwrap();
-    let err = DevCluster::builder().data_dir(dir.path()).start().await.err().expect("corrupt state refused");
-    assert!(err.to_string().contains(devcluster::persist::STATE_FILE), "{err}");
+    let err = DevCluster::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .err()
+        .expect("corrupt state refused");
+    assert!(
+        err.to_string().contains(devcluster::persist::STATE_FILE),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn garbage_requests_get_status_errors_not_panics() {
     let c = cluster().await;
     let cases: [(&str, &str, &str, &[u8]); 6] = [
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", b"{bad"),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", b"[1,2]"),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", &[0xff, 0xfe, 0x00]),
-        ("PUT", "/api/v1/namespaces/default/configmaps/x", "application/json", b"\"str\""),
-        ("PATCH", "/api/v1/namespaces/default/configmaps/x", "application/merge-patch+json", b"{bad"),
-        ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(", "application/json", b""),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            b"{bad",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            b"[1,2]",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            &[0xff, 0xfe, 0x00],
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/json",
+            b"\"str\"",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/merge-patch+json",
+            b"{bad",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(",
+            "application/json",
+            b"",
+        ),
     ];
     for (method, path, ct, body) in cases {
         let resp = raw(&c, method, path, ct, body).await;
-        assert!((400..500).contains(&resp.status), "{method} {path}: {} {}", resp.status, resp.body);
+        assert!(
+            (400..500).contains(&resp.status),
+            "{method} {path}: {} {}",
+            resp.status,
+            resp.body
+        );
         assert_eq!(resp.json()["kind"], "Status", "{method} {path}");
     }
     let unknown = raw(&c, "GET", "/api/v1/widgets", "application/json", b"").await;
@@ -857,10 +1363,19 @@ async fn kubeconfig_points_kube_at_the_server() {
     let path = dir.path().join("kubeconfig");
     c.write_kubeconfig(&path).unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(config.default_namespace, "default");
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: Api<Namespace> = Api::all(client);
-    let names: Vec<_> = namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().map(|n| n.metadata.name.unwrap()).collect();
+    let names: Vec<_> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name.unwrap())
+        .collect();
     assert_eq!(names, ["default", "kube-public", "kube-system"]);
 }

@@ -155,7 +155,7 @@ pub fn on_create(rt: &ResourceType, obj: &mut Value) {
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
             );
             default_pod_spec(object_at(obj, &["spec", "template", "spec"]));
-                        obj["status"] = json!({});
+            obj["status"] = json!({});
         }
         ("networking.k8s.io", "Ingress") => {
             obj["status"] = json!({"loadBalancer": {}});
@@ -189,7 +189,10 @@ pub fn on_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), 
                     }
                 }
                 (Some(o), Some(n)) if o != n && o != json!("") => {
-                    let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                    let name = new
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     return Err(ApiError::invalid(
                         rt,
                         name,
@@ -208,7 +211,10 @@ pub fn on_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), 
             if let Some(f) = old.pointer("/spec/finalizers").cloned() {
                 object_at(new, &["spec"]).insert("finalizers".into(), f);
             }
-            let name = old.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            let name = old
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             object_at(new, &["metadata", "labels"])
                 .insert("kubernetes.io/metadata.name".into(), json!(name));
         }

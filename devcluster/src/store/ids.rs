@@ -45,7 +45,9 @@ pub fn generated_name(base: &str) -> String {
 
 /// Now, RFC 3339 in whole seconds, as `metav1.Time` serialises.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -30,7 +30,12 @@ pub fn is_deleting(obj: &Value) -> bool {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -61,8 +66,16 @@ pub fn owner_refs(obj: &Value) -> Vec<OwnerRef> {
                 .filter_map(|r| {
                     Some(OwnerRef {
                         uid: r.get("uid")?.as_str()?.to_string(),
-                        kind: r.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
-                        name: r.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        kind: r
+                            .get("kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        name: r
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         block_owner_deletion: r
                             .get("blockOwnerDeletion")
                             .and_then(Value::as_bool)

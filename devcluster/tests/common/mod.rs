@@ -23,7 +23,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -95,7 +98,10 @@ pub async fn raw(
         cluster.addr(),
         body.len()
     );
-    stream.write_all(head.as_bytes()).await.expect("write request");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("write request");
     stream.write_all(body).await.expect("write body");
     let mut buf = Vec::new();
     within("a raw response", stream.read_to_end(&mut buf))
