@@ -32,7 +32,7 @@ pub enum PersistError {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredObject {
     #[serde(rename = "apiVersion")]
     api_version: String,
@@ -40,7 +40,7 @@ struct StoredObject {
     object: Value,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StateFile {
     #[serde(rename = "resourceVersion")]
     resource_version: u64,
@@ -92,18 +92,34 @@ pub fn load(dir: &Path, store: &Store) -> Result<bool, PersistError> {
     Ok(true)
 }
 
+/// The on-disk form of one object, borrowed from the store (no copy of the tree).
+#[derive(Serialize)]
+struct SavedObject<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    resource: &'static str,
+    object: &'a Value,
+}
+
+#[derive(Serialize)]
+struct SavedState<'a> {
+    #[serde(rename = "resourceVersion")]
+    resource_version: u64,
+    objects: Vec<SavedObject<'a>>,
+}
+
 /// Writes the store's current state to `dir` atomically.
 pub fn save(dir: &Path, store: &Store) -> Result<(), PersistError> {
     let path = state_path(dir);
     let (rv, objects) = store.snapshot();
-    let state = StateFile {
+    let state = SavedState {
         resource_version: rv,
         objects: objects
-            .into_iter()
-            .map(|(rt, obj)| StoredObject {
+            .iter()
+            .map(|(rt, obj)| SavedObject {
                 api_version: rt.api_version(),
-                resource: rt.plural.to_string(),
-                object: (*obj).clone(),
+                resource: rt.plural,
+                object: obj,
             })
             .collect(),
     };
