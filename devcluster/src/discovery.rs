@@ -528,6 +528,47 @@ mod tests {
         assert_eq!(namespaces.scope.as_deref(), Some("Cluster"));
     }
 
+    /// kube-rs resolves the served types from both the legacy and the aggregated documents.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kube_discovery_resolves_types_both_ways() {
+        use kube::core::GroupVersionKind;
+        use kube::discovery::{Discovery, Scope};
+        let cluster = crate::DevCluster::start().await.expect("devcluster starts");
+        let legacy = Discovery::new(cluster.client()).run().await;
+        let aggregated = Discovery::new(cluster.client()).run_aggregated().await;
+        for discovery in [legacy, aggregated] {
+            let discovery = discovery.expect("discovery runs");
+            let (deployments, caps) = discovery
+                .resolve_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"))
+                .expect("deployments resolved");
+            assert_eq!(deployments.plural, "deployments");
+            assert_eq!(caps.scope, Scope::Namespaced);
+            assert!(caps.supports_operation("watch"));
+            let subs: Vec<&str> = caps
+                .subresources
+                .iter()
+                .map(|(r, _)| r.plural.as_str())
+                .collect();
+            assert_eq!(subs, vec!["status"]);
+            let (pods, caps) = discovery
+                .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Pod"))
+                .expect("pods resolved");
+            assert_eq!(pods.plural, "pods");
+            let subs: Vec<&str> = caps
+                .subresources
+                .iter()
+                .map(|(r, _)| r.plural.as_str())
+                .collect();
+            assert_eq!(subs, vec!["status", "log"]);
+            let (_, caps) = discovery
+                .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Namespace"))
+                .expect("namespaces resolved");
+            assert_eq!(caps.scope, Scope::Cluster);
+            assert!(discovery.has_group("coordination.k8s.io"));
+            assert!(!discovery.has_group("batch"));
+        }
+    }
+
     #[actix_web::test]
     async fn only_v2beta1_aggregated_gets_legacy_documents() {
         let (_, content_type, body) = get(

@@ -9,6 +9,7 @@
 mod patch_strategies;
 mod paths;
 mod schemas;
+mod unknown_fields;
 mod v2;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::discovery::GIT_VERSION;
 use crate::error::ApiError;
-use crate::resources::RESOURCES;
+use crate::resources::{RESOURCES, ResourceType};
 
 pub use patch_strategies::{PATCH_STRATEGIES, PatchStrategy};
 pub use schemas::{SchemaError, definition_name};
@@ -74,6 +75,23 @@ pub fn documents() -> Result<&'static Documents, &'static SchemaError> {
 /// The v3 schema of a served kind, e.g. for `io.k8s.api.core.v1.ConfigMap`.
 pub fn schema(definition: &str) -> Option<&'static Value> {
     documents().ok()?.definitions.get(definition)
+}
+
+/// Removes the fields of `object` (of type `rt`) that its schema does not declare, as the real
+/// server does when decoding a built-in type, and returns their paths, e.g.
+/// `spec.template.spec.containers[0].imagePullPolicyy`. The caller answers per the request's
+/// `fieldValidation`: `Strict` (kubectl's default) → 400 `strict decoding error: unknown field
+/// "PATH"`, `Warn` (the default) → a `Warning: 299 - "unknown field \"PATH\""` header, `Ignore`
+/// → nothing. Returns nothing (removes nothing) if the schemas are unavailable.
+pub fn prune_unknown_fields(rt: &ResourceType, object: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(docs) = documents() else {
+        return removed;
+    };
+    if let Some(schema) = docs.definitions.get(&definition_name(rt)) {
+        unknown_fields::prune(&docs.definitions, schema, object, "", 0, &mut removed);
+    }
+    removed
 }
 
 fn info() -> Value {

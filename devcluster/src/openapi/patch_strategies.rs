@@ -104,3 +104,57 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
     },
     merge("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "type"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::{ListShape, MergeMode, list_shape};
+
+    /// Where a definition sits in an object clients patch: (kind, path from the object root).
+    fn location(definition: &str) -> Option<(&'static str, &'static [&'static str])> {
+        Some(match definition {
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" => ("ConfigMap", &["metadata"]),
+            "io.k8s.api.core.v1.PodSpec" => ("Pod", &["spec"]),
+            "io.k8s.api.core.v1.Container" => ("Pod", &["spec", "containers"]),
+            "io.k8s.api.core.v1.EphemeralContainer" => ("Pod", &["spec", "ephemeralContainers"]),
+            "io.k8s.api.core.v1.PodStatus" => ("Pod", &["status"]),
+            "io.k8s.api.core.v1.ServiceSpec" => ("Service", &["spec"]),
+            "io.k8s.api.core.v1.ServiceStatus" => ("Service", &["status"]),
+            "io.k8s.api.core.v1.NamespaceStatus" => ("Namespace", &["status"]),
+            "io.k8s.api.core.v1.ServiceAccount" => ("ServiceAccount", &[]),
+            "io.k8s.api.apps.v1.DeploymentStatus" => ("Deployment", &["status"]),
+            _ => return None,
+        })
+    }
+
+    /// Lists this table describes to clients but the server's strategic merge (crate::patch)
+    /// treats differently; reported to the patch owner. Remove an entry once the server agrees.
+    const SERVER_DIFFERS: &[(&str, &str)] = &[];
+
+    /// The server merges each list the way this table tells clients it does.
+    #[test]
+    fn server_strategic_merge_uses_the_same_keys() {
+        let mut differing = Vec::new();
+        for strategy in PATCH_STRATEGIES {
+            if !strategy.strategy.split(',').any(|s| s == "merge") {
+                continue; // retainKeys on a struct: no list to merge
+            }
+            let (kind, root) = location(strategy.definition)
+                .unwrap_or_else(|| panic!("no sample location for {}", strategy.definition));
+            let mut path: Vec<String> = root.iter().map(|s| s.to_string()).collect();
+            path.push(strategy.property.to_string());
+            let agrees = match (
+                list_shape(kind, &path, MergeMode::Strategic),
+                strategy.merge_key,
+            ) {
+                (ListShape::Map(keys), Some(key)) => keys.first().is_some_and(|k| k.name == key),
+                (ListShape::Set, None) => true,
+                _ => false,
+            };
+            if !agrees {
+                differing.push((strategy.definition, strategy.property));
+            }
+        }
+        assert_eq!(differing, SERVER_DIFFERS);
+    }
+}
