@@ -2,7 +2,8 @@
 //! work as it does against a real cluster. Every kubectl run has a timeout, and its stderr is
 //! printed when it fails.
 //!
-//! Skipped (with a message) when kubectl is not installed; set `KUBECTL` to use another binary.
+//! kubectl must be installed (`scripts/test.sh` installs it): a missing kubectl fails the tests
+//! rather than skipping them. Set `KUBECTL` to use another binary.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -29,20 +30,21 @@ struct Kubectl {
 }
 
 impl Kubectl {
-    /// None when kubectl is not installed here.
-    fn new(cluster: &DevCluster) -> Option<Kubectl> {
+    /// Panics when kubectl is not installed: these tests must not pass by testing nothing.
+    fn new(cluster: &DevCluster) -> Kubectl {
         let binary = std::env::var_os("KUBECTL")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-        if !binary.exists() {
-            eprintln!("skipping: {} not found", binary.display());
-            return None;
-        }
+        assert!(
+            binary.exists(),
+            "{} not found: install kubectl (scripts/test.sh does) or set KUBECTL",
+            binary.display()
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         cluster
             .write_kubeconfig(&dir.path().join("kubeconfig"))
             .expect("kubeconfig written");
-        Some(Kubectl { binary, dir })
+        Kubectl { binary, dir }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -127,10 +129,10 @@ impl Kubectl {
 }
 
 /// Starts a devcluster and kubectl for it; None (test skipped) without kubectl.
-async fn setup() -> Option<(DevCluster, Kubectl)> {
+async fn setup() -> (DevCluster, Kubectl) {
     let cluster = DevCluster::start().await.expect("devcluster starts");
-    let kubectl = Kubectl::new(&cluster)?;
-    Some((cluster, kubectl))
+    let kubectl = Kubectl::new(&cluster);
+    (cluster, kubectl)
 }
 
 /// The next line of a running command's output, before `deadline`.
@@ -156,9 +158,7 @@ fn container_names(deploy: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_reports_a_1_33_server() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     let version = kubectl.get_json(&["version"]).await;
     let server = &version["serverVersion"];
     assert_eq!(server["major"], "1");
@@ -173,9 +173,7 @@ async fn version_reports_a_1_33_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_resources_and_versions_list_the_served_types() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     let resources = kubectl.ok(&["api-resources", "--no-headers"]).await;
     let row = |name: &str| -> Vec<String> {
         resources
@@ -242,9 +240,7 @@ data:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_creates_then_updates_a_configmap_and_get_shows_it() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     let created = kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -347,9 +343,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapplying_a_deployment_removes_the_dropped_container() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     kubectl
         .ok_with_input(&["apply", "-f", "-"], DEPLOYMENT_TWO_CONTAINERS)
         .await;
@@ -369,9 +363,7 @@ async fn reapplying_a_deployment_removes_the_dropped_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_conflicts_between_managers_unless_forced() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     let first = kubectl
         .ok_with_input(
             &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
@@ -425,9 +417,7 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_waits_until_the_object_is_gone() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -441,9 +431,7 @@ async fn delete_waits_until_the_object_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_watch_streams_a_change_made_meanwhile() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -468,9 +456,7 @@ async fn get_watch_streams_a_change_made_meanwhile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_shows_the_events_of_a_configmap() {
-    let Some((cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (cluster, kubectl) = setup().await;
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -513,9 +499,7 @@ async fn describe_shows_the_events_of_a_configmap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_a_running_pod_are_shown() {
-    let Some((cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (cluster, kubectl) = setup().await;
     kubectl
         .ok_with_input(
             &["apply", "-f", "-"],
@@ -553,9 +537,7 @@ async fn logs_of_a_running_pod_are_shown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_describes_configmap_fields_from_the_openapi() {
-    let Some((_cluster, kubectl)) = setup().await else {
-        return;
-    };
+    let (_cluster, kubectl) = setup().await;
     let explained = kubectl.ok(&["explain", "configmap"]).await;
     assert!(explained.contains("KIND:       ConfigMap"), "{explained}");
     assert!(explained.contains("VERSION:    v1"), "{explained}");
