@@ -11,6 +11,17 @@ pub struct ErrorDetails {
     pub name: String,
     pub group: String,
     pub kind: String,
+    /// `details.causes`: the individual problems (omitted when empty, as the real server does).
+    pub causes: Vec<StatusCause>,
+}
+
+/// One entry of `Status.details.causes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCause {
+    /// Machine-readable, e.g. `FieldManagerConflict`, `FieldValueInvalid`.
+    pub reason: String,
+    pub message: String,
+    pub field: String,
 }
 
 /// An error the API answers with: HTTP code, Kubernetes reason, message and details.
@@ -29,6 +40,7 @@ fn details_of(rt: &ResourceType, name: &str) -> Option<ErrorDetails> {
         name: name.to_string(),
         group: rt.group.to_string(),
         kind: rt.plural.to_string(),
+        causes: Vec::new(),
     })
 }
 
@@ -105,6 +117,7 @@ impl ApiError {
                 name: name.to_string(),
                 group: rt.group.to_string(),
                 kind: rt.kind.to_string(),
+                causes: Vec::new(),
             }),
             ..Self::new(
                 422,
@@ -162,7 +175,22 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            status["details"] = json!({"name": d.name, "group": d.group, "kind": d.kind});
+            // Every StatusDetails field is omitempty in the real API.
+            let mut details = serde_json::Map::new();
+            for (key, value) in [("name", &d.name), ("group", &d.group), ("kind", &d.kind)] {
+                if !value.is_empty() {
+                    details.insert(key.into(), json!(value));
+                }
+            }
+            if !d.causes.is_empty() {
+                let causes = d
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+                details.insert("causes".into(), Value::Array(causes));
+            }
+            status["details"] = Value::Object(details);
         }
         status
     }
@@ -198,5 +226,11 @@ mod tests {
         assert_eq!(status["message"], "deployments.apps \"web\" not found");
         assert_eq!(status["details"]["kind"], "deployments");
         assert_eq!(status["details"]["group"], "apps");
+        let cm = lookup("", "v1", "configmaps").expect("served");
+        let status = ApiError::not_found(cm, "x").to_status();
+        assert!(
+            status["details"].get("group").is_none(),
+            "empty group omitted"
+        );
     }
 }

@@ -455,7 +455,9 @@ impl Store {
         let mut state = self.write();
         let key = (key_ns(rt, namespace), name.to_string());
         let old = state.tables[ti].get(&key).cloned();
-        if old.is_none() && req.kind != patch::PatchKind::Apply {
+        // Only an apply to the main resource may create; everything else needs the object,
+        // and the real server says so (404) before looking at the patch.
+        if old.is_none() && (req.kind != patch::PatchKind::Apply || status) {
             return Err(ApiError::not_found(rt, name));
         }
         let patched =
@@ -467,9 +469,6 @@ impl Store {
             )));
         }
         let Some(old) = old else {
-            if status {
-                return Err(ApiError::not_found(rt, name));
-            }
             let prepared = state.prepare_create(ti, rt, namespace, patched, &now)?;
             if dry_run {
                 return Ok((prepared, true));
@@ -988,32 +987,30 @@ fn check_type(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The Status for a failed patch: the patch module's message, and for apply conflicts one
+/// `FieldManagerConflict` cause per field, exactly as the real server reports them.
 fn patch_error(rt: &ResourceType, name: &str, e: patch::PatchError) -> ApiError {
     use patch::PatchError as P;
+    let message = e.to_string();
     match e {
-        P::BadRequest(m) => ApiError::bad_request(m),
-        P::UnsupportedMediaType(m) => ApiError::unsupported_media_type(m),
+        P::BadRequest(_) => ApiError::bad_request(message),
+        P::UnsupportedMediaType(_) => ApiError::unsupported_media_type(message),
         P::Invalid(m) => ApiError::invalid(rt, name, "patch", &m),
-        P::Conflict(conflicts) => {
-            let n = conflicts.len();
-            let list: Vec<String> = conflicts
-                .iter()
-                .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
-                .collect();
-            let message = if n == 1 {
-                format!("Apply failed with 1 conflict: {}", list[0])
-            } else {
-                format!("Apply failed with {n} conflicts: {}", list.join("\n"))
-            };
-            ApiError {
-                details: Some(crate::error::ErrorDetails {
-                    name: name.to_string(),
-                    group: rt.group.to_string(),
-                    kind: rt.plural.to_string(),
-                }),
-                ..ApiError::new(409, "Conflict", message)
-            }
-        }
+        P::Conflict(conflicts) => ApiError {
+            // The real apply conflict names no object, only the causes.
+            details: Some(crate::error::ErrorDetails {
+                causes: conflicts
+                    .iter()
+                    .map(|c| crate::error::StatusCause {
+                        reason: "FieldManagerConflict".into(),
+                        message: c.cause_message(),
+                        field: c.field.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..ApiError::new(409, "Conflict", message)
+        },
     }
 }
 

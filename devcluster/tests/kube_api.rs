@@ -454,6 +454,146 @@ async fn server_side_apply_creates_tracks_managers_and_conflicts() {
 }
 
 #[tokio::test]
+async fn apply_conflicts_report_every_manager_like_the_real_server() {
+    let c = cluster().await;
+    let api = cms(&c);
+    let apply = |data: serde_json::Value| {
+        Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data}),
+        )
+    };
+    api.patch(
+        "shared",
+        &PatchParams::apply("alice"),
+        &apply(json!({"a": "1"})),
+    )
+    .await
+    .unwrap();
+    // bob is an Update manager (a merge patch): conflicts name the API version he used.
+    let bob = PatchParams {
+        field_manager: Some("bob".into()),
+        ..Default::default()
+    };
+    api.patch(
+        "shared",
+        &bob,
+        &Patch::Merge(json!({"data": {"b": "1", "c": "1"}})),
+    )
+    .await
+    .unwrap();
+    let one = status_of(
+        api.patch(
+            "shared",
+            &PatchParams::apply("carol"),
+            &apply(json!({"b": "2"})),
+        )
+        .await,
+    );
+    assert_eq!(
+        one.message,
+        "Apply failed with 1 conflict: conflict with \"bob\" using v1: .data.b"
+    );
+    let status = status_of(
+        api.patch(
+            "shared",
+            &PatchParams::apply("carol"),
+            &apply(json!({"a": "2", "b": "2", "c": "2"})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 409);
+    assert_eq!(status.reason, "Conflict");
+    assert_eq!(
+        status.message,
+        "Apply failed with 3 conflicts: conflicts with \"alice\":\n- .data.a\nconflicts with \"bob\" using v1:\n- .data.b\n- .data.c"
+    );
+    let causes: Vec<(String, String, String)> = status
+        .details
+        .expect("conflict details")
+        .causes
+        .into_iter()
+        .map(|c| (c.reason, c.message, c.field))
+        .collect();
+    let cause = |manager: &str, field: &str| {
+        (
+            "FieldManagerConflict".to_string(),
+            format!("conflict with {manager}"),
+            field.to_string(),
+        )
+    };
+    assert_eq!(
+        causes,
+        vec![
+            cause("\"alice\"", ".data.a"),
+            cause("\"bob\" using v1", ".data.b"),
+            cause("\"bob\" using v1", ".data.c"),
+        ]
+    );
+    let unchanged = api.get("shared").await.unwrap();
+    assert_eq!(
+        unchanged.data.unwrap()["a"],
+        "1",
+        "a conflict writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn patches_of_missing_objects_are_not_found() {
+    let c = cluster().await;
+    let api = cms(&c);
+    let merge = status_of(
+        api.patch(
+            "absent",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v"}})),
+        )
+        .await,
+    );
+    let strategic = status_of(
+        api.patch(
+            "absent",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"k": "v"}})),
+        )
+        .await,
+    );
+    let json = raw(
+        &c,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/absent",
+        "application/json-patch+json",
+        br#"[{"op":"add","path":"/data","value":{"k":"v"}}]"#,
+    )
+    .await
+    .json();
+    let json: kube::core::Status = serde_json::from_value(json).unwrap();
+    for status in [*merge, *strategic, json] {
+        assert_eq!(
+            (status.code, status.reason.as_str(), status.message.as_str()),
+            (404, "NotFound", "configmaps \"absent\" not found")
+        );
+    }
+    assert!(api.get_opt("absent").await.unwrap().is_none());
+
+    // Apply creates through the main resource, never through /status.
+    let services: Api<Service> = Api::default_namespaced(c.client());
+    let status = status_of(
+        services
+            .patch_status(
+                "absent",
+                &PatchParams::apply("ctl"),
+                &Patch::Apply(
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "absent"},
+                    "status": {"loadBalancer": {}}}),
+                ),
+            )
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+    assert!(services.get_opt("absent").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
     let c = cluster().await;
     let api = cms(&c);
