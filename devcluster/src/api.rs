@@ -316,7 +316,8 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
         }
         ("DELETE", None, None) => {
             let opts = delete_options(req, body, &q)?;
-            let selectors = Selectors::parse(
+            let selectors = Selectors::parse_for(
+                rt,
                 q.get("labelSelector").map(String::as_str),
                 q.get("fieldSelector").map(String::as_str),
             )?;
@@ -461,7 +462,8 @@ fn list_response(
     ns: Option<&str>,
     q: &Query,
 ) -> Result<HttpResponse, ApiError> {
-    let selectors = Selectors::parse(
+    let selectors = Selectors::parse_for(
+        rt,
         q.get("labelSelector").map(String::as_str),
         q.get("fieldSelector").map(String::as_str),
     )?;
@@ -553,7 +555,8 @@ fn watch_response(
         }
         field_selector.push_str(&format!("metadata.name={name}"));
     }
-    let selectors = Selectors::parse(
+    let selectors = Selectors::parse_for(
+        target.rt,
         q.get("labelSelector").map(String::as_str),
         Some(&field_selector),
     )?;

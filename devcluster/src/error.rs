@@ -32,16 +32,17 @@ pub struct ApiError {
     /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `Expired`, ...
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<ErrorDetails>,
+    /// Boxed: errors travel in every `Result` and are rare, so they stay small.
+    pub details: Option<Box<ErrorDetails>>,
 }
 
-fn details_of(rt: &ResourceType, name: &str) -> Option<ErrorDetails> {
-    Some(ErrorDetails {
+fn details_of(rt: &ResourceType, name: &str) -> Option<Box<ErrorDetails>> {
+    Some(Box::new(ErrorDetails {
         name: name.to_string(),
         group: rt.group.to_string(),
         kind: rt.plural.to_string(),
         causes: Vec::new(),
-    })
+    }))
 }
 
 /// The `plural.group` form the real server uses in messages (`deployments.apps`, `configmaps`).
@@ -113,12 +114,12 @@ impl ApiError {
     /// 422: the object is invalid; `field` and `problem` as the real validation messages.
     pub fn invalid(rt: &ResourceType, name: &str, field: &str, problem: &str) -> Self {
         ApiError {
-            details: Some(ErrorDetails {
+            details: Some(Box::new(ErrorDetails {
                 name: name.to_string(),
                 group: rt.group.to_string(),
                 kind: rt.kind.to_string(),
                 causes: Vec::new(),
-            }),
+            })),
             ..Self::new(
                 422,
                 "Invalid",

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::resources::ResourceType;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LabelRequirement {
@@ -250,6 +251,18 @@ impl FieldSelector {
         self.requirements.is_empty()
     }
 
+    /// Replaces each field label by the stored field it reads (`label_to_field` may refuse one).
+    pub fn map_labels(
+        mut self,
+        label_to_field: impl Fn(&str) -> Result<String, ApiError>,
+    ) -> Result<FieldSelector, ApiError> {
+        for r in &mut self.requirements {
+            let field = label_to_field(&r.path.join("."))?;
+            r.path = field.split('.').map(str::to_string).collect();
+        }
+        Ok(self)
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.requirements.iter().all(|r| {
             let actual = r
@@ -279,6 +292,20 @@ impl Selectors {
         Ok(Selectors {
             labels: LabelSelector::parse(labels.unwrap_or(""))?,
             fields: FieldSelector::parse(fields.unwrap_or(""))?,
+        })
+    }
+
+    /// Selectors of a request for `rt`, with field labels mapped to the stored form of its
+    /// objects (Events: the labels the real server supports, in either API's names).
+    pub fn parse_for(
+        rt: &ResourceType,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Selectors, ApiError> {
+        Ok(Selectors {
+            labels: LabelSelector::parse(labels.unwrap_or(""))?,
+            fields: FieldSelector::parse(fields.unwrap_or(""))?
+                .map_labels(|label| crate::store::events::field_label(rt, label))?,
         })
     }
 

@@ -7,6 +7,7 @@
 //! HTTP clients.
 
 mod defaults;
+pub mod events;
 pub mod ids;
 pub mod meta;
 
@@ -160,13 +161,20 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-/// The position of a served type in `RESOURCES`, and its `'static` entry.
+/// The table (position in `RESOURCES`) holding a served type's objects, and the type's
+/// `'static` entry. A type served as a view of another (events.k8s.io Events) shares that
+/// type's table; its objects are converted on the way in and out.
 pub fn type_index(rt: &ResourceType) -> Result<(usize, &'static ResourceType), ApiError> {
-    RESOURCES
+    let view = RESOURCES
         .iter()
-        .enumerate()
-        .find(|(_, r)| r.group == rt.group && r.version == rt.version && r.plural == rt.plural)
-        .ok_or_else(|| ApiError::unknown_path(&format!("{}/{}", rt.api_version(), rt.plural)))
+        .find(|r| r.group == rt.group && r.version == rt.version && r.plural == rt.plural)
+        .ok_or_else(|| ApiError::unknown_path(&format!("{}/{}", rt.api_version(), rt.plural)))?;
+    let storage = events::storage_type(view);
+    let ti = RESOURCES
+        .iter()
+        .position(|r| std::ptr::eq(r, storage))
+        .ok_or_else(|| ApiError::internal(format!("no table stores {}", view.plural)))?;
+    Ok((ti, view))
 }
 
 fn namespace_type() -> (usize, &'static ResourceType) {
@@ -276,7 +284,7 @@ impl Store {
         let state = self.read();
         state.tables[ti]
             .get(&(key_ns(rt, namespace), name.to_string()))
-            .cloned()
+            .map(|o| events::present(rt, o))
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
@@ -341,7 +349,7 @@ impl Store {
                         ));
                     }
                 }
-                _ => items.push(obj.clone()),
+                _ => items.push(events::present(rt, obj)),
             }
         }
         Ok(ListPage {
@@ -377,7 +385,7 @@ impl Store {
         if opts.dry_run {
             return Ok(prepared);
         }
-        Ok((*self.commit(&mut state, ti, prepared, EventKind::Added)).clone())
+        Ok((*self.commit(&mut state, ti, rt, prepared, EventKind::Added)).clone())
     }
 
     pub fn update(
@@ -424,7 +432,7 @@ impl Store {
         let key = (key_ns(rt, namespace), name.clone());
         let old = state.tables[ti]
             .get(&key)
-            .cloned()
+            .map(|o| events::present(rt, o))
             .ok_or_else(|| ApiError::not_found(rt, &name))?;
         let body_rv = meta::resource_version(&obj);
         if !body_rv.is_empty() && body_rv != meta::resource_version(&old) {
@@ -454,7 +462,7 @@ impl Store {
         let now = ids::now_rfc3339();
         let mut state = self.write();
         let key = (key_ns(rt, namespace), name.to_string());
-        let old = state.tables[ti].get(&key).cloned();
+        let old = state.tables[ti].get(&key).map(|o| events::present(rt, o));
         // Only an apply to the main resource may create; everything else needs the object,
         // and the real server says so (404) before looking at the patch.
         if old.is_none() && (req.kind != patch::PatchKind::Apply || status) {
@@ -473,7 +481,7 @@ impl Store {
             if dry_run {
                 return Ok((prepared, true));
             }
-            let created = self.commit(&mut state, ti, prepared, EventKind::Added);
+            let created = self.commit(&mut state, ti, rt, prepared, EventKind::Added);
             return Ok(((*created).clone(), true));
         };
         let patched_rv = meta::resource_version(&patched);
@@ -536,7 +544,7 @@ impl Store {
         } else {
             EventKind::Modified
         };
-        Ok((*self.commit(state, ti, new, kind)).clone())
+        Ok((*self.commit(state, ti, rt, new, kind)).clone())
     }
 
     /// DELETE: removes the object, or marks it for deletion while finalizers remain.
@@ -553,7 +561,7 @@ impl Store {
         let key = (key_ns(rt, namespace), name.to_string());
         let old = state.tables[ti]
             .get(&key)
-            .cloned()
+            .map(|o| events::present(rt, o))
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         if let Some(uid) = &opts.precondition_uid
             && uid != meta::uid(&old)
@@ -610,12 +618,12 @@ impl Store {
             if opts.dry_run {
                 return Ok(new);
             }
-            return Ok((*self.commit(&mut state, ti, new, EventKind::Modified)).clone());
+            return Ok((*self.commit(&mut state, ti, rt, new, EventKind::Modified)).clone());
         }
         if opts.dry_run {
             return Ok(new);
         }
-        Ok((*self.commit(&mut state, ti, new, EventKind::Deleted)).clone())
+        Ok((*self.commit(&mut state, ti, rt, new, EventKind::Deleted)).clone())
     }
 
     /// Every change to every type, in resourceVersion order, for in-process controllers.
@@ -634,6 +642,8 @@ impl Store {
         after: Option<u64>,
     ) -> Result<(Vec<StoreEvent>, u64, broadcast::Receiver<StoreEvent>), ApiError> {
         let (ti, rt) = type_index(rt)?;
+        // Changes carry the stored type; a view's watchers convert them as they send.
+        let stored_rt = &RESOURCES[ti];
         let state = self.read();
         let rx = self.inner.type_channels[ti].subscribe();
         let ns_filter = if rt.namespaced { namespace } else { None };
@@ -643,7 +653,7 @@ impl Store {
                 .values()
                 .filter(|o| in_ns(o))
                 .map(|o| StoreEvent {
-                    resource: rt,
+                    resource: stored_rt,
                     kind: EventKind::Added,
                     object: o.clone(),
                     previous: None,
@@ -660,7 +670,7 @@ impl Store {
                 state
                     .history
                     .iter()
-                    .filter(|e| e.resource_version > n && std::ptr::eq(e.resource, rt))
+                    .filter(|e| e.resource_version > n && std::ptr::eq(e.resource, stored_rt))
                     .filter(|e| in_ns(&e.object))
                     .cloned()
                     .collect()
@@ -712,6 +722,7 @@ impl Store {
         let mut state = self.write();
         for (rt, obj) in objects {
             let (ti, rt) = type_index(rt)?;
+            let obj = events::to_storage(rt, obj);
             let key = (
                 key_ns(rt, Some(meta::namespace(&obj))),
                 meta::name(&obj).to_string(),
@@ -791,7 +802,7 @@ impl Store {
         let key = (key_ns(rt, namespace), name.to_string());
         let old = state.tables[ti]
             .get(&key)
-            .cloned()
+            .map(|o| events::present(rt, o))
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         let mut new = (*old).clone();
         if !change(&mut new) {
@@ -823,15 +834,23 @@ impl Store {
         } else {
             EventKind::Modified
         };
-        let _ = rt;
-        self.commit(&mut state, ti, new, kind);
+        self.commit(&mut state, ti, rt, new, kind);
         Ok(kind == EventKind::Deleted)
     }
 
-    /// Assigns the next resourceVersion and records the change: table, indexes, history, channels.
-    fn commit(&self, state: &mut State, ti: usize, mut obj: Value, kind: EventKind) -> Arc<Value> {
+    /// Assigns the next resourceVersion and records the change: table, indexes, history,
+    /// channels. `obj` is in `rt`'s form; it is stored in the table's form and returned in `rt`'s.
+    fn commit(
+        &self,
+        state: &mut State,
+        ti: usize,
+        rt: &ResourceType,
+        obj: Value,
+        kind: EventKind,
+    ) -> Arc<Value> {
         state.rv += 1;
         let rv = state.rv;
+        let mut obj = events::to_storage(rt, obj);
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), rv_string(rv));
         let key = (
             meta::namespace(&obj).to_string(),
@@ -870,7 +889,7 @@ impl Store {
         let _ = self.inner.type_channels[ti].send(event.clone());
         let _ = self.inner.all_changes.send(event);
         self.inner.changed.notify_one();
-        obj
+        events::present(rt, &obj)
     }
 }
 
@@ -998,7 +1017,7 @@ fn patch_error(rt: &ResourceType, name: &str, e: patch::PatchError) -> ApiError 
         P::Invalid(m) => ApiError::invalid(rt, name, "patch", &m),
         P::Conflict(conflicts) => ApiError {
             // The real apply conflict names no object, only the causes.
-            details: Some(crate::error::ErrorDetails {
+            details: Some(Box::new(crate::error::ErrorDetails {
                 causes: conflicts
                     .iter()
                     .map(|c| crate::error::StatusCause {
@@ -1008,7 +1027,7 @@ fn patch_error(rt: &ResourceType, name: &str, e: patch::PatchError) -> ApiError 
                     })
                     .collect(),
                 ..Default::default()
-            }),
+            })),
             ..ApiError::new(409, "Conflict", message)
         },
     }

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::error::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::Selectors;
-use crate::store::{EventKind, Store, StoreEvent, meta};
+use crate::store::{EventKind, Store, StoreEvent, events, meta};
 
 /// What a watch request asked for.
 #[derive(Debug, Clone)]
@@ -66,8 +66,14 @@ pub fn error_event(err: &ApiError) -> Bytes {
     encode_event("ERROR", &err.to_status())
 }
 
-/// The watch event (if any) this change means for a watcher with `selectors`.
+/// The watch event (if any) this change means for a watcher with `selectors`, with the
+/// object in the watched type's form (selectors match the stored form).
 fn translate(req: &WatchRequest, ev: &StoreEvent) -> Option<(&'static str, Arc<Value>)> {
+    let (event_type, stored) = select(req, ev)?;
+    Some((event_type, events::present(req.resource, &stored)))
+}
+
+fn select(req: &WatchRequest, ev: &StoreEvent) -> Option<(&'static str, Arc<Value>)> {
     if let Some(ns) = &req.namespace
         && req.resource.namespaced
         && meta::namespace(&ev.object) != ns
