@@ -44,6 +44,8 @@ pub struct Context {
     pub services: Store<Service>,
     /// Every Ingress in the namespace.
     pub ingresses: Store<Ingress>,
+    /// Which watches have listed once; see [`Synced`].
+    pub synced: Synced,
     memory: Mutex<HashMap<String, EnvMemory>>,
 }
 
@@ -92,6 +94,7 @@ impl Context {
         tilt: TiltClient,
         tilt_url_template: String,
         stores: (Store<Deployment>, Store<Service>, Store<Ingress>),
+        synced: Synced,
     ) -> Self {
         let (deployments, services, ingresses) = stores;
         Context {
@@ -106,6 +109,7 @@ impl Context {
             deployments,
             services,
             ingresses,
+            synced,
             memory: Mutex::new(HashMap::new()),
         }
     }
@@ -134,10 +138,7 @@ impl Context {
 
     /// Waits until the child stores have listed once, so a missing child really is missing.
     pub async fn wait_for_child_stores(&self) {
-        // A dropped writer means the controller is shutting down; nothing to wait for then.
-        let _ = self.deployments.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.ingresses.wait_until_ready().await;
+        self.synced.wait_for(Synced::CHILDREN).await;
     }
 
     /// Tilt's base URL for env `env`, from [`Context::tilt_url_template`].
@@ -148,6 +149,56 @@ impl Context {
             &self.namespace,
             self.config.runner.tilt_port,
         )
+    }
+}
+
+/// Which watches have completed their first list, as bits. Stores' own `wait_until_ready`
+/// wakes only one of several concurrent waiters (it polls a shared oneshot receiver), so every
+/// waiter here uses this watch channel instead, which wakes them all.
+#[derive(Clone, Debug)]
+pub struct Synced {
+    sender: Arc<tokio::sync::watch::Sender<u8>>,
+}
+
+impl Default for Synced {
+    fn default() -> Self {
+        Synced {
+            sender: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+impl Synced {
+    /// The env ConfigMaps.
+    pub const CONFIG_MAPS: u8 = 1;
+    /// Deployments.
+    pub const DEPLOYMENTS: u8 = 2;
+    /// Services.
+    pub const SERVICES: u8 = 4;
+    /// Ingresses.
+    pub const INGRESSES: u8 = 8;
+    /// Every child kind.
+    pub const CHILDREN: u8 = Self::DEPLOYMENTS | Self::SERVICES | Self::INGRESSES;
+
+    /// Marks the watches in `bits` as listed.
+    pub fn mark(&self, bits: u8) {
+        self.sender.send_if_modified(|current| {
+            let before = *current;
+            *current |= bits;
+            *current != before
+        });
+    }
+
+    /// Whether all watches in `bits` have listed.
+    pub fn is(&self, bits: u8) -> bool {
+        *self.sender.borrow() & bits == bits
+    }
+
+    /// Waits until all watches in `bits` have listed.
+    pub async fn wait_for(&self, bits: u8) {
+        let mut receiver = self.sender.subscribe();
+        // The sender lives in `self`, so the channel cannot close while waiting.
+        let _ = receiver.wait_for(|current| current & bits == bits).await;
     }
 }
 
@@ -165,6 +216,28 @@ pub fn tilt_base_url(template: &str, env: &str, namespace: &str, port: u16) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_watches_have_listed() {
+        let synced = Synced::default();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let synced = synced.clone();
+                tokio::spawn(async move { synced.wait_for(Synced::CHILDREN).await })
+            })
+            .collect();
+        synced.mark(Synced::DEPLOYMENTS | Synced::SERVICES);
+        assert!(!synced.is(Synced::CHILDREN));
+        synced.mark(Synced::INGRESSES);
+        assert!(synced.is(Synced::CHILDREN));
+        assert!(!synced.is(Synced::CONFIG_MAPS));
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("every waiter wakes")
+                .unwrap();
+        }
+    }
 
     #[test]
     fn default_tilt_url_is_the_env_service() {

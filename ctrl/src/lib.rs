@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 pub use context::DEFAULT_TILT_URL_TEMPLATE;
 pub use error::{Error, Result};
 
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, Synced};
 use crate::http::HealthState;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -99,6 +99,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         None => None,
     };
 
+    let synced = Synced::default();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
     let config_map_stream = watcher(
         Api::<ConfigMap>::namespaced(client.clone(), &namespace),
@@ -107,10 +108,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     .default_backoff()
     .modify(|cm| cm.managed_fields_mut().clear())
     .reflect(config_map_writer)
+    .inspect_ok(mark_listed(&synced, Synced::CONFIG_MAPS))
     .applied_objects();
-    let (deployments, deployment_stream) = child_watch::<Deployment>(&client, &namespace);
-    let (services, service_stream) = child_watch::<Service>(&client, &namespace);
-    let (ingresses, ingress_stream) = child_watch::<Ingress>(&client, &namespace);
+    let (deployments, deployment_stream) =
+        child_watch::<Deployment>(&client, &namespace, &synced, Synced::DEPLOYMENTS);
+    let (services, service_stream) =
+        child_watch::<Service>(&client, &namespace, &synced, Synced::SERVICES);
+    let (ingresses, ingress_stream) =
+        child_watch::<Ingress>(&client, &namespace, &synced, Synced::INGRESSES);
 
     let metrics = Arc::new(Metrics::new());
     let reporter = Reporter {
@@ -127,6 +132,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         TiltClient::new(),
         tilt_url_template,
         (deployments, services, ingresses),
+        synced.clone(),
     ));
 
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
@@ -145,12 +151,11 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let readiness = {
-        let (config_maps, ready) = (config_maps.clone(), ready.clone());
+        let (config_maps, ready, synced) = (config_maps.clone(), ready.clone(), synced.clone());
         async move {
-            if config_maps.wait_until_ready().await.is_ok() {
-                ready.store(true, Ordering::Release);
-                tracing::info!(envs = config_maps.len(), "env ConfigMaps listed; ready");
-            }
+            synced.wait_for(Synced::CONFIG_MAPS).await;
+            ready.store(true, Ordering::Release);
+            tracing::info!(envs = config_maps.len(), "env ConfigMaps listed; ready");
             futures::future::pending::<()>().await
         }
     };
@@ -179,8 +184,8 @@ pub async fn run(settings: Settings) -> Result<()> {
             let mut interval = tokio::time::interval(Duration::from_secs(60));
             loop {
                 interval.tick().await;
-                if config_maps.wait_until_ready().await.is_err() {
-                    return;
+                if !ctx.synced.is(Synced::CONFIG_MAPS) {
+                    continue;
                 }
                 ctx.forget_unless(|name| {
                     config_maps
@@ -206,6 +211,8 @@ pub async fn run(settings: Settings) -> Result<()> {
 fn child_watch<K>(
     client: &Client,
     namespace: &str,
+    synced: &Synced,
+    bit: u8,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -227,8 +234,20 @@ where
     .default_backoff()
     .modify(|object: &mut K| object.managed_fields_mut().clear())
     .reflect(writer)
+    .inspect_ok(mark_listed(synced, bit))
     .touched_objects();
     (store, stream)
+}
+
+/// Marks `bit` in `synced` once a watch's first list has reached its store (and again after
+/// each re-list, harmlessly).
+fn mark_listed<K>(synced: &Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    let synced = synced.clone();
+    move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            synced.mark(bit);
+        }
+    }
 }
 
 /// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.

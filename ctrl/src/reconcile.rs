@@ -81,6 +81,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         name: name.clone(),
         field: "metadata.uid",
     })?;
+    debug!("reconciling");
     ctx.wait_for_child_stores().await;
     let previous = EnvStatus::from_meta(&config_map.metadata);
 
@@ -242,12 +243,12 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
     let ready_at = previous
         .ready_at
         .or_else(|| (runner.phase == Phase::Ready).then_some(now));
-    if previous.ready_at.is_none() && ready_at.is_some() {
-        if let Some(latency) =
-            created.and_then(|created| Duration::try_from(now.duration_since(created)).ok())
-        {
-            ctx.metrics.became_ready(latency);
-        }
+    let first_ready = previous.ready_at.is_none() && ready_at.is_some();
+    if let Some(latency) = created
+        .filter(|_| first_ready)
+        .and_then(|created| Duration::try_from(now.duration_since(created)).ok())
+    {
+        ctx.metrics.became_ready(latency);
     }
     let status = EnvStatus {
         phase: runner.phase,

@@ -36,8 +36,15 @@ pub fn config() -> Config {
     Config::from_yaml_str(CONFIG_YAML, "test-config.yaml").expect("the test config is valid")
 }
 
-/// A devcluster whose simulated pods become ready quickly.
+/// A devcluster whose simulated pods become ready quickly. Set `RUST_LOG` to see the
+/// controller's logs.
 pub async fn cluster() -> DevCluster {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     DevCluster::builder()
         .pod_ready_delay(Duration::from_millis(200))
         .start()

@@ -1,0 +1,171 @@
+//! ephctrl survives what clusters do to controllers: being killed mid-way, dropped watches,
+//! expired watch history (410 Gone) and bursts of server errors.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use ephctrl::Settings;
+use ephemerator_core::labels::env_label_selector;
+use ephemerator_core::{EnvStatus, Phase};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+const ENVS: usize = 20;
+
+async fn all_ready(client: &Client, count: usize) -> bool {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let Ok(list) = api
+        .list(&ListParams::default().labels(&env_label_selector()))
+        .await
+    else {
+        return false;
+    };
+    list.items.len() == count
+        && list
+            .items
+            .iter()
+            .all(|cm| EnvStatus::from_meta(&cm.metadata).phase == Phase::Ready)
+}
+
+#[tokio::test]
+async fn killed_mid_way_and_restarted_the_controller_converges_without_duplicates() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    for i in 0..ENVS {
+        create_env(
+            &client,
+            &format!("env-{i}"),
+            &spec(HTML_REPO, "master", "0-base"),
+        )
+        .await;
+    }
+    let first = Ctrl::with_config(client.clone(), config());
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for("the first controller to be part-way", || async {
+        let made = deployments
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .len();
+        (made >= 3).then_some(())
+    })
+    .await;
+    first.kill().await;
+
+    let _second = Ctrl::with_config(client.clone(), config());
+    wait_for("all envs to be Ready", || async {
+        all_ready(&client, ENVS).await.then_some(())
+    })
+    .await;
+
+    let deployment_list = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let service_list = services.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(deployment_list.len(), ENVS, "one Deployment per env");
+    assert_eq!(service_list.len(), ENVS, "one Service per env");
+    for deployment in &deployment_list {
+        assert_eq!(deployment.owner_references().len(), 1);
+        // Applied once: the restart did not change (and so roll) any runner.
+        assert_eq!(
+            deployment.metadata.generation,
+            Some(1),
+            "{} was rolled out more than once",
+            deployment.name_any()
+        );
+    }
+    for i in 0..ENVS {
+        let name = format!("env-{i}");
+        assert!(
+            deployment_list.iter().any(|d| d.name_any() == name),
+            "{name}"
+        );
+        assert!(service_list.iter().any(|s| s.name_any() == name), "{name}");
+    }
+    // One runner pod per env, none left over from the first controller.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for("one runner pod per env", || async {
+        let running = pods.list(&ListParams::default()).await.ok()?.items;
+        let live = running
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count();
+        (live == ENVS).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropped_watches_410s_and_bursts_of_500s_are_survived() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let port = free_port();
+    let mut settings = Settings::new(client.clone(), NAMESPACE, config());
+    settings.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    let _ctrl = Ctrl::start(settings);
+    wait_for("/readyz", || async {
+        let (status, _) = http_get(port, "/readyz").await?;
+        status.contains("200").then_some(())
+    })
+    .await;
+
+    create_env(&client, "one", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "one", Phase::Ready).await;
+
+    // Watches end: the controller re-watches and keeps seeing new envs.
+    cluster.drop_watches();
+    create_env(&client, "two", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "two", Phase::Ready).await;
+
+    // History is compacted and watches end: resuming gets 410 Gone, so it lists again.
+    create_env(&client, "three", &spec(HTML_REPO, "master", "0-base")).await;
+    cluster.compact_history();
+    cluster.drop_watches();
+    wait_for_phase(&client, "three", Phase::Ready).await;
+
+    // A burst of 500s hits whatever is in flight, the test's own requests included.
+    cluster.fail_next_requests(30, 500);
+    wait_for("env four to be created despite the 500s", || async {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+        let env = ephemerator_core::env_config_map(
+            "four",
+            "four",
+            &spec(HTML_REPO, "master", "0-base"),
+            None,
+        );
+        match api.create(&Default::default(), &env).await {
+            Ok(_) => Some(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Some(()),
+            Err(_) => None,
+        }
+    })
+    .await;
+    wait_for_phase(&client, "four", Phase::Ready).await;
+    wait_for("every env Ready", || async {
+        all_ready(&client, 4).await.then_some(())
+    })
+    .await;
+
+    let (status, metrics) = http_get(port, "/metrics").await.expect("/metrics answers");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains("ephctrl_envs{phase=\"Ready\"} 4"),
+        "{metrics}"
+    );
+    let reconciles: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("ephctrl_reconciles_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("a reconcile counter");
+    assert!(reconciles >= 4.0, "{metrics}");
+    let healthz = http_get(port, "/healthz").await.expect("/healthz answers");
+    assert!(healthz.0.contains("200"));
+}
