@@ -80,6 +80,16 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// `obj` with its status replaced (objects in the store are always JSON objects; anything else
+/// is returned unchanged rather than trusted).
+fn with_status(obj: &Value, status: Value) -> Value {
+    let mut updated = obj.clone();
+    if let Some(map) = updated.as_object_mut() {
+        map.insert("status".into(), status);
+    }
+    updated
+}
+
 fn key_of(obj: &Value) -> PodKey {
     (
         meta::namespace(obj).to_string(),
@@ -202,8 +212,8 @@ impl Simulator {
         let due = PodStage::at(now.saturating_duration_since(first_seen), delay);
         let target = observed.map_or(due, |o| o.max(due));
         if observed != Some(target) {
-            let mut updated = (*pod).clone();
-            updated["status"] = pod_status(&pod, target, &ids::now_rfc3339());
+            let status = pod_status(&pod, target, &ids::now_rfc3339());
+            let updated = with_status(&pod, status);
             if let Err(e) = self
                 .store
                 .update_status(self.pods, Some(ns), updated, KUBELET_MANAGER)
@@ -212,9 +222,13 @@ impl Simulator {
                 tracing::debug!(namespace = ns, pod = name, error = %e, "writing pod status");
             }
         }
-        if let Some(offset) = target.next_transition(delay) {
+        // A delay too large for the clock (from a command line) just never fires.
+        if let Some(due_at) = target
+            .next_transition(delay)
+            .and_then(|offset| first_seen.checked_add(offset))
+        {
             self.timers
-                .entry(first_seen + offset)
+                .entry(due_at)
                 .or_default()
                 .insert((ns.to_string(), name.to_string()));
         }
@@ -306,8 +320,7 @@ impl Simulator {
         if deploy.get("status") == Some(&status) {
             return;
         }
-        let mut updated = (*deploy).clone();
-        updated["status"] = status;
+        let updated = with_status(&deploy, status);
         if let Err(e) = self.store.update_status(
             self.deployments,
             Some(ns),
