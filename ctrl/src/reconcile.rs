@@ -8,12 +8,13 @@ use std::time::Duration;
 use ephemerator_core::env::EXPIRATION_KEY;
 use ephemerator_core::labels::has_ephemerator_labels;
 use ephemerator_core::names::is_valid_env_name;
+use ephemerator_core::status::normalize_ports;
 use ephemerator_core::{Env, EnvStatus, Phase, Port};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -253,7 +254,8 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
     let status = EnvStatus {
         phase: runner.phase,
         message: Some(runner.message),
-        ports: children.ports,
+        // In the order the status reads back (by port), so an unchanged status compares equal.
+        ports: normalize_ports(children.ports),
         ready_at,
     };
     write_status(ctx, config_map, &previous, status).await?;
@@ -429,10 +431,10 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let child_uid = api
-        .get_metadata_opt(name)
+        .get_opt(name)
         .await?
-        .filter(|meta| has_ephemerator_labels(meta.metadata.labels.as_ref()))
-        .and_then(|meta| meta.metadata.uid);
+        .filter(|child| has_ephemerator_labels(child.meta().labels.as_ref()))
+        .and_then(|child| child.meta().uid.clone());
     let Some(child_uid) = child_uid else {
         return Ok(());
     };
@@ -598,16 +600,7 @@ async fn write_status(
     previous: &EnvStatus,
     status: EnvStatus,
 ) -> Result<()> {
-    let current_labels = config_map.labels();
-    let current_annotations = config_map.annotations();
-    let labels = status.labels();
-    let annotations = status.annotations();
-    let written = labels.iter().all(|(k, v)| current_labels.get(k) == Some(v))
-        && previous == &status
-        && annotations
-            .iter()
-            .all(|(k, v)| current_annotations.get(k) == Some(v));
-    if written {
+    if status_is_current(&config_map.metadata, &status) {
         return Ok(());
     }
     let name = config_map.name_any();
@@ -617,8 +610,8 @@ async fn write_status(
         "metadata": {
             "name": name,
             "namespace": ctx.namespace,
-            "labels": labels,
-            "annotations": annotations,
+            "labels": status.labels(),
+            "annotations": status.annotations(),
         },
     });
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -643,6 +636,21 @@ async fn write_status(
         );
     }
     Ok(())
+}
+
+/// Whether `current` already shows `status` (as read back, so port order and formatting do not
+/// matter), in which case no write is needed.
+fn status_is_current(current: &ObjectMeta, status: &EnvStatus) -> bool {
+    let labels_written = status
+        .labels()
+        .iter()
+        .all(|(key, value)| current.labels.as_ref().and_then(|l| l.get(key)) == Some(value));
+    let as_written = ObjectMeta {
+        labels: Some(status.labels()),
+        annotations: Some(status.annotations()),
+        ..ObjectMeta::default()
+    };
+    labels_written && EnvStatus::from_meta(current) == EnvStatus::from_meta(&as_written)
 }
 
 /// Records an Event on the env ConfigMap without holding up the reconcile; a failure to
@@ -689,6 +697,42 @@ fn cut(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_already_on_the_config_map_is_not_written_again() {
+        let status = EnvStatus {
+            phase: Phase::Ready,
+            message: Some("runner ready".into()),
+            // Tilt's port first, as the Service lists it; the annotation sorts by port.
+            ports: vec![
+                Port {
+                    name: "tilt".into(),
+                    port: 10350,
+                },
+                Port {
+                    name: "web".into(),
+                    port: 8000,
+                },
+            ],
+            ready_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+        };
+        let written = ObjectMeta {
+            labels: Some(status.labels()),
+            annotations: Some(status.annotations()),
+            ..ObjectMeta::default()
+        };
+        assert!(status_is_current(&written, &status));
+        assert!(!status_is_current(&ObjectMeta::default(), &status));
+        // A missing phase label reads as Pending, but Pending must still be written.
+        let pending = EnvStatus::default();
+        assert!(!status_is_current(&ObjectMeta::default(), &pending));
+        let moved_on = EnvStatus {
+            message: Some("runner starting".into()),
+            phase: Phase::Starting,
+            ..status.clone()
+        };
+        assert!(!status_is_current(&written, &moved_on));
+    }
 
     #[test]
     fn retry_delay_doubles_up_to_a_minute() {
