@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::faults::Faults;
 use crate::patch;
+use crate::representation::{ReadShape, Representation};
 use crate::resources::{self, ResourceType};
 use crate::selectors::Selectors;
 use crate::store::{DeleteOptions, ListPage, PropagationPolicy, Store, WriteOptions, ids, meta};
@@ -234,14 +235,20 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
             if target.legacy_watch || flag(&q, "watch") {
                 watch_response(req, &target, &q, state, None)
             } else {
-                list_response(store, rt, ns, &q)
+                let representation = negotiate(req, &q, ReadShape::List)?;
+                list_response(store, rt, ns, &q, representation)
             }
         }
         ("GET", Some(name), None) if target.legacy_watch || flag(&q, "watch") => {
             watch_response(req, &target, &q, state, Some(name))
         }
         ("GET", Some(name), None | Some("status")) => {
-            Ok(json_response(200, &*store.get_arc(rt, ns, name)?))
+            let representation = negotiate(req, &q, ReadShape::Object)?;
+            let obj = store.get_arc(rt, ns, name)?;
+            Ok(match representation {
+                Representation::Object => json_response(200, &obj),
+                other => json_response(200, &other.object(rt, &obj)),
+            })
         }
         ("GET", Some(name), Some("log")) => pod_log(store, rt, ns, name, &q),
         ("POST", None, None) => {
@@ -456,11 +463,21 @@ fn expired_continue() -> ApiError {
     )
 }
 
+/// The representation a read is answered in, from `Accept` and `includeObject`.
+fn negotiate(req: &HttpRequest, q: &Query, shape: ReadShape) -> Result<Representation, ApiError> {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    Representation::negotiate(accept, q.get("includeObject").map(String::as_str), shape)
+}
+
 fn list_response(
     store: &Store,
     rt: &'static ResourceType,
     ns: Option<&str>,
     q: &Query,
+    representation: Representation,
 ) -> Result<HttpResponse, ApiError> {
     let selectors = Selectors::parse_for(
         rt,
@@ -508,6 +525,14 @@ fn list_response(
         .continue_after
         .as_ref()
         .map(|after| encode_continue(page.resource_version, after));
+    let mut list_metadata = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(t) = &token {
+        list_metadata["continue"] = json!(t);
+        list_metadata["remainingItemCount"] = json!(page.remaining);
+    }
+    if let Some(body) = representation.list(rt, &page.items, list_metadata) {
+        return Ok(json_response(200, &body));
+    }
     Ok(list_body_response(rt, &page, token))
 }
 
@@ -542,12 +567,13 @@ fn list_body_response(rt: &ResourceType, page: &ListPage, token: Option<String>)
 }
 
 fn watch_response(
-    _req: &HttpRequest,
+    req: &HttpRequest,
     target: &Target,
     q: &Query,
     state: &ApiState,
     name: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
+    let representation = negotiate(req, q, ReadShape::Watch)?;
     let mut field_selector = q.get("fieldSelector").cloned().unwrap_or_default();
     if let Some(name) = name {
         if !field_selector.is_empty() {
@@ -576,6 +602,7 @@ fn watch_response(
         allow_bookmarks: flag(q, "allowWatchBookmarks"),
         send_initial_events: flag(q, "sendInitialEvents"),
         timeout,
+        representation,
     };
     let mut rx = watch::start(
         &state.store,

@@ -16,9 +16,11 @@ pub mod gc;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
+pub mod representation;
 pub mod resources;
 pub mod selectors;
 pub mod store;
+pub mod table;
 pub mod watch;
 pub mod workloads;
 

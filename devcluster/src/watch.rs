@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::ApiError;
+use crate::representation::Representation;
 use crate::resources::ResourceType;
 use crate::selectors::Selectors;
 use crate::store::{EventKind, Store, StoreEvent, events, meta};
@@ -29,6 +30,8 @@ pub struct WatchRequest {
     pub allow_bookmarks: bool,
     pub send_initial_events: bool,
     pub timeout: Option<Duration>,
+    /// Objects as they are, or Tables / PartialObjectMetadata (from the Accept header).
+    pub representation: Representation,
 }
 
 /// Server-wide watch settings.
@@ -59,6 +62,21 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_events_end: bool) -> Bytes {
     }
     let object = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": metadata});
     encode_event("BOOKMARK", &object)
+}
+
+/// One change in the watch's representation; `first` is cleared once a change is sent.
+fn encode_change(
+    req: &WatchRequest,
+    event_type: &str,
+    obj: &Arc<Value>,
+    first: &mut bool,
+) -> Bytes {
+    let rendered = req.representation.watch_object(req.resource, obj, *first);
+    *first = false;
+    match rendered {
+        Some(rendered) => encode_event(event_type, &rendered),
+        None => encode_event(event_type, obj),
+    }
 }
 
 /// An ERROR event carrying a Status (e.g. 410 Expired), sent with HTTP 200 like the real server.
@@ -125,9 +143,14 @@ pub fn start(
                 return;
             }
         };
+        // Whether the next change is the watch's first (Tables carry their columns once).
+        let mut first = true;
         for ev in &initial {
             if let Some((t, obj)) = translate(&req, ev)
-                && tx.send(encode_event(t, &obj)).await.is_err()
+                && tx
+                    .send(encode_change(&req, t, &obj, &mut first))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -155,7 +178,7 @@ pub fn start(
             tokio::select! {
                 change = changes.recv() => match change {
                     Ok(ev) => {
-                        if let Some((t, obj)) = translate(&req, &ev) && tx.send(encode_event(t, &obj)).await.is_err() {
+                        if let Some((t, obj)) = translate(&req, &ev) && tx.send(encode_change(&req, t, &obj, &mut first)).await.is_err() {
                             return;
                         }
                     }

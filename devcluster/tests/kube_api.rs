@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{DEADLINE, config_map, raw, status_of, wait_for, within};
+use common::{DEADLINE, config_map, raw, raw_with_headers, status_of, wait_for, within};
 use devcluster::DevCluster;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -934,6 +934,189 @@ async fn event_field_selectors_match_involved_object() {
             .unwrap();
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].metadata.name.as_deref(), Some("e1"));
+}
+
+/// What `kubectl get` sends.
+const KUBECTL_TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+async fn get_as(c: &DevCluster, path: &str, accept: &str) -> common::RawResponse {
+    raw_with_headers(c, "GET", path, &[("Accept", accept)], b"").await
+}
+
+#[tokio::test]
+async fn kubectl_get_receives_tables_with_metadata_for_label_columns() {
+    let c = cluster().await;
+    let api = cms(&c);
+    api.create(
+        &PostParams::default(),
+        &config_map("a", &[("tier", "web")], &[("k1", "v"), ("k2", "v")]),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &config_map("b", &[], &[]))
+        .await
+        .unwrap();
+
+    let resp = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps",
+        KUBECTL_TABLE_ACCEPT,
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let table = resp.json();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["apiVersion"], "meta.k8s.io/v1");
+    assert!(table["metadata"]["resourceVersion"].is_string());
+    let columns: Vec<(&str, &str, &str)> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["type"].as_str().unwrap(),
+                c["format"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("Name", "string", "name"),
+            ("Data", "integer", ""),
+            ("Age", "string", "")
+        ]
+    );
+    let rows = table["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    let cells = &rows[0]["cells"];
+    assert_eq!((&cells[0], &cells[1]), (&json!("a"), &json!(2)));
+    let age = cells[2].as_str().expect("age is text");
+    assert!(age.ends_with('s'), "a fresh object's age is seconds: {age}");
+    // includeObject defaults to Metadata: enough for `-L tier` and `--show-labels`.
+    let object = &rows[0]["object"];
+    assert_eq!(object["kind"], "PartialObjectMetadata");
+    assert_eq!(object["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(object["metadata"]["labels"]["tier"], "web");
+    assert!(object.get("data").is_none());
+    assert_eq!(rows[1]["cells"][0], "b");
+
+    let whole = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps?includeObject=Object&labelSelector=tier%3Dweb",
+        KUBECTL_TABLE_ACCEPT,
+    )
+    .await
+    .json();
+    assert_eq!(whole["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(whole["rows"][0]["object"]["data"]["k1"], "v");
+    let bare = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps?includeObject=None",
+        KUBECTL_TABLE_ACCEPT,
+    )
+    .await
+    .json();
+    assert!(bare["rows"][0].get("object").is_none());
+
+    let one = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps/a",
+        KUBECTL_TABLE_ACCEPT,
+    )
+    .await
+    .json();
+    assert_eq!(one["kind"], "Table");
+    assert_eq!(one["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(one["rows"][0]["cells"][0], "a");
+
+    // Plain JSON clients still get objects; an unservable Accept is 406.
+    let plain = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+    )
+    .await
+    .json();
+    assert_eq!(plain["kind"], "ConfigMapList");
+    let refused = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps",
+        "application/json;as=Table;v=v1;g=example.com",
+    )
+    .await;
+    assert_eq!(refused.status, 406, "{}", refused.body);
+}
+
+#[tokio::test]
+async fn table_watches_send_rows_with_columns_first() {
+    let c = cluster().await;
+    let api = cms(&c);
+    for name in ["a", "b"] {
+        api.create(
+            &PostParams::default(),
+            &config_map(name, &[], &[("k", "v")]),
+        )
+        .await
+        .unwrap();
+    }
+    // The watch ends by itself after a second (timeoutSeconds), after sending the two objects.
+    let resp = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        KUBECTL_TABLE_ACCEPT,
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let events: Vec<serde_json::Value> = resp
+        .body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("watch event JSON"))
+        .collect();
+    assert_eq!(events.len(), 2, "{}", resp.body);
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev["type"], "ADDED");
+        let table = &ev["object"];
+        assert_eq!(table["kind"], "Table");
+        assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        let has_columns = table["columnDefinitions"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty());
+        assert_eq!(has_columns, i == 0, "only the first event carries columns");
+    }
+    assert_eq!(events[0]["object"]["rows"][0]["cells"][0], "a");
+    assert_eq!(events[1]["object"]["rows"][0]["cells"][0], "b");
+}
+
+#[tokio::test]
+async fn metadata_only_reads_answer_partial_object_metadata() {
+    let c = cluster().await;
+    let api = cms(&c);
+    api.create(
+        &PostParams::default(),
+        &config_map("m", &[("app", "x")], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
+    let list = get_as(
+        &c,
+        "/api/v1/namespaces/default/configmaps",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+    .await
+    .json();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["labels"]["app"], "x");
+    assert!(list["items"][0].get("data").is_none());
+    // kube-rs's metadata API reads it.
+    let metas = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metas.items.len(), 1);
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("m"));
+    let one = api.get_metadata("m").await.unwrap();
+    assert_eq!(one.metadata.labels.unwrap()["app"], "x");
 }
 
 #[tokio::test]

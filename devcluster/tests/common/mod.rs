@@ -90,11 +90,33 @@ pub async fn raw(
     content_type: &str,
     body: &[u8],
 ) -> RawResponse {
+    raw_with_headers(
+        cluster,
+        method,
+        path,
+        &[("Content-Type", content_type)],
+        body,
+    )
+    .await
+}
+
+/// Like [`raw`], with any request headers (a watch must end by itself: `timeoutSeconds`).
+pub async fn raw_with_headers(
+    cluster: &DevCluster,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
     let mut stream = tokio::net::TcpStream::connect(cluster.addr())
         .await
         .expect("connect to devcluster");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         cluster.addr(),
         body.len()
     );
