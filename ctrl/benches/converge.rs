@@ -1,0 +1,550 @@
+//! How fast ephctrl converges many envs, against the floor of the same writes issued directly,
+//! and how much memory the real binary holds idle and with many envs. A benchmark, not a test:
+//! it prints figures and checks nothing.
+//!
+//! ```text
+//! cargo bench -p ephctrl --bench converge
+//! ```
+//!
+//! Knobs (environment): `CONVERGE_ENVS` (default 1000; 0 skips to the memory part), `CONVERGE_REPEAT` (3; medians are
+//! printed), `CONVERGE_MEMORY_ENVS` (10000; 0 skips the memory part), `CONVERGE_CONCURRENCY`
+//! (ephctrl's default). Everything runs against in-process devclusters on 127.0.0.1.
+//!
+//! - floor: per env the writes ephctrl makes for a new env (create the ConfigMap, apply the
+//!   runner Deployment and the Service with ephctrl's field manager, apply the status), issued
+//!   directly with kube-rs at the controller's concurrency;
+//! - ephctrl: the same number of env ConfigMaps created at that concurrency with the controller
+//!   running in-process, until every env has its Deployment, its Service and a phase label;
+//! - memory: the `ephctrl` binary as a child process; VmRSS once ready with no envs, then once
+//!   the memory-run envs have converged.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use devcluster::DevCluster;
+use ephctrl::context::FIELD_MANAGER;
+use ephctrl::desired::{self, Observed};
+use ephctrl::{DEFAULT_CONCURRENCY, Settings};
+use ephemerator_core::labels::PHASE_LABEL;
+use ephemerator_core::{Config, Env, EnvSpec, EnvStatus, Phase, env_config_map};
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const NAMESPACE: &str = "default";
+/// Simulated pods become ready quickly, so Ready transitions happen during the run.
+const POD_READY_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait for any convergence before the run is declared stuck.
+const CONVERGE_LIMIT: Duration = Duration::from_secs(300);
+
+const CONFIG_YAML: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repoBase: https://github.com/tilt-dev
+  repoNames: [tilt-example-html]
+"#;
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let knob = |name: &str, default: usize| -> anyhow::Result<usize> {
+        match std::env::var(name) {
+            Ok(value) => value
+                .parse()
+                .with_context(|| format!("{name}={value:?} is not a number")),
+            Err(_) => Ok(default),
+        }
+    };
+    let envs = if full {
+        knob("CONVERGE_ENVS", 1000)?
+    } else {
+        20
+    };
+    let repeat = if full {
+        knob("CONVERGE_REPEAT", 3)?.max(1)
+    } else {
+        1
+    };
+    let memory_envs = if full {
+        knob("CONVERGE_MEMORY_ENVS", 10_000)?
+    } else {
+        0
+    };
+    let concurrency = knob("CONVERGE_CONCURRENCY", usize::from(DEFAULT_CONCURRENCY))?.max(1);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(async {
+        let config = Config::from_yaml_str(CONFIG_YAML, "bench-config.yaml")
+            .map_err(|err| anyhow::anyhow!("the bench config is invalid: {err}"))?;
+        println!(
+            "converge: {envs} envs, concurrency {concurrency}, {repeat} run(s) each, pods ready after {POD_READY_DELAY:?}"
+        );
+
+        if envs > 0 {
+            let mut floors = Vec::new();
+            let mut ctrls = Vec::new();
+            for run in 1..=repeat {
+                let floor = floor_run(envs, concurrency, &config).await?;
+                let ctrl = ctrl_run(envs, concurrency, &config).await?;
+                println!(
+                    "  run {run}: floor {:>8.3} s   ephctrl {:>8.3} s ({} reconciles)   ratio {:.2}x",
+                    floor.as_secs_f64(),
+                    ctrl.elapsed.as_secs_f64(),
+                    ctrl.reconciles.map_or("?".to_string(), |r| r.to_string()),
+                    ctrl.elapsed.as_secs_f64() / floor.as_secs_f64()
+                );
+                floors.push(floor);
+                ctrls.push(ctrl.elapsed);
+            }
+            let floor = median(&mut floors);
+            let ctrl = median(&mut ctrls);
+            let ratio = ctrl.as_secs_f64() / floor.as_secs_f64();
+            println!(
+                "converge {envs} envs (median of {repeat}): floor {:.3} s ({:.0} env/s), ephctrl {:.3} s ({:.0} env/s), ratio {ratio:.2}x (aim <= 1.5x: {})",
+                floor.as_secs_f64(),
+                envs as f64 / floor.as_secs_f64(),
+                ctrl.as_secs_f64(),
+                envs as f64 / ctrl.as_secs_f64(),
+                if ratio <= 1.5 { "met" } else { "missed" },
+            );
+        }
+
+        if memory_envs > 0 {
+            memory_run(memory_envs, concurrency).await?;
+        } else if !full {
+            println!("smoke run only; run `cargo bench -p ephctrl --bench converge` for figures");
+        }
+        Ok(())
+    })
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn env_name(i: usize) -> String {
+    format!("bench-{i:05}")
+}
+
+fn spec() -> EnvSpec {
+    EnvSpec {
+        repo: "https://github.com/tilt-dev/tilt-example-html".to_string(),
+        branch: "master".to_string(),
+        path: "0-base".to_string(),
+    }
+}
+
+/// Envs carry an expiration, so the controller has no default to write in: both sides make
+/// the same writes.
+fn env_config_map_at(i: usize, expiration: Timestamp) -> ConfigMap {
+    let name = env_name(i);
+    env_config_map(&name, &name, &spec(), Some(expiration))
+}
+
+fn expiration() -> Timestamp {
+    Timestamp::now()
+        .checked_add(SignedDuration::from_mins(10))
+        .unwrap_or(Timestamp::MAX)
+}
+
+async fn cluster() -> anyhow::Result<DevCluster> {
+    DevCluster::builder()
+        .pod_ready_delay(POD_READY_DELAY)
+        .start()
+        .await
+}
+
+/// The floor: ephctrl's writes for `envs` new envs, issued directly.
+async fn floor_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::Result<Duration> {
+    let cluster = cluster().await?;
+    let client = cluster.client();
+    let expiration = expiration();
+    let started = Instant::now();
+    stream::iter(0..envs)
+        .map(|i| floor_env(&client, config, i, expiration))
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let elapsed = started.elapsed();
+    cluster.stop().await;
+    Ok(elapsed)
+}
+
+async fn floor_env(
+    client: &Client,
+    config: &Config,
+    i: usize,
+    expiration: Timestamp,
+) -> anyhow::Result<()> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let created = config_maps
+        .create(&PostParams::default(), &env_config_map_at(i, expiration))
+        .await?;
+    let name = created.name_any();
+    let uid = created.uid().context("a created ConfigMap has a uid")?;
+    let env = Env::from_config_map(&created).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let owner = desired::owner_reference(&name, &uid);
+    let children = desired::desired_children(
+        &env,
+        config,
+        NAMESPACE,
+        &owner,
+        &Observed::default(),
+        || format!("{:064x}", i),
+    );
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .patch(&name, &apply, &Patch::Apply(&children.deployment))
+        .await?;
+    Api::<Service>::namespaced(client.clone(), NAMESPACE)
+        .patch(&name, &apply, &Patch::Apply(&children.service))
+        .await?;
+    let status = EnvStatus {
+        phase: Phase::Starting,
+        message: Some("the runner is starting".to_string()),
+        ports: children.ports,
+        ready_at: None,
+    };
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": status.labels(),
+            "annotations": status.annotations(),
+        },
+    });
+    config_maps
+        .patch(&name, &apply, &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+struct CtrlRun {
+    elapsed: Duration,
+    reconciles: Option<u64>,
+}
+
+/// ephctrl in-process: `envs` env ConfigMaps created at once, until all have converged.
+async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::Result<CtrlRun> {
+    let cluster = cluster().await?;
+    let client = cluster.client();
+    let listen = free_local_addr()?;
+    let mut settings = Settings::new(client.clone(), NAMESPACE, config.clone());
+    settings.listen = Some(listen);
+    settings.concurrency = u16::try_from(concurrency).unwrap_or(u16::MAX);
+    settings.tilt_url_template = closed_tilt_url()?;
+    let controller = tokio::spawn(ephctrl::run(settings));
+    wait_ready(listen).await?;
+
+    let converged = Convergence::track(client.clone(), envs);
+    converged.wait_watching().await?;
+    let expiration = expiration();
+    let started = Instant::now();
+    create_envs(&client, envs, concurrency, expiration).await?;
+    converged.wait().await?;
+    let elapsed = started.elapsed();
+
+    let reconciles = metric(listen, "ephctrl_reconciles_total ").await;
+    controller.abort();
+    let _ = controller.await;
+    cluster.stop().await;
+    Ok(CtrlRun {
+        elapsed,
+        reconciles: reconciles.map(|r| r as u64),
+    })
+}
+
+/// The real binary's resident memory, idle and with `envs` envs.
+async fn memory_run(envs: usize, concurrency: usize) -> anyhow::Result<()> {
+    let cluster = cluster().await?;
+    let client = cluster.client();
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig)?;
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, CONFIG_YAML)?;
+    let listen = free_local_addr()?;
+
+    let mut child = spawn_ephctrl(&config_path, &kubeconfig, listen, concurrency)?;
+    let pid = child.id().context("ephctrl has a pid")?;
+    let outcome = async {
+        wait_ready(listen).await?;
+        let idle = settled_rss(pid).await?;
+        println!("ephctrl resident memory idle: {} (aim <= 20 MiB)", mib(idle));
+
+        let converged = Convergence::track(client.clone(), envs);
+        converged.wait_watching().await?;
+        let started = Instant::now();
+        create_envs(&client, envs, concurrency, expiration()).await?;
+        converged.wait().await?;
+        let elapsed = started.elapsed();
+        let loaded = settled_rss(pid).await?;
+        let peak = proc_status_kib(pid, "VmHWM:")?;
+        println!(
+            "ephctrl resident memory at {envs} envs: {} (peak {}; aim <= 150 MiB), converged in {:.1} s",
+            mib(loaded),
+            mib(peak),
+            elapsed.as_secs_f64()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = child.kill().await;
+    cluster.stop().await;
+    outcome
+}
+
+fn spawn_ephctrl(
+    config: &Path,
+    kubeconfig: &Path,
+    listen: std::net::SocketAddr,
+    concurrency: usize,
+) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ephctrl"))
+        .arg("--config")
+        .arg(config)
+        .args(["--namespace", NAMESPACE])
+        .args(["--listen", &listen.to_string()])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--tilt-url-template", &closed_tilt_url()?])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the ephctrl binary")
+}
+
+async fn create_envs(
+    client: &Client,
+    envs: usize,
+    concurrency: usize,
+    expiration: Timestamp,
+) -> anyhow::Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    stream::iter(0..envs)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &env_config_map_at(i, expiration))
+                    .await
+                    .map(|_| ())
+                    .with_context(|| format!("creating env {}", env_name(i)))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Watches env ConfigMaps, Deployments and Services until `envs` envs each have all three,
+/// the ConfigMap with a phase label.
+struct Convergence {
+    watching: watch::Receiver<bool>,
+    done: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+enum Observation {
+    /// A watch finished its initial list.
+    Listed,
+    /// An object of this kind and name is there (and, for ConfigMaps, has a phase label).
+    Object(Seen, String),
+}
+
+/// The watch of one kind as [`Observation`]s; watch errors are retried by the backoff.
+fn observations<K>(
+    client: Client,
+    kind: Seen,
+    counts: fn(&K) -> bool,
+) -> futures::stream::BoxStream<'static, Observation>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher(
+        Api::<K>::namespaced(client, NAMESPACE),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(move |event| async move {
+        match event.ok()? {
+            watcher::Event::InitDone => Some(Observation::Listed),
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object)
+                if counts(&object) =>
+            {
+                Some(Observation::Object(kind, object.name_any()))
+            }
+            _ => None,
+        }
+    })
+    .boxed()
+}
+
+#[derive(Clone, Copy)]
+enum Seen {
+    Phased,
+    Deployment,
+    Service,
+}
+
+impl Convergence {
+    fn track(client: Client, envs: usize) -> Convergence {
+        let (watching_tx, watching) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let config_maps = observations(client.clone(), Seen::Phased, |cm: &ConfigMap| {
+            cm.labels().contains_key(PHASE_LABEL)
+        });
+        let deployments = observations(client.clone(), Seen::Deployment, |_: &Deployment| true);
+        let services = observations(client, Seen::Service, |_: &Service| true);
+        let task = tokio::spawn(async move {
+            let mut listed = 0;
+            let mut sets: [HashSet<String>; 3] = Default::default();
+            let mut events = stream::select_all([config_maps, deployments, services]);
+            while let Some(event) = events.next().await {
+                match event {
+                    Observation::Listed => {
+                        listed += 1;
+                        if listed == 3 {
+                            let _ = watching_tx.send(true);
+                        }
+                    }
+                    Observation::Object(kind, name) if name.starts_with("bench-") => {
+                        sets[kind as usize].insert(name);
+                    }
+                    Observation::Object(..) => {}
+                }
+                if sets.iter().all(|set| set.len() >= envs) {
+                    let _ = done_tx.send(true);
+                    return;
+                }
+            }
+        });
+        Convergence {
+            watching,
+            done,
+            task,
+        }
+    }
+
+    async fn wait_watching(&self) -> anyhow::Result<()> {
+        let mut watching = self.watching.clone();
+        tokio::time::timeout(Duration::from_secs(30), watching.wait_for(|w| *w))
+            .await
+            .context("the convergence watches did not start")?
+            .context("the convergence watches stopped")?;
+        Ok(())
+    }
+
+    async fn wait(&self) -> anyhow::Result<()> {
+        let mut done = self.done.clone();
+        match tokio::time::timeout(CONVERGE_LIMIT, done.wait_for(|d| *d)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => bail!("the convergence watches ended early"),
+            Err(_) => bail!("not converged within {CONVERGE_LIMIT:?}"),
+        }
+    }
+}
+
+impl Drop for Convergence {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn free_local_addr() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Tilt at a port nobody listens on: discovery fails at once, as for a runner whose Tilt is
+/// not up yet (the bench has no Tilts).
+fn closed_tilt_url() -> anyhow::Result<String> {
+    Ok(format!("http://{}", free_local_addr()?))
+}
+
+/// One plain HTTP/1.0 GET; the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Waits until the controller's `/readyz` answers 200 (its env list is loaded).
+async fn wait_ready(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, _)) = http_get(addr, "/readyz").await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("ephctrl at {addr} not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metric(addr: std::net::SocketAddr, prefix: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics").await?;
+    body.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// VmRSS once it stops moving: the median of samples taken over a second.
+async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        samples.push(proc_status_kib(pid, "VmRSS:")?);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2])
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
