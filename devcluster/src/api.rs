@@ -15,8 +15,10 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::faults::Faults;
+use crate::field_validation::{self, FieldValidation, Problems};
 use crate::patch;
 use crate::representation::{ReadShape, Representation};
+use crate::scale;
 use crate::resources::{self, ResourceType};
 use crate::selectors::Selectors;
 use crate::store::{DeleteOptions, ListPage, PropagationPolicy, Store, WriteOptions, ids, meta};
@@ -83,8 +85,9 @@ fn parse_target(path: &str) -> Result<Target, ApiError> {
         return Err(not_found());
     }
     if let Some(sub) = subresource {
-        let served =
-            (sub == "status" && rt.status_subresource) || (sub == "log" && rt.log_subresource);
+        let served = (sub == "status" && rt.status_subresource)
+            || (sub == "log" && rt.log_subresource)
+            || (sub == "scale" && rt.scale_subresource);
         if !served {
             return Err(not_found());
         }
@@ -159,6 +162,14 @@ fn content_type(req: &HttpRequest) -> String {
 
 /// Decodes a JSON (or YAML) object body; a clear 400/415 otherwise.
 fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
+    parse_body_noting_duplicates(req, body).map(|(value, _)| value)
+}
+
+/// Like [`parse_body`], also returning the duplicate fields of a JSON body.
+fn parse_body_noting_duplicates(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(Value, Problems), ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the request body is empty; an object is required",
@@ -171,16 +182,17 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let value: Value = match mime.as_str() {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+    let (value, duplicates) = match mime.as_str() {
+        "application/json" | "" | "*/*" => field_validation::decode_json(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't decode the request body as JSON: {e}"))
         })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::bad_request("the YAML request body is not UTF-8"))?;
-            serde_saphyr::from_str(text).map_err(|e| {
+            let value = serde_saphyr::from_str(text).map_err(|e| {
                 ApiError::bad_request(format!("couldn't decode the request body as YAML: {e}"))
-            })?
+            })?;
+            (value, Problems::default())
         }
         other => {
             return Err(ApiError::unsupported_media_type(format!(
@@ -193,7 +205,35 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
             "the request body must be a JSON object",
         ));
     }
-    Ok(value)
+    Ok((value, duplicates))
+}
+
+/// A create or update body: decoded, its unknown fields dropped, its problems judged by the
+/// request's `fieldValidation`. Returns the object and the warnings to send.
+fn parse_validated_body(
+    req: &HttpRequest,
+    body: &[u8],
+    rt: &ResourceType,
+    q: &Query,
+    options_kind: &str,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let directive = FieldValidation::parse(q.get("fieldValidation").map(String::as_str), options_kind)?;
+    let (mut obj, mut problems) = parse_body_noting_duplicates(req, body)?;
+    problems.0.extend(field_validation::prune(rt, &mut obj).0);
+    let warnings = problems.resolve(directive, |m| field_validation::decode_error(rt, m))?;
+    Ok((obj, warnings))
+}
+
+/// Adds one `Warning` header per warning, as the real server does.
+fn with_warnings(mut resp: HttpResponse, warnings: &[String]) -> HttpResponse {
+    for w in warnings {
+        if let Ok(value) =
+            header::HeaderValue::from_str(&field_validation::warning_header(w))
+        {
+            resp.headers_mut().append(header::WARNING, value);
+        }
+    }
+    resp
 }
 
 fn json_response(status: u16, obj: &Value) -> HttpResponse {
@@ -251,18 +291,41 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
             })
         }
         ("GET", Some(name), Some("log")) => pod_log(store, rt, ns, name, &q),
+        ("GET", Some(name), Some("scale")) => Ok(json_response(200, &scale::get(store, rt, ns, name)?)),
+        ("PUT", Some(name), Some("scale")) => {
+            let body = parse_body(req, body)?;
+            let manager = field_manager(req, &q)?;
+            let opts = WriteOptions {
+                manager: &manager,
+                dry_run: dry_run(&q)?,
+            };
+            Ok(json_response(200, &scale::update(store, rt, ns, name, &body, &opts)?))
+        }
+        ("PATCH", Some(name), Some("scale")) => {
+            let kind = patch_kind(req)?;
+            let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+                Some(m) => m.clone(),
+                None if kind == patch::PatchKind::Apply => return Err(apply_needs_manager()),
+                None => field_manager(req, &q)?,
+            };
+            let opts = WriteOptions {
+                manager: &manager,
+                dry_run: dry_run(&q)?,
+            };
+            Ok(json_response(200, &scale::patch(store, rt, ns, name, kind, body, &opts)?))
+        }
         ("POST", None, None) => {
-            let obj = parse_body(req, body)?;
+            let (obj, warnings) = parse_validated_body(req, body, rt, &q, "CreateOptions")?;
             let manager = field_manager(req, &q)?;
             let opts = WriteOptions {
                 manager: &manager,
                 dry_run: dry_run(&q)?,
             };
             let created = store.create_with(rt, ns, obj, &opts)?;
-            Ok(json_response(201, &created))
+            Ok(with_warnings(json_response(201, &created), &warnings))
         }
         ("PUT", Some(name), None | Some("status")) => {
-            let obj = parse_body(req, body)?;
+            let (obj, warnings) = parse_validated_body(req, body, rt, &q, "UpdateOptions")?;
             if meta::name(&obj) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",
@@ -275,23 +338,14 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 dry_run: dry_run(&q)?,
             };
             let status = target.subresource.is_some();
-            Ok(json_response(
-                200,
-                &store.update_with(rt, ns, obj, &opts, status)?,
-            ))
+            let updated = store.update_with(rt, ns, obj, &opts, status)?;
+            Ok(with_warnings(json_response(200, &updated), &warnings))
         }
         ("PATCH", Some(name), None | Some("status")) => {
-            let ct = content_type(req);
-            let kind = patch::PatchKind::from_content_type(&ct).ok_or_else(|| {
-                ApiError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"
-                ))
-            })?;
+            let kind = patch_kind(req)?;
             let manager = q.get("fieldManager").filter(|m| !m.is_empty()).cloned();
             if kind == patch::PatchKind::Apply && manager.is_none() {
-                return Err(ApiError::bad_request(
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                ));
+                return Err(apply_needs_manager());
             }
             let manager = match manager {
                 Some(m) => m,
@@ -303,6 +357,13 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                     "force may only be set for apply patch",
                 ));
             }
+            let directive = FieldValidation::parse(
+                q.get("fieldValidation").map(String::as_str),
+                "PatchOptions",
+            )?;
+            if kind == patch::PatchKind::Apply {
+                field_validation::check_apply_configuration(rt, ns, name, body)?;
+            }
             let now = ids::now_rfc3339();
             let preq = patch::PatchRequest {
                 resource: rt,
@@ -313,8 +374,11 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 subresource: target.subresource.as_deref(),
                 now: &now,
             };
-            let (obj, created) = store.patch(rt, ns, name, &preq, dry_run(&q)?)?;
-            Ok(json_response(if created { 201 } else { 200 }, &obj))
+            let patched = store.patch_validated(rt, ns, name, &preq, dry_run(&q)?, directive)?;
+            Ok(with_warnings(
+                json_response(if patched.created { 201 } else { 200 }, &patched.object),
+                &patched.warnings,
+            ))
         }
         ("DELETE", Some(name), None) => {
             let opts = delete_options(req, body, &q)?;
@@ -350,6 +414,22 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
             req.path()
         ))),
     }
+}
+
+/// The patch type of the request's content type, or the real server's 415.
+fn patch_kind(req: &HttpRequest) -> Result<patch::PatchKind, ApiError> {
+    let ct = content_type(req);
+    patch::PatchKind::from_content_type(&ct).ok_or_else(|| {
+        ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"
+        ))
+    })
+}
+
+fn apply_needs_manager() -> ApiError {
+    ApiError::bad_request(
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+    )
 }
 
 /// Immediate deletions answer with a success Status, pending ones with the object.

@@ -222,7 +222,19 @@ fn subresources(rt: &ResourceType) -> Vec<(&'static str, &'static [&'static str]
     if rt.log_subresource {
         out.push(("log", LOG_VERBS));
     }
+    if rt.scale_subresource {
+        out.push(("scale", STATUS_VERBS));
+    }
     out
+}
+
+/// The kind a subresource answers with: `autoscaling/v1 Scale` for `scale`, else the type's.
+fn subresource_kind(rt: &ResourceType, name: &str) -> Value {
+    if name == "scale" {
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    } else {
+        response_kind(rt)
+    }
 }
 
 fn api_resource(rt: &ResourceType) -> Value {
@@ -244,13 +256,21 @@ fn api_resource(rt: &ResourceType) -> Value {
 
 fn api_subresource(rt: &ResourceType, name: &str, verbs: &[&str]) -> Value {
     // The real server leaves singularName empty for subresources.
-    json!({
+    let mut entry = json!({
         "name": format!("{}/{}", rt.plural, name),
         "singularName": "",
         "namespaced": rt.namespaced,
         "kind": rt.kind,
         "verbs": verbs,
-    })
+    });
+    // A subresource of another kind names its group and version too.
+    if name == "scale" {
+        let kind = subresource_kind(rt, name);
+        for field in ["group", "version", "kind"] {
+            entry[field] = kind[field].clone();
+        }
+    }
+    entry
 }
 
 /// `/api/{version}` (group `""`) or `/apis/{group}/{version}`: the `APIResourceList`, or None
@@ -299,7 +319,7 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
     let subs: Vec<Value> = subresources(rt)
         .into_iter()
         .map(|(name, verbs)| {
-            json!({"subresource": name, "responseKind": response_kind(rt), "verbs": verbs})
+            json!({"subresource": name, "responseKind": subresource_kind(rt, name), "verbs": verbs})
         })
         .collect();
     if !subs.is_empty() {
@@ -429,7 +449,19 @@ mod tests {
             serde_json::from_value(body).expect("an APIResourceList");
         assert_eq!(list.group_version, "apps/v1");
         let names: Vec<&str> = list.resources.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, vec!["deployments", "deployments/status"]);
+        assert_eq!(
+            names,
+            vec!["deployments", "deployments/status", "deployments/scale"]
+        );
+        let scale = &list.resources[2];
+        assert_eq!(
+            (
+                scale.group.as_deref(),
+                scale.version.as_deref(),
+                scale.kind.as_str()
+            ),
+            (Some("autoscaling"), Some("v1"), "Scale")
+        );
 
         let (status, _, body) = get("/apis/apps", None).await;
         assert_eq!(status, 200);
@@ -549,7 +581,7 @@ mod tests {
                 .iter()
                 .map(|(r, _)| r.plural.as_str())
                 .collect();
-            assert_eq!(subs, vec!["status"]);
+            assert_eq!(subs, vec!["status", "scale"]);
             let (pods, caps) = discovery
                 .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Pod"))
                 .expect("pods resolved");

@@ -175,6 +175,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // StatusReasonUnknown is the empty string, which the real server omits.
+        if self.reason.is_empty()
+            && let Some(fields) = status.as_object_mut()
+        {
+            fields.remove("reason");
+        }
         if let Some(d) = &self.details {
             // Every StatusDetails field is omitempty in the real API.
             let mut details = serde_json::Map::new();

@@ -12,13 +12,16 @@ pub mod api;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+pub mod field_validation;
 pub mod gc;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
 pub mod representation;
 pub mod resources;
+pub mod scale;
 pub mod selectors;
+pub mod serviceaccounts;
 pub mod store;
 pub mod table;
 pub mod watch;
@@ -114,7 +117,10 @@ impl DevClusterBuilder {
                 bookmark_interval: self.bookmark_interval,
             },
         };
-        let mut tasks = vec![gc::spawn(store.clone())];
+        let mut tasks = vec![
+            gc::spawn(store.clone()),
+            serviceaccounts::spawn(store.clone()),
+        ];
         tasks.push(workloads::spawn(
             store.clone(),
             workloads::WorkloadSettings {

@@ -17,6 +17,8 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Has a `/log` subresource (pods).
     pub log_subresource: bool,
+    /// Has a `/scale` subresource (autoscaling/v1 `Scale`; deployments).
+    pub scale_subresource: bool,
     pub categories: &'static [&'static str],
 }
 
@@ -54,6 +56,7 @@ const fn rt(
         short_names,
         status_subresource,
         log_subresource: false,
+        scale_subresource: false,
         categories: &[],
     }
 }
@@ -122,6 +125,7 @@ pub static RESOURCES: &[ResourceType] = &[
     ),
     ResourceType {
         categories: &["all"],
+        scale_subresource: true,
         ..rt(
             "apps",
             "v1",

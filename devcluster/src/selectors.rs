@@ -206,6 +206,67 @@ struct FieldRequirement {
     path: Vec<String>,
     value: String,
     equal: bool,
+    reading: Reading,
+}
+
+/// How a field label's value is read from the object (the real server's field sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Reading {
+    /// The value at the path; missing is "".
+    #[default]
+    Plain,
+    /// A boolean that defaults to false (`spec.hostNetwork`).
+    BoolOrFalse,
+    /// A list of `{ip}` objects, joined with commas (`status.podIPs`).
+    IpList,
+}
+
+/// Field labels every type accepts (the real server's default conversion).
+const METADATA_LABELS: &[&str] = &["metadata.name", "metadata.namespace"];
+const POD_LABELS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.podIPs",
+    "status.nominatedNodeName",
+];
+const SECRET_LABELS: &[&str] = &["metadata.name", "metadata.namespace", "type"];
+const NAMESPACE_LABELS: &[&str] = &["metadata.name", "status.phase"];
+
+/// The field labels selectors of `rt` may use, as the real server allows them (anything else
+/// is refused there, so it is refused here). Events have their own table, see
+/// [`crate::store::events::field_label`].
+pub fn supported_field_labels(rt: &ResourceType) -> &'static [&'static str] {
+    match (rt.group, rt.kind) {
+        ("", "Pod") => POD_LABELS,
+        ("", "Secret") => SECRET_LABELS,
+        ("", "Namespace") => NAMESPACE_LABELS,
+        _ => METADATA_LABELS,
+    }
+}
+
+/// The stored field a selector label of `rt` reads, or the real server's 400.
+fn resolve_field_label(rt: &ResourceType, label: &str) -> Result<(String, Reading), ApiError> {
+    if rt.kind == "Event" {
+        return Ok((crate::store::events::field_label(rt, label)?, Reading::Plain));
+    }
+    if !supported_field_labels(rt).contains(&label) {
+        return Err(ApiError::bad_request(format!(
+            "field label not supported: {label}"
+        )));
+    }
+    let reading = match (rt.kind, label) {
+        ("Pod", "spec.hostNetwork") => Reading::BoolOrFalse,
+        ("Pod", "status.podIPs") => Reading::IpList,
+        _ => Reading::Plain,
+    };
+    Ok((label.to_string(), reading))
 }
 
 /// A parsed field selector: `a.b=x,c!=y`, matched on any dotted path of the object (missing = "").
@@ -242,6 +303,7 @@ impl FieldSelector {
                 path: field.split('.').map(str::to_string).collect(),
                 value: value.trim().to_string(),
                 equal,
+                reading: Reading::Plain,
             });
         }
         Ok(FieldSelector { requirements })
@@ -263,18 +325,34 @@ impl FieldSelector {
         Ok(self)
     }
 
+    /// Restricts the labels to those the real server supports for `rt` (400 otherwise) and
+    /// maps them to the stored fields they read.
+    pub fn for_type(mut self, rt: &ResourceType) -> Result<FieldSelector, ApiError> {
+        for r in &mut self.requirements {
+            let (field, reading) = resolve_field_label(rt, &r.path.join("."))?;
+            r.path = field.split('.').map(str::to_string).collect();
+            r.reading = reading;
+        }
+        Ok(self)
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         self.requirements.iter().all(|r| {
-            let actual = r
+            let found = r
                 .path
                 .iter()
-                .try_fold(obj, |v, seg| v.get(seg.as_str()))
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default();
+                .try_fold(obj, |v, seg| v.get(seg.as_str()));
+            let actual = match (r.reading, found) {
+                (Reading::IpList, Some(Value::Array(items))) => items
+                    .iter()
+                    .filter_map(|i| i.get("ip").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                (Reading::BoolOrFalse, None | Some(Value::Null)) => "false".to_string(),
+                (_, Some(Value::String(s))) => s.clone(),
+                (_, None | Some(Value::Null)) => String::new(),
+                (_, Some(other)) => other.to_string(),
+            };
             (actual == r.value) == r.equal
         })
     }
@@ -295,8 +373,8 @@ impl Selectors {
         })
     }
 
-    /// Selectors of a request for `rt`, with field labels mapped to the stored form of its
-    /// objects (Events: the labels the real server supports, in either API's names).
+    /// Selectors of a request for `rt`: only the field labels the real server supports for the
+    /// type, mapped to the stored form of its objects (Events: in either API's names).
     pub fn parse_for(
         rt: &ResourceType,
         labels: Option<&str>,
@@ -304,8 +382,7 @@ impl Selectors {
     ) -> Result<Selectors, ApiError> {
         Ok(Selectors {
             labels: LabelSelector::parse(labels.unwrap_or(""))?,
-            fields: FieldSelector::parse(fields.unwrap_or(""))?
-                .map_labels(|label| crate::store::events::field_label(rt, label))?,
+            fields: FieldSelector::parse(fields.unwrap_or(""))?.for_type(rt)?,
         })
     }
 

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
 
 use crate::error::ApiError;
+use crate::field_validation::{self, FieldValidation};
 use crate::patch;
 use crate::resources::{RESOURCES, ResourceType};
 use crate::selectors::{LabelSelector, Selectors};
@@ -99,6 +100,16 @@ impl<'a> WriteOptions<'a> {
             dry_run: false,
         }
     }
+}
+
+/// The outcome of a PATCH.
+#[derive(Debug)]
+pub struct Patched {
+    pub object: Value,
+    /// Created by an apply.
+    pub created: bool,
+    /// `fieldValidation=Warn` warnings (unknown fields dropped from the result).
+    pub warnings: Vec<String>,
 }
 
 /// One page of a list.
@@ -445,7 +456,7 @@ impl Store {
     }
 
     /// PATCH (all kinds, including server-side apply, which may create).
-    /// Returns the result and whether it was created.
+    /// Returns the result and whether it was created. Unknown fields are dropped silently.
     pub fn patch(
         &self,
         rt: &ResourceType,
@@ -454,6 +465,22 @@ impl Store {
         req: &patch::PatchRequest,
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
+        let patched =
+            self.patch_validated(rt, namespace, name, req, dry_run, FieldValidation::Ignore)?;
+        Ok((patched.object, patched.created))
+    }
+
+    /// PATCH with field validation: unknown fields of a non-apply patch's result are dropped and
+    /// judged by `directive` (an apply configuration is checked by the caller, before).
+    pub fn patch_validated(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        req: &patch::PatchRequest,
+        dry_run: bool,
+        directive: FieldValidation,
+    ) -> Result<Patched, ApiError> {
         let (ti, rt) = type_index(rt)?;
         let status = req.subresource == Some("status");
         if status && !rt.status_subresource {
@@ -468,8 +495,30 @@ impl Store {
         if old.is_none() && (req.kind != patch::PatchKind::Apply || status) {
             return Err(ApiError::not_found(rt, name));
         }
-        let patched =
+        let mut patched =
             patch::apply_patch(req, old.as_deref()).map_err(|e| patch_error(rt, name, e))?;
+        let mut warnings = Vec::new();
+        if req.kind != patch::PatchKind::Apply
+            && let Some(old) = &old
+        {
+            let problems = field_validation::prune(rt, &mut patched);
+            if !problems.is_empty() {
+                warnings = problems.resolve(directive, ApiError::bad_request)?;
+                // The patch's manager owns what was kept, not the fields dropped.
+                let m = meta::metadata_mut(&mut patched);
+                match old.pointer("/metadata/managedFields") {
+                    Some(fields) => m.insert("managedFields".into(), fields.clone()),
+                    None => m.remove("managedFields"),
+                };
+                patch::record_update(
+                    req.field_manager.unwrap_or(patch::DEFAULT_MANAGER),
+                    Some(old),
+                    &mut patched,
+                    req.now,
+                    req.subresource,
+                );
+            }
+        }
         if meta::name(&patched) != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -478,19 +527,28 @@ impl Store {
         }
         let Some(old) = old else {
             let prepared = state.prepare_create(ti, rt, namespace, patched, &now)?;
-            if dry_run {
-                return Ok((prepared, true));
-            }
-            let created = self.commit(&mut state, ti, rt, prepared, EventKind::Added);
-            return Ok(((*created).clone(), true));
+            let object = if dry_run {
+                prepared
+            } else {
+                (*self.commit(&mut state, ti, rt, prepared, EventKind::Added)).clone()
+            };
+            return Ok(Patched {
+                object,
+                created: true,
+                warnings,
+            });
         };
         let patched_rv = meta::resource_version(&patched);
         if !patched_rv.is_empty() && patched_rv != meta::resource_version(&old) {
             return Err(ApiError::stale_resource_version(rt, name));
         }
         let new = merge_for_update(rt, &old, patched, status)?;
-        let result = self.finish_update(&mut state, ti, rt, &old, new, dry_run)?;
-        Ok((result, false))
+        let object = self.finish_update(&mut state, ti, rt, &old, new, dry_run)?;
+        Ok(Patched {
+            object,
+            created: false,
+            warnings,
+        })
     }
 
     /// Shared tail of PUT and PATCH: validation, generation, no-op detection, finalization.
