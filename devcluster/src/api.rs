@@ -18,8 +18,8 @@ use crate::faults::Faults;
 use crate::field_validation::{self, FieldValidation, Problems};
 use crate::patch;
 use crate::representation::{ReadShape, Representation};
-use crate::scale;
 use crate::resources::{self, ResourceType};
+use crate::scale;
 use crate::selectors::Selectors;
 use crate::store::{DeleteOptions, ListPage, PropagationPolicy, Store, WriteOptions, ids, meta};
 use crate::watch::{self, WatchRequest, WatchSettings};
@@ -217,7 +217,8 @@ fn parse_validated_body(
     q: &Query,
     options_kind: &str,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let directive = FieldValidation::parse(q.get("fieldValidation").map(String::as_str), options_kind)?;
+    let directive =
+        FieldValidation::parse(q.get("fieldValidation").map(String::as_str), options_kind)?;
     let (mut obj, mut problems) = parse_body_noting_duplicates(req, body)?;
     problems.0.extend(field_validation::prune(rt, &mut obj).0);
     let warnings = problems.resolve(directive, |m| field_validation::decode_error(rt, m))?;
@@ -227,9 +228,7 @@ fn parse_validated_body(
 /// Adds one `Warning` header per warning, as the real server does.
 fn with_warnings(mut resp: HttpResponse, warnings: &[String]) -> HttpResponse {
     for w in warnings {
-        if let Ok(value) =
-            header::HeaderValue::from_str(&field_validation::warning_header(w))
-        {
+        if let Ok(value) = header::HeaderValue::from_str(&field_validation::warning_header(w)) {
             resp.headers_mut().append(header::WARNING, value);
         }
     }
@@ -291,7 +290,9 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
             })
         }
         ("GET", Some(name), Some("log")) => pod_log(store, rt, ns, name, &q),
-        ("GET", Some(name), Some("scale")) => Ok(json_response(200, &scale::get(store, rt, ns, name)?)),
+        ("GET", Some(name), Some("scale")) => {
+            Ok(json_response(200, &scale::get(store, rt, ns, name)?))
+        }
         ("PUT", Some(name), Some("scale")) => {
             let body = parse_body(req, body)?;
             let manager = field_manager(req, &q)?;
@@ -299,7 +300,10 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 manager: &manager,
                 dry_run: dry_run(&q)?,
             };
-            Ok(json_response(200, &scale::update(store, rt, ns, name, &body, &opts)?))
+            Ok(json_response(
+                200,
+                &scale::update(store, rt, ns, name, &body, &opts)?,
+            ))
         }
         ("PATCH", Some(name), Some("scale")) => {
             let kind = patch_kind(req)?;
@@ -312,7 +316,10 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 manager: &manager,
                 dry_run: dry_run(&q)?,
             };
-            Ok(json_response(200, &scale::patch(store, rt, ns, name, kind, body, &opts)?))
+            Ok(json_response(
+                200,
+                &scale::patch(store, rt, ns, name, kind, body, &opts)?,
+            ))
         }
         ("POST", None, None) => {
             let (obj, warnings) = parse_validated_body(req, body, rt, &q, "CreateOptions")?;

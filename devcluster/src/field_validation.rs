@@ -198,7 +198,8 @@ impl<'de> Visitor<'de> for NotingDuplicates<'_> {
                 break;
             };
             for path in inner {
-                self.found.push(format!("[{}]{}", items.len(), continuation(&path)));
+                self.found
+                    .push(format!("[{}]{}", items.len(), continuation(&path)));
             }
             items.push(item);
         }
@@ -360,7 +361,12 @@ mod tests {
 
     #[test]
     fn directives_fail_warn_or_ignore() {
-        let problems = || Problems(vec!["unknown field \"a\"".into(), "unknown field \"b\"".into()]);
+        let problems = || {
+            Problems(vec![
+                "unknown field \"a\"".into(),
+                "unknown field \"b\"".into(),
+            ])
+        };
         let err = problems()
             .resolve(FieldValidation::Strict, ApiError::bad_request)
             .unwrap_err();
@@ -401,13 +407,9 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [
                 {"name": "a", "image": "x"}, {"name": "b", "image": "y", "imagePullPolicyy": "Always"}]}},
                 "foo": 1}});
-        let err = check_apply_configuration(
-            deploy,
-            Some("default"),
-            "web",
-            body.to_string().as_bytes(),
-        )
-        .unwrap_err();
+        let err =
+            check_apply_configuration(deploy, Some("default"), "web", body.to_string().as_bytes())
+                .unwrap_err();
         assert_eq!(err.code, 500);
         assert_eq!(
             err.message,

@@ -109,7 +109,12 @@ pub fn selector_string(selector: &Value) -> String {
 }
 
 /// GET `.../NAME/scale`.
-pub fn get(store: &Store, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+pub fn get(
+    store: &Store,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
     Ok(scale_of(&*store.get_arc(rt, ns, name)?))
 }
 
@@ -122,7 +127,10 @@ pub fn update(
     scale: &Value,
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
-    let api_version = scale.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = scale
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = scale.get("kind").and_then(Value::as_str).unwrap_or("");
     if (!api_version.is_empty() && api_version != "autoscaling/v1")
         || (!kind.is_empty() && kind != "Scale")

@@ -254,7 +254,10 @@ pub fn supported_field_labels(rt: &ResourceType) -> &'static [&'static str] {
 /// The stored field a selector label of `rt` reads, or the real server's 400.
 fn resolve_field_label(rt: &ResourceType, label: &str) -> Result<(String, Reading), ApiError> {
     if rt.kind == "Event" {
-        return Ok((crate::store::events::field_label(rt, label)?, Reading::Plain));
+        return Ok((
+            crate::store::events::field_label(rt, label)?,
+            Reading::Plain,
+        ));
     }
     if !supported_field_labels(rt).contains(&label) {
         return Err(ApiError::bad_request(format!(
@@ -338,10 +341,7 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.requirements.iter().all(|r| {
-            let found = r
-                .path
-                .iter()
-                .try_fold(obj, |v, seg| v.get(seg.as_str()));
+            let found = r.path.iter().try_fold(obj, |v, seg| v.get(seg.as_str()));
             let actual = match (r.reading, found) {
                 (Reading::IpList, Some(Value::Array(items))) => items
                     .iter()

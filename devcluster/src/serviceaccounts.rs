@@ -13,7 +13,8 @@ const MANAGER: &str = "kube-controller-manager";
 const DEFAULT_ACCOUNT: &str = "default";
 
 fn service_accounts() -> &'static ResourceType {
-    resources::lookup("", "v1", "serviceaccounts").expect("the resource table serves ServiceAccounts")
+    resources::lookup("", "v1", "serviceaccounts")
+        .expect("the resource table serves ServiceAccounts")
 }
 
 fn namespaces() -> &'static ResourceType {
@@ -66,7 +67,11 @@ fn ensure_default_account(store: &Store, namespace: &str) {
     let active = store
         .get_arc(namespaces(), None, namespace)
         .is_ok_and(|ns| !meta::is_deleting(&ns));
-    if !active || store.get_arc(service_accounts(), Some(namespace), DEFAULT_ACCOUNT).is_ok() {
+    if !active
+        || store
+            .get_arc(service_accounts(), Some(namespace), DEFAULT_ACCOUNT)
+            .is_ok()
+    {
         return;
     }
     let account = json!({"metadata": {"name": DEFAULT_ACCOUNT, "namespace": namespace}});

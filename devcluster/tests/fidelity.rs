@@ -51,7 +51,14 @@ async fn unknown_fields_warn_by_default_and_are_never_stored() {
     let c = cluster().await;
     let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "warned", "colour": "red"}, "data": {"k": "v"}, "foo": "bar"});
-    let resp = raw(&c, "POST", CONFIGMAPS, "application/json", body.to_string().as_bytes()).await;
+    let resp = raw(
+        &c,
+        "POST",
+        CONFIGMAPS,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(resp.status, 201, "{}", resp.body);
     let mut got = warnings(&resp.head);
     got.sort();
@@ -64,7 +71,14 @@ async fn unknown_fields_warn_by_default_and_are_never_stored() {
     );
     let stored = serde_json::to_value(cms(&c).get("warned").await.unwrap()).unwrap();
     assert_eq!(stored["data"], json!({"k": "v"}));
-    let raw_stored = raw(&c, "GET", &format!("{CONFIGMAPS}/warned"), "application/json", b"").await;
+    let raw_stored = raw(
+        &c,
+        "GET",
+        &format!("{CONFIGMAPS}/warned"),
+        "application/json",
+        b"",
+    )
+    .await;
     assert!(!raw_stored.body.contains("foo") && !raw_stored.body.contains("colour"));
 
     // The same through PUT.
@@ -79,7 +93,10 @@ async fn unknown_fields_warn_by_default_and_are_never_stored() {
     )
     .await;
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(warnings(&resp.head), vec![r#"299 - "unknown field \"spec\"""#]);
+    assert_eq!(
+        warnings(&resp.head),
+        vec![r#"299 - "unknown field \"spec\"""#]
+    );
     assert!(resp.json().get("spec").is_none());
 }
 
@@ -126,7 +143,10 @@ async fn strict_validation_refuses_unknown_and_duplicate_fields() {
     // Warn stores the last value and says so.
     let resp = raw(&c, "POST", CONFIGMAPS, "application/json", duplicated).await;
     assert_eq!(resp.status, 201, "{}", resp.body);
-    assert_eq!(warnings(&resp.head), vec![r#"299 - "duplicate field \"data.k\"""#]);
+    assert_eq!(
+        warnings(&resp.head),
+        vec![r#"299 - "duplicate field \"data.k\"""#]
+    );
     assert_eq!(resp.json()["data"]["k"], "b");
 
     let resp = raw(
@@ -174,11 +194,18 @@ async fn patches_are_validated_on_their_result() {
         ..PatchParams::default()
     };
     let refused = status_of(
-        api.patch("p", &strict, &Patch::Merge(json!({"foo": "x", "data": {"b": "2"}})))
-            .await,
+        api.patch(
+            "p",
+            &strict,
+            &Patch::Merge(json!({"foo": "x", "data": {"b": "2"}})),
+        )
+        .await,
     );
     assert_eq!(refused.code, 400);
-    assert_eq!(refused.message, r#"strict decoding error: unknown field "foo""#);
+    assert_eq!(
+        refused.message,
+        r#"strict decoding error: unknown field "foo""#
+    );
     assert_eq!(
         api.get("p").await.unwrap().data.unwrap().len(),
         1,
@@ -194,7 +221,10 @@ async fn patches_are_validated_on_their_result() {
     )
     .await;
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(warnings(&resp.head), vec![r#"299 - "unknown field \"foo\"""#]);
+    assert_eq!(
+        warnings(&resp.head),
+        vec![r#"299 - "unknown field \"foo\"""#]
+    );
     let patched = resp.json();
     assert!(patched.get("foo").is_none());
     assert_eq!(patched["data"]["b"], "2");
@@ -205,7 +235,11 @@ async fn patches_are_validated_on_their_result() {
         .find(|e| e["manager"] == "patcher")
         .expect("the patcher owns what it changed")["fieldsV1"]
         .clone();
-    assert_eq!(owned, json!({"f:data": {"f:b": {}}}), "not the dropped field");
+    assert_eq!(
+        owned,
+        json!({"f:data": {"f:b": {}}}),
+        "not the dropped field"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +335,10 @@ async fn every_namespace_gets_a_default_service_account() {
     }
     let namespaces: Api<Namespace> = Api::all(c.client());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     let accounts: Api<ServiceAccount> = Api::namespaced(c.client(), "team");
     let first = wait_for("the default ServiceAccount of a new namespace", || {
         let accounts = accounts.clone();
@@ -330,9 +367,12 @@ async fn every_namespace_gets_a_default_service_account() {
 async fn field_selectors_accept_only_the_labels_a_real_server_does() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("one", &[], &[("k", "v")]))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &config_map("one", &[], &[("k", "v")]),
+    )
+    .await
+    .unwrap();
     let refused = status_of(api.list(&ListParams::default().fields("data.k=v")).await);
     assert_eq!(refused.code, 400);
     assert_eq!(refused.message, "field label not supported: data.k");
@@ -354,10 +394,23 @@ async fn field_selectors_accept_only_the_labels_a_real_server_does() {
     let secrets: Api<Secret> = Api::default_namespaced(c.client());
     let secret: Secret =
         serde_json::from_value(json!({"metadata": {"name": "s"}, "type": "Opaque"})).unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     let by_type = |t: &str| ListParams::default().fields(&format!("type={t}"));
-    assert_eq!(secrets.list(&by_type("Opaque")).await.unwrap().items.len(), 1);
-    assert!(secrets.list(&by_type("kubernetes.io/tls")).await.unwrap().items.is_empty());
+    assert_eq!(
+        secrets.list(&by_type("Opaque")).await.unwrap().items.len(),
+        1
+    );
+    assert!(
+        secrets
+            .list(&by_type("kubernetes.io/tls"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 
     let namespaces: Api<Namespace> = Api::all(c.client());
     let active = namespaces
@@ -370,7 +423,10 @@ async fn field_selectors_accept_only_the_labels_a_real_server_does() {
             .list(&ListParams::default().fields("metadata.namespace=x"))
             .await,
     );
-    assert_eq!(refused.message, "field label not supported: metadata.namespace");
+    assert_eq!(
+        refused.message,
+        "field label not supported: metadata.namespace"
+    );
 
     let pods: Api<Pod> = Api::default_namespaced(c.client());
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
@@ -388,8 +444,14 @@ async fn field_selectors_accept_only_the_labels_a_real_server_does() {
             .len(),
         1
     );
-    let refused = status_of(pods.list(&ListParams::default().fields("spec.containers=x")).await);
-    assert_eq!(refused.message, "field label not supported: spec.containers");
+    let refused = status_of(
+        pods.list(&ListParams::default().fields("spec.containers=x"))
+            .await,
+    );
+    assert_eq!(
+        refused.message,
+        "field label not supported: spec.containers"
+    );
 }
 
 /// A test helper must not pass on nothing: the warnings parser sees real headers.

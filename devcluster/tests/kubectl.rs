@@ -553,3 +553,84 @@ async fn explain_describes_configmap_fields_from_the_openapi() {
         "{nested}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_of_an_unknown_field_fails_naming_it() {
+    let (cluster, kubectl) = setup().await;
+    let manifest =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  k: v\nfoo: bar\n";
+    let err = kubectl
+        .fails_with_input(&["apply", "-f", "-"], manifest)
+        .await;
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "foo""#),
+        "{err}"
+    );
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::default_namespaced(cluster.client());
+    assert!(
+        cms.get_opt("typo").await.unwrap().is_none(),
+        "nothing created"
+    );
+    // --validate=false sends fieldValidation=Ignore: created, without the field.
+    kubectl
+        .ok_with_input(&["apply", "--validate=false", "-f", "-"], manifest)
+        .await;
+    let cm = kubectl.get_json(&["get", "configmap", "typo"]).await;
+    assert!(cm.get("foo").is_none(), "{cm}");
+    assert_eq!(cm["data"], json!({"k": "v"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_adds_a_pod_to_a_deployment() {
+    let (cluster, kubectl) = setup().await;
+    kubectl
+        .ok_with_input(&["apply", "-f", "-"], DEPLOYMENT_ONE_CONTAINER)
+        .await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::default_namespaced(cluster.client());
+    let count = || async {
+        pods.list(&kube::api::ListParams::default())
+            .await
+            .expect("pods listed")
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
+    while count().await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first pod never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = kubectl
+        .ok(&["scale", "deploy", "web", "--replicas=2"])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/web scaled");
+    let deploy = kubectl.get_json(&["get", "deploy", "web"]).await;
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    while count().await != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second pod never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A precondition that does not hold is refused.
+    let err = kubectl
+        .fails(&[
+            "scale",
+            "deploy",
+            "web",
+            "--current-replicas=5",
+            "--replicas=3",
+        ])
+        .await;
+    assert!(
+        err.contains("precondition") || err.contains("Expected replicas"),
+        "{err}"
+    );
+}
