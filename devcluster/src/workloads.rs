@@ -73,8 +73,7 @@ pub fn spawn(
 mod robustness_tests {
     //! Whatever the store holds, the simulator's computations return (never panic).
     use super::{
-        DeploymentSpec, PodStage, deployment_status, desired_pod, plan_rollout, pod_log,
-        pod_status,
+        DeploymentSpec, PodStage, deployment_status, desired_pod, plan_rollout, pod_log, pod_status,
     };
     use proptest::prelude::*;
     use serde_json::{Value, json};
