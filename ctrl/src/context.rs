@@ -1,18 +1,19 @@
-//! What every reconcile shares: the client, the config, the child stores, metrics, the event
-//! recorder, the notifier, the Tilt client, and a little per-env memory.
+//! What every reconcile shares: the client, the config, the child stores, metrics, the Event
+//! sink, the notifier, the Tilt client, and a little per-env memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ephemerator_core::EnvStatus;
 use ephemerator_core::{Config, Port};
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use crate::cached::{ChildMeta, RunnerDeployment};
+use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::tilt::TiltClient;
@@ -29,7 +30,7 @@ pub struct Context {
     /// The loaded config file.
     pub config: Arc<Config>,
     /// Events on env ConfigMaps.
-    pub recorder: Recorder,
+    pub events: EventSink,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Webhook notifications.
@@ -39,11 +40,11 @@ pub struct Context {
     /// Where Tilt is reached, see [`tilt_base_url`].
     pub tilt_url_template: String,
     /// Every Deployment in the namespace (ours and others', for the foreign-object check).
-    pub deployments: Store<Deployment>,
-    /// Every Service in the namespace.
-    pub services: Store<Service>,
-    /// Every Ingress in the namespace.
-    pub ingresses: Store<Ingress>,
+    pub deployments: Store<RunnerDeployment>,
+    /// Every Service in the namespace (metadata only).
+    pub services: Store<ChildMeta<Service>>,
+    /// Every Ingress in the namespace (metadata only).
+    pub ingresses: Store<ChildMeta<Ingress>>,
     /// Which watches have listed once; see [`Synced`].
     pub synced: Synced,
     memory: Mutex<HashMap<String, EnvMemory>>,
@@ -55,30 +56,81 @@ pub struct Context {
 pub struct EnvMemory {
     /// The expiration a warning was sent for (an extension re-arms the warning).
     pub warned_for: Option<Timestamp>,
-    /// Ports last discovered from Tilt, for the runner with [`EnvMemory::ports_for_runner`].
-    pub discovered_ports: Vec<Port>,
-    /// The runner (Tilt token) the discovered ports belong to.
-    pub ports_for_runner: Option<String>,
-    /// Whether Tilt still had pending resources at the last poll.
-    pub ports_pending: bool,
-    /// When Tilt was last asked.
-    pub polled_at: Option<Timestamp>,
-    /// Children as last applied: skipping an identical apply saves a write per child event.
-    pub applied: HashMap<&'static str, AppliedChild>,
+    /// What Tilt said about the env's ports.
+    pub ports: PortMemory,
+    /// Children as last applied, by [`ChildKind`]: skipping an identical apply saves a write
+    /// per child event.
+    pub applied: [Option<AppliedChild>; 3],
+    /// The Tilt token the runner was last given, with the uid of the env ConfigMap it was made
+    /// for: reused while the Deployment is not in the cache yet, so a lagging cache never
+    /// restarts a runner with a new token.
+    pub runner_token: Option<(String, String)>,
+    /// The controller's last status write on the env ConfigMap.
+    pub status_written: Option<StatusWrite>,
     /// Consecutive failed reconciles, for the error backoff.
     pub failures: u32,
+}
+
+/// What Tilt said about an env's ports.
+#[derive(Debug, Clone, Default)]
+pub struct PortMemory {
+    /// Ports last discovered from Tilt, for the runner with [`PortMemory::for_runner`].
+    pub discovered: Vec<Port>,
+    /// The runner (template hash and Tilt token) the discovered ports belong to.
+    pub for_runner: Option<String>,
+    /// Whether Tilt still had pending resources at the last poll.
+    pub pending: bool,
+    /// When Tilt was last asked.
+    pub polled_at: Option<Timestamp>,
+}
+
+/// The children of an env, as indexes of [`EnvMemory::applied`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// The runner Deployment.
+    Deployment = 0,
+    /// Its Service.
+    Service = 1,
+    /// Its Ingress (Ingress mode).
+    Ingress = 2,
+}
+
+impl ChildKind {
+    /// The API kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+            ChildKind::Ingress => "Ingress",
+        }
+    }
 }
 
 /// A child as the controller last applied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedChild {
-    /// Digest of the applied object.
-    pub digest: String,
+    /// Digest of everything the desired child was built from (see `reconcile`).
+    pub inputs: u64,
     /// `metadata.uid` of the object the apply returned.
     pub uid: String,
     /// Its `metadata.generation` (Deployments) or `metadata.resourceVersion` (others): a change
     /// means someone else touched the spec.
-    pub version: String,
+    pub spec_version: String,
+    /// Its `metadata.resourceVersion`: the watch event of exactly this version is the echo of
+    /// the apply and needs no reconcile.
+    pub resource_version: String,
+}
+
+/// A status write of the controller on an env ConfigMap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusWrite {
+    /// The ConfigMap's resourceVersion the write was based on: a cache still showing it lags
+    /// behind the write.
+    pub from_version: String,
+    /// The resourceVersion the write produced (its watch event is an echo).
+    pub to_version: String,
+    /// The status written.
+    pub status: EnvStatus,
 }
 
 impl Context {
@@ -88,12 +140,16 @@ impl Context {
         client: Client,
         namespace: String,
         config: Arc<Config>,
-        recorder: Recorder,
+        events: EventSink,
         metrics: Arc<Metrics>,
         notifier: Notifier,
         tilt: TiltClient,
         tilt_url_template: String,
-        stores: (Store<Deployment>, Store<Service>, Store<Ingress>),
+        stores: (
+            Store<RunnerDeployment>,
+            Store<ChildMeta<Service>>,
+            Store<ChildMeta<Ingress>>,
+        ),
         synced: Synced,
     ) -> Self {
         let (deployments, services, ingresses) = stores;
@@ -101,7 +157,7 @@ impl Context {
             client,
             namespace,
             config,
-            recorder,
+            events,
             metrics,
             notifier,
             tilt,
@@ -121,14 +177,53 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A copy of the memory of env `name`.
-    pub fn remembered(&self, name: &str) -> EnvMemory {
-        self.memory().get(name).cloned().unwrap_or_default()
-    }
-
     /// Changes the memory of env `name`.
     pub fn remember<T>(&self, name: &str, change: impl FnOnce(&mut EnvMemory) -> T) -> T {
-        change(self.memory().entry(name.to_string()).or_default())
+        let mut memory = self.memory();
+        // Looked up first: the key is copied only for an env seen for the first time.
+        if let Some(env) = memory.get_mut(name) {
+            return change(env);
+        }
+        change(memory.entry(name.to_string()).or_default())
+    }
+
+    /// Reads the memory of env `name` (a default one if there is none).
+    pub fn recall<T>(&self, name: &str, read: impl FnOnce(&EnvMemory) -> T) -> T {
+        match self.memory().get(name) {
+            Some(env) => read(env),
+            None => read(&EnvMemory::default()),
+        }
+    }
+
+    /// Whether a child event shows the very version the controller's last apply of that child
+    /// returned: the echo of its own write, which needs no reconcile.
+    pub fn is_own_apply(
+        &self,
+        name: &str,
+        kind: ChildKind,
+        resource_version: Option<&str>,
+    ) -> bool {
+        let Some(version) = resource_version else {
+            return false;
+        };
+        self.memory().get(name).is_some_and(|env| {
+            env.applied[kind as usize]
+                .as_ref()
+                .is_some_and(|applied| applied.resource_version == version)
+        })
+    }
+
+    /// Whether a ConfigMap event shows the very version the controller's last status write
+    /// returned.
+    pub fn is_own_status_write(&self, name: &str, resource_version: Option<&str>) -> bool {
+        let Some(version) = resource_version else {
+            return false;
+        };
+        self.memory().get(name).is_some_and(|env| {
+            env.status_written
+                .as_ref()
+                .is_some_and(|write| write.to_version == version)
+        })
     }
 
     /// Forgets envs for which `keep` is false (deleted ConfigMaps).

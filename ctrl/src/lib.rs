@@ -4,9 +4,11 @@
 //! [`run`] is the whole controller; `main.rs` only parses flags and builds the client, so tests
 //! run the controller in-process against a devcluster.
 
+pub mod cached;
 pub mod context;
 pub mod desired;
 pub mod error;
+pub mod events;
 pub mod expiry;
 pub mod http;
 pub mod metrics;
@@ -24,12 +26,10 @@ use std::time::Duration;
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -38,7 +38,9 @@ use serde::de::DeserializeOwned;
 pub use context::DEFAULT_TILT_URL_TEMPLATE;
 pub use error::{Error, Result};
 
-use crate::context::{Context, FIELD_MANAGER, Synced};
+use crate::cached::{ChildMeta, RunnerDeployment, slim_meta};
+use crate::context::{ChildKind, Context, Synced};
+use crate::events::EventSink;
 use crate::http::HealthState;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -101,32 +103,18 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let synced = Synced::default();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
-    let config_map_stream = watcher(
-        Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().labels(&env_label_selector()),
-    )
-    .default_backoff()
-    .modify(|cm| cm.managed_fields_mut().clear())
-    .reflect(config_map_writer)
-    .inspect_ok(mark_listed(&synced, Synced::CONFIG_MAPS))
-    .applied_objects();
-    let (deployments, deployment_stream) =
-        child_watch::<Deployment>(&client, &namespace, &synced, Synced::DEPLOYMENTS);
-    let (services, service_stream) =
-        child_watch::<Service>(&client, &namespace, &synced, Synced::SERVICES);
-    let (ingresses, ingress_stream) =
-        child_watch::<Ingress>(&client, &namespace, &synced, Synced::INGRESSES);
+    let (deployments, deployment_writer) = reflector::store::<RunnerDeployment>();
+    let (services, service_writer) = reflector::store::<ChildMeta<Service>>();
+    let (ingresses, ingress_writer) = reflector::store::<ChildMeta<Ingress>>();
 
     let metrics = Arc::new(Metrics::new());
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.to_string(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let (events, event_writer) =
+        EventSink::new(client.clone(), &namespace, &events::reporting_instance());
     let ctx = Arc::new(Context::new(
         client.clone(),
         namespace.clone(),
         Arc::new(config.clone()),
-        Recorder::new(client.clone(), reporter),
+        events,
         metrics.clone(),
         Notifier::new(config.notifications.webhook_url.clone()),
         TiltClient::new(),
@@ -135,10 +123,58 @@ pub async fn run(settings: Settings) -> Result<()> {
         synced.clone(),
     ));
 
+    let config_map_stream = {
+        let ctx = ctx.clone();
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+            watcher::Config::default().labels(&env_label_selector()),
+        )
+        .default_backoff()
+        .modify(|cm| slim_meta(&mut cm.metadata))
+        .reflect(config_map_writer)
+        .inspect_ok(mark_listed(&synced, Synced::CONFIG_MAPS))
+        .applied_objects()
+        // The echo of the controller's own status write: nothing new to reconcile.
+        .try_filter(move |cm| {
+            let echo = ctx.is_own_status_write(&cm.name_any(), cm.resource_version().as_deref());
+            futures::future::ready(!echo)
+        })
+    };
+    let deployment_stream = child_watch(
+        &client,
+        &namespace,
+        deployment_writer,
+        &synced,
+        Synced::DEPLOYMENTS,
+    );
+    let service_stream = child_watch(
+        &client,
+        &namespace,
+        service_writer,
+        &synced,
+        Synced::SERVICES,
+    );
+    let ingress_stream = child_watch(
+        &client,
+        &namespace,
+        ingress_writer,
+        &synced,
+        Synced::INGRESSES,
+    );
+
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
-        .watches_stream(deployment_stream, env_of(&config_maps, &namespace))
-        .watches_stream(service_stream, env_of(&config_maps, &namespace))
-        .watches_stream(ingress_stream, env_of(&config_maps, &namespace))
+        .watches_stream(
+            deployment_stream,
+            env_of(&config_maps, &ctx, ChildKind::Deployment),
+        )
+        .watches_stream(
+            service_stream,
+            env_of(&config_maps, &ctx, ChildKind::Service),
+        )
+        .watches_stream(
+            ingress_stream,
+            env_of(&config_maps, &ctx, ChildKind::Ingress),
+        )
         .with_config(controller::Config::default().concurrency(concurrency))
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -196,27 +232,31 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     };
     tracing::info!(%namespace, "ephctrl started");
+    // The writer ends only when every sink is gone, which the context outlives.
+    let event_writer = async move {
+        event_writer.await;
+        futures::future::pending::<()>().await
+    };
     tokio::select! {
         () = controller => tracing::info!("controller stopped"),
         () = readiness => {}
         () = health => {}
         () = sweeper => {}
+        () = event_writer => {}
     }
     Ok(())
 }
 
-/// A namespace-wide watch of one child kind, reflected into a store (every object of that kind
-/// in the namespace, so foreign objects of an env's name are seen too). Managed fields are
-/// dropped to keep the store small.
+/// A namespace-wide watch of one child kind, reflected into `writer`'s store (every object of
+/// that kind in the namespace, so foreign objects of an env's name are seen too). `K` is the
+/// slim form of the kind (see [`cached`]), so the store holds only what the controller reads.
 fn child_watch<K>(
     client: &Client,
     namespace: &str,
+    writer: reflector::store::Writer<K>,
     synced: &Synced,
     bit: u8,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -226,17 +266,14 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
-    let stream = watcher(
+    watcher(
         Api::<K>::namespaced(client.clone(), namespace),
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|object: &mut K| object.managed_fields_mut().clear())
     .reflect(writer)
     .inspect_ok(mark_listed(synced, bit))
-    .touched_objects();
-    (store, stream)
+    .touched_objects()
 }
 
 /// Marks `bit` in `synced` once a watch's first list has reached its store (and again after
@@ -250,14 +287,20 @@ fn mark_listed<K>(synced: &Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + 
     }
 }
 
-/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.
+/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one
+/// and the event is not the echo of the controller's own apply of that child.
 fn env_of<K: Resource>(
     config_maps: &Store<ConfigMap>,
-    namespace: &str,
+    ctx: &Arc<Context>,
+    kind: ChildKind,
 ) -> impl Fn(K) -> Option<ObjectRef<ConfigMap>> + Send + Sync + 'static {
-    let (config_maps, namespace) = (config_maps.clone(), namespace.to_string());
+    let (config_maps, ctx) = (config_maps.clone(), ctx.clone());
     move |object: K| {
-        let env = ObjectRef::new(&object.name_any()).within(&namespace);
+        let name = object.name_any();
+        if ctx.is_own_apply(&name, kind, object.meta().resource_version.as_deref()) {
+            return None;
+        }
+        let env = ObjectRef::new(&name).within(&ctx.namespace);
         config_maps.get(&env).is_some().then_some(env)
     }
 }

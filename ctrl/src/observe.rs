@@ -2,10 +2,9 @@
 
 use ephemerator_core::Phase;
 use ephemerator_core::labels::{OWNER_NAME_LABEL, has_ephemerator_labels};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::desired::TEMPLATE_HASH_ANNOTATION;
+use crate::cached::RunnerDeployment;
 
 /// Who an object with a child's name belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +67,16 @@ impl RunnerState {
 
 /// How far the runner Deployment got. `expected_hash` is the template hash of the current
 /// spec: a Deployment still showing another one has not rolled out the change yet.
-pub fn runner_state(deployment: Option<&Deployment>, expected_hash: &str) -> RunnerState {
+pub fn runner_state(deployment: Option<&RunnerDeployment>, expected_hash: &str) -> RunnerState {
     let Some(deployment) = deployment else {
         return RunnerState::new(Phase::Pending, "waiting for the runner to be created");
     };
-    let status = deployment.status.clone().unwrap_or_default();
-    for condition in status.conditions.iter().flatten() {
+    let status = deployment.status.as_ref();
+    for condition in status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let failed = (condition.type_ == "Progressing"
             && condition.status == "False"
             && condition.reason.as_deref() == Some("ProgressDeadlineExceeded"))
@@ -87,25 +90,21 @@ pub fn runner_state(deployment: Option<&Deployment>, expected_hash: &str) -> Run
             return RunnerState::new(Phase::Failed, format!("runner failing: {detail}"));
         }
     }
-    let template_hash = deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.metadata.as_ref())
-        .and_then(|meta| meta.annotations.as_ref())
-        .and_then(|annotations| annotations.get(TEMPLATE_HASH_ANNOTATION));
-    if template_hash.map(String::as_str) != Some(expected_hash) {
+    if deployment.template_hash.as_deref() != Some(expected_hash) {
         return RunnerState::new(Phase::Starting, "rolling out the runner for the new spec");
     }
     // Status written for an older generation says nothing about the current template.
     let generation = deployment.metadata.generation.unwrap_or(0);
     if status
-        .observed_generation
+        .and_then(|s| s.observed_generation)
         .is_some_and(|observed| observed < generation)
     {
         return RunnerState::new(Phase::Starting, "rolling out the runner");
     }
-    let ready = status.ready_replicas.unwrap_or(0);
-    let updated_ok = status.updated_replicas.is_none_or(|updated| updated >= 1);
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated_ok = status
+        .and_then(|s| s.updated_replicas)
+        .is_none_or(|updated| updated >= 1);
     if ready >= 1 && updated_ok {
         RunnerState::new(Phase::Ready, "runner ready")
     } else {
@@ -116,9 +115,11 @@ pub fn runner_state(deployment: Option<&Deployment>, expected_hash: &str) -> Run
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::owner_reference;
+    use crate::desired::{TEMPLATE_HASH_ANNOTATION, owner_reference};
     use ephemerator_core::labels::child_labels;
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::apps::v1::{
+        Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus,
+    };
     use k8s_openapi::api::core::v1::PodTemplateSpec;
     use std::collections::BTreeMap;
 
@@ -168,8 +169,8 @@ mod tests {
         assert_eq!(ownership(&hand_made, "nicks", "u1"), Ownership::Foreign);
     }
 
-    fn deployment(hash: &str, status: DeploymentStatus) -> Deployment {
-        Deployment {
+    fn deployment(hash: &str, status: DeploymentStatus) -> RunnerDeployment {
+        RunnerDeployment::from(Deployment {
             metadata: ObjectMeta {
                 generation: Some(2),
                 ..ObjectMeta::default()
@@ -188,7 +189,7 @@ mod tests {
                 ..DeploymentSpec::default()
             }),
             status: Some(status),
-        }
+        })
     }
 
     #[test]

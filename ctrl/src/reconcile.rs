@@ -2,6 +2,7 @@
 //! objects, apply the children, and report the status back on the ConfigMap.
 
 use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,18 +17,18 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::context::{AppliedChild, Context, EnvMemory, FIELD_MANAGER};
+use crate::cached::{ChildMeta, RunnerDeployment};
+use crate::context::{AppliedChild, ChildKind, Context, FIELD_MANAGER, PortMemory, StatusWrite};
 use crate::desired::{self, Observed};
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::expiry::{self, Due};
 use crate::notify::Notice;
 use crate::observe::{self, Ownership};
@@ -84,7 +85,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
     })?;
     debug!("reconciling");
     ctx.wait_for_child_stores().await;
-    let previous = EnvStatus::from_meta(&config_map.metadata);
+    let mut shown = ShownStatus::of(ctx, config_map);
 
     let mut env = match Env::from_config_map(config_map) {
         Ok(env) => env,
@@ -93,18 +94,23 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             let status = EnvStatus {
                 phase: Phase::Failed,
                 message: Some(format!("{error}; the env is kept until it is fixed")),
-                ..previous.clone()
+                ..shown.status.clone()
             };
-            write_status(ctx, config_map, &previous, status).await?;
+            write_status(ctx, config_map, &shown, status).await?;
             return Ok(Action::await_change());
         }
-        Err(error) => return reject(ctx, config_map, &previous, &uid, error.to_string()).await,
+        Err(error) => return reject(ctx, config_map, &shown, &uid, error.to_string()).await,
     };
 
     let now = Timestamp::now();
     let expiration = match env.expiration {
         Some(expiration) => expiration,
-        None => fill_in_expiration(ctx, config_map, now).await?,
+        None => {
+            let (expiration, version) = fill_in_expiration(ctx, config_map, now).await?;
+            // The status write below builds on the ConfigMap as the fill-in left it.
+            shown.version = version;
+            expiration
+        }
     };
     env.expiration = Some(expiration);
     let policy = ctx.config.expiration;
@@ -114,8 +120,10 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         .and_then(|created| created.checked_add(policy.max_lifetime).ok())
         .map_or(expiration, |limit| expiration.min(limit));
     let schedule = expiry::schedule(created, deadline, Some(policy.warn_before));
-    let memory = ctx.remembered(&name);
-    let due = expiry::due(now, &schedule, memory.warned_for == Some(deadline));
+    let (warned, port_memory) = ctx.recall(&name, |memory| {
+        (memory.warned_for == Some(deadline), memory.ports.clone())
+    });
+    let due = expiry::due(now, &schedule, warned);
     if due == Due::Expire {
         expire(ctx, config_map, &env, &uid).await?;
         return Ok(Action::await_change());
@@ -124,17 +132,18 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
     if !is_valid_env_name(&name) {
         let reason = "metadata.name: must be a DNS label of at most 63 characters (lowercase \
                       letters, digits and -, starting with a letter) without ---";
-        return reject(ctx, config_map, &previous, &uid, reason.to_string()).await;
+        return reject(ctx, config_map, &shown, &uid, reason.to_string()).await;
     }
     if let Err(errors) = ctx.config.validate_spec(&env.spec) {
-        return reject(ctx, config_map, &previous, &uid, errors.to_string()).await;
+        return reject(ctx, config_map, &shown, &uid, errors.to_string()).await;
     }
     if due == Due::Warn {
         ctx.notifier.send(Notice::ExpiresSoon {
             env: name.clone(),
             owner: env.owner.clone(),
             at: deadline,
-            url: None,
+            // The dashboard, where the env is extended.
+            url: Some(format!("http://{}/", ctx.config.gateway_host)),
         });
         ctx.remember(&name, |memory| memory.warned_for = Some(deadline));
         publish_event(
@@ -146,7 +155,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         );
     }
     let mut deadlines = vec![schedule.expires_at];
-    if due != Due::Warn && memory.warned_for != Some(deadline) {
+    if due != Due::Warn && !warned {
         deadlines.extend(schedule.warn_at);
     }
 
@@ -155,9 +164,9 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             phase: Phase::Failed,
             message: Some(conflict),
             ports: Vec::new(),
-            ready_at: previous.ready_at,
+            ready_at: shown.status.ready_at,
         };
-        write_status(ctx, config_map, &previous, status).await?;
+        write_status(ctx, config_map, &shown, status).await?;
         // Re-checked now and then: the foreign object may be removed by its owner.
         return Ok(requeue(
             now,
@@ -168,72 +177,133 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
     }
 
     let observed_deployment = ours(&ctx.deployments, &ctx.namespace, &name, &uid);
-    let tilt_token = observed_deployment
-        .as_deref()
-        .and_then(desired::tilt_token_of);
+    let observed_token = match observed_deployment.as_ref() {
+        Some(deployment) => deployment.tilt_token.clone(),
+        // Not in the cache (yet): the token this env's runner was last given, if any.
+        None => ctx.recall(&name, |memory| {
+            memory
+                .runner_token
+                .as_ref()
+                .filter(|(for_uid, _)| *for_uid == uid)
+                .map(|(_, token)| token.clone())
+        }),
+    };
     let template_hash = env.spec.fingerprint();
     let runner = observe::runner_state(observed_deployment.as_deref(), &template_hash);
     let (discovered_ports, next_poll) = discover_ports(
         ctx,
         &env,
-        &memory,
+        &port_memory,
         runner.phase == Phase::Ready,
-        tilt_token.as_deref(),
+        observed_token.as_deref(),
         &template_hash,
         now,
     )
     .await;
     deadlines.extend(next_poll);
+    // Tilt's own port is the config's `tiltPort`, which discovery (knowing only Tilt's
+    // default) may have reported as an app port; `exposed_ports` keeps it once, as `tilt`.
+    let ports = desired::exposed_ports(&env, &ctx.config, &discovered_ports);
+    let tilt_token = observed_token.unwrap_or_else(new_tilt_token);
+    let inputs = children_inputs(&env, &uid, &tilt_token, &ports);
 
-    let owner = desired::owner_reference(&name, &uid);
-    let children = desired::desired_children(
-        &env,
-        &ctx.config,
-        &ctx.namespace,
-        &owner,
-        &Observed {
-            tilt_token,
-            discovered_ports,
-        },
-        new_tilt_token,
-    );
-    let applied_deployment = apply_child(
-        ctx,
-        &name,
-        "Deployment",
-        &children.deployment,
-        observed_deployment.as_deref(),
-        |d: &Deployment| d.metadata.generation.map(|g| g.to_string()),
-    )
-    .await?;
     let observed_service = ours(&ctx.services, &ctx.namespace, &name, &uid);
-    apply_child(
-        ctx,
-        &name,
-        "Service",
-        &children.service,
-        observed_service.as_deref(),
-        |s: &Service| s.metadata.resource_version.clone(),
-    )
-    .await?;
     let observed_ingress = ours(&ctx.ingresses, &ctx.namespace, &name, &uid);
-    match &children.ingress {
-        Some(ingress) => {
-            apply_child(
-                ctx,
-                &name,
-                "Ingress",
-                ingress,
-                observed_ingress.as_deref(),
-                |i: &Ingress| i.metadata.resource_version.clone(),
+    let needs_apply = |kind: ChildKind, observed: Option<&ObjectMeta>| {
+        !ctx.recall(&name, |memory| {
+            is_applied(
+                memory.applied[kind as usize].as_ref(),
+                kind,
+                inputs,
+                observed,
             )
-            .await?;
+        })
+    };
+    let apply_deployment = needs_apply(
+        ChildKind::Deployment,
+        observed_deployment.as_deref().map(|d| &d.metadata),
+    );
+    let apply_service = needs_apply(
+        ChildKind::Service,
+        observed_service.as_deref().map(|s| &s.metadata),
+    );
+    let apply_ingress = ctx.config.ingress.enabled
+        && needs_apply(
+            ChildKind::Ingress,
+            observed_ingress.as_deref().map(|i| &i.metadata),
+        );
+    // Ingress mode was switched off: ours goes.
+    let delete_ingress = !ctx.config.ingress.enabled && observed_ingress.is_some();
+
+    let mut applied_deployment = None;
+    if apply_deployment || apply_service || apply_ingress || delete_ingress {
+        // Built only when something is written: an env whose children are in place costs no
+        // more than the lookups above.
+        let owner = desired::owner_reference(&name, &uid);
+        let children = desired::desired_children(
+            &env,
+            &ctx.config,
+            &ctx.namespace,
+            &owner,
+            &Observed {
+                tilt_token: Some(tilt_token.clone()),
+                discovered_ports,
+            },
+            String::new,
+        );
+        if apply_deployment {
+            ctx.remember(&name, |memory| {
+                memory.runner_token = Some((uid.clone(), tilt_token.clone()));
+            });
         }
-        // Ingress mode was switched off: ours goes.
-        None if observed_ingress.is_some() => {
-            delete_child::<Ingress>(ctx, &name).await?;
-        }
-        None => {}
+        // The children do not depend on each other: written at once.
+        let deployment = async {
+            if apply_deployment {
+                apply_child::<RunnerDeployment, _>(
+                    ctx,
+                    &name,
+                    ChildKind::Deployment,
+                    inputs,
+                    &children.deployment,
+                )
+                .await
+                .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let service = async {
+            if apply_service {
+                apply_child::<ChildMeta<Service>, _>(
+                    ctx,
+                    &name,
+                    ChildKind::Service,
+                    inputs,
+                    &children.service,
+                )
+                .await?;
+            }
+            Ok(())
+        };
+        let ingress = async {
+            match &children.ingress {
+                Some(ingress) if apply_ingress => {
+                    apply_child::<ChildMeta<Ingress>, _>(
+                        ctx,
+                        &name,
+                        ChildKind::Ingress,
+                        inputs,
+                        ingress,
+                    )
+                    .await?;
+                }
+                None if delete_ingress => delete_child::<Ingress>(ctx, &name).await?,
+                _ => {}
+            }
+            Ok::<_, Error>(())
+        };
+        let (deployment, (), ()) = futures::try_join!(deployment, service, ingress)?;
+        applied_deployment = deployment;
     }
 
     // The apply's answer is fresher than the store.
@@ -241,10 +311,11 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         Some(deployment) => observe::runner_state(Some(deployment), &template_hash),
         None => runner,
     };
-    let ready_at = previous
+    let ready_at = shown
+        .status
         .ready_at
         .or_else(|| (runner.phase == Phase::Ready).then_some(now));
-    let first_ready = previous.ready_at.is_none() && ready_at.is_some();
+    let first_ready = shown.status.ready_at.is_none() && ready_at.is_some();
     if let Some(latency) = created
         .filter(|_| first_ready)
         .and_then(|created| Duration::try_from(now.duration_since(created)).ok())
@@ -255,11 +326,91 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         phase: runner.phase,
         message: Some(runner.message),
         // In the order the status reads back (by port), so an unchanged status compares equal.
-        ports: normalize_ports(children.ports),
+        ports: normalize_ports(ports),
         ready_at,
     };
-    write_status(ctx, config_map, &previous, status).await?;
+    write_status(ctx, config_map, &shown, status).await?;
     Ok(requeue(now, deadlines))
+}
+
+/// The env's status as the controller knows it: the cached ConfigMap's, unless the cache still
+/// shows the ConfigMap from before the controller's last status write (watch events of
+/// different kinds can arrive in any order), in which case that write's status.
+#[derive(Debug, Clone)]
+struct ShownStatus {
+    status: EnvStatus,
+    /// Whether `status` is what the cached ConfigMap shows (else it is the last write's).
+    cached: bool,
+    /// The resourceVersion a status write now builds on.
+    version: String,
+}
+
+impl ShownStatus {
+    fn of(ctx: &Context, config_map: &ConfigMap) -> ShownStatus {
+        let version = config_map.resource_version().unwrap_or_default();
+        let last_write = ctx.recall(&config_map.name_any(), |memory| {
+            memory
+                .status_written
+                .as_ref()
+                .filter(|write| write.from_version == version)
+                .map(|write| write.status.clone())
+        });
+        match last_write {
+            Some(status) => ShownStatus {
+                status,
+                cached: false,
+                version,
+            },
+            None => ShownStatus {
+                status: EnvStatus::from_meta(&config_map.metadata),
+                cached: true,
+                version,
+            },
+        }
+    }
+}
+
+/// A digest of everything the desired children are built from besides the config (fixed for
+/// the life of the process): an unchanged digest means unchanged children, found without
+/// building or serializing them.
+fn children_inputs(env: &Env, config_map_uid: &str, tilt_token: &str, ports: &[Port]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (
+        &env.name,
+        config_map_uid,
+        &env.spec.repo,
+        &env.spec.branch,
+        &env.spec.path,
+        tilt_token,
+        ports,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether the child `observed` is exactly what the controller last applied from `inputs`,
+/// untouched since.
+fn is_applied(
+    record: Option<&AppliedChild>,
+    kind: ChildKind,
+    inputs: u64,
+    observed: Option<&ObjectMeta>,
+) -> bool {
+    let (Some(record), Some(observed)) = (record, observed) else {
+        return false;
+    };
+    record.inputs == inputs
+        && observed.uid.as_deref() == Some(record.uid.as_str())
+        && spec_version(kind, observed).as_deref() == Some(record.spec_version.as_str())
+}
+
+/// What changes when a child's spec changes: a Deployment's generation (its status writes
+/// leave it alone), the resourceVersion of the others.
+fn spec_version(kind: ChildKind, meta: &ObjectMeta) -> Option<String> {
+    match kind {
+        ChildKind::Deployment => meta.generation.map(|generation| generation.to_string()),
+        ChildKind::Service | ChildKind::Ingress => meta.resource_version.clone(),
+    }
 }
 
 fn requeue(now: Timestamp, deadlines: impl IntoIterator<Item = Timestamp>) -> Action {
@@ -284,31 +435,33 @@ fn new_tilt_token() -> String {
 /// Writes `now + defaultTTL` into a ConfigMap that has no expiration, as upstream did. A merge
 /// patch guarded by the resourceVersion: if the user changed the ConfigMap meanwhile, the
 /// patch fails and the reconcile retries with the new version.
+/// Returns the expiration and the ConfigMap's new resourceVersion.
 async fn fill_in_expiration(
     ctx: &Context,
     config_map: &ConfigMap,
     now: Timestamp,
-) -> Result<Timestamp> {
+) -> Result<(Timestamp, String)> {
     let expiration = ctx.config.expiration.initial_expiration(now);
     let patch = json!({
         "metadata": { "resourceVersion": config_map.resource_version() },
         "data": { EXPIRATION_KEY: expiration.to_string() },
     });
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    api.patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
+    let patched = api
+        .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
         .await?;
     info!(%expiration, "set the default expiration");
-    Ok(expiration)
+    Ok((expiration, patched.resource_version().unwrap_or_default()))
 }
 
 /// Deletes an expired env ConfigMap; garbage collection removes its children.
 async fn expire(ctx: &Context, config_map: &ConfigMap, env: &Env, uid: &str) -> Result<()> {
     let name = config_map.name_any();
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = DeleteParams {
         // Only this ConfigMap: one re-created under the same name is a new env.
         preconditions: Some(Preconditions {
@@ -346,7 +499,7 @@ async fn expire(ctx: &Context, config_map: &ConfigMap, env: &Env, uid: &str) -> 
 async fn reject(
     ctx: &Context,
     config_map: &ConfigMap,
-    previous: &EnvStatus,
+    shown: &ShownStatus,
     uid: &str,
     reason: String,
 ) -> Result<Action> {
@@ -367,7 +520,7 @@ async fn reject(
         ports: Vec::new(),
         ready_at: None,
     };
-    write_status(ctx, config_map, previous, status).await?;
+    write_status(ctx, config_map, shown, status).await?;
     Ok(Action::await_change())
 }
 
@@ -405,7 +558,7 @@ async fn check_children(ctx: &Context, name: &str, uid: &str) -> Result<Option<S
 
 fn owner_of<K>(store: &Store<K>, namespace: &str, name: &str, uid: &str) -> Option<Ownership>
 where
-    K: Resource<DynamicType = ()> + Clone,
+    K: Resource<DynamicType = ()> + Clone + 'static,
 {
     let object = store.get(&ObjectRef::new(name).within(namespace))?;
     Some(observe::ownership(object.meta(), name, uid))
@@ -414,7 +567,7 @@ where
 /// The child of that name from `store`, if it is ours.
 fn ours<K>(store: &Store<K>, namespace: &str, name: &str, uid: &str) -> Option<Arc<K>>
 where
-    K: Resource<DynamicType = ()> + Clone,
+    K: Resource<DynamicType = ()> + Clone + 'static,
 {
     let object = store.get(&ObjectRef::new(name).within(namespace))?;
     (observe::ownership(object.meta(), name, uid) == Ownership::Ours).then_some(object)
@@ -424,17 +577,14 @@ where
 /// foreign object created meanwhile under that name is never deleted.
 async fn delete_child<K>(ctx: &Context, name: &str) -> Result<()>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let api: Api<ChildMeta<K>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let child_uid = api
         .get_opt(name)
         .await?
-        .filter(|child| has_ephemerator_labels(child.meta().labels.as_ref()))
-        .and_then(|child| child.meta().uid.clone());
+        .filter(|child| has_ephemerator_labels(child.metadata.labels.as_ref()))
+        .and_then(|child| child.metadata.uid);
     let Some(child_uid) = child_uid else {
         return Ok(());
     };
@@ -447,13 +597,17 @@ where
     };
     match api.delete(name, &params).await {
         Ok(_) => {
+            let kind = K::kind(&());
             info!(
-                kind = K::kind(&()).as_ref(),
+                kind = kind.as_ref(),
                 "deleted a child that is no longer desired"
             );
-            ctx.remember(name, |memory| {
-                memory.applied.remove(kind_key::<K>());
-            });
+            let index = match kind.as_ref() {
+                "Deployment" => ChildKind::Deployment,
+                "Service" => ChildKind::Service,
+                _ => ChildKind::Ingress,
+            };
+            ctx.remember(name, |memory| memory.applied[index as usize] = None);
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
@@ -461,65 +615,36 @@ where
     }
 }
 
-fn kind_key<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        _ => "Ingress",
-    }
-}
-
 /// Server-side applies a child with field manager `ephctrl`, forcing ownership of every field
-/// it sets. Skipped (returns `None`) when the same object was applied before and nobody has
-/// changed it since, which saves a write for every status change of the child.
-async fn apply_child<K>(
+/// it sets, and remembers what it applied (see [`is_applied`]). The answer is read as `O`, the
+/// slim form the controller caches.
+async fn apply_child<O, D>(
     ctx: &Context,
     name: &str,
-    kind: &'static str,
-    desired: &K,
-    observed: Option<&K>,
-    version: fn(&K) -> Option<String>,
-) -> Result<Option<K>>
+    kind: ChildKind,
+    inputs: u64,
+    desired: &D,
+) -> Result<O>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
-        + Serialize
         + DeserializeOwned
         + Debug,
+    D: Serialize + Debug,
 {
-    let body = serde_json::to_vec(desired).map_err(|source| Error::Serialize {
-        what: format!("{kind} {name}"),
-        source,
-    })?;
-    let digest: String = Sha256::digest(&body)
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let unchanged = |memory: &EnvMemory| {
-        let (Some(record), Some(observed)) = (memory.applied.get(kind), observed) else {
-            return false;
-        };
-        record.digest == digest
-            && observed.meta().uid.as_deref() == Some(record.uid.as_str())
-            && version(observed).as_deref() == Some(record.version.as_str())
-    };
-    if ctx.remember(name, |memory| unchanged(memory)) {
-        return Ok(None);
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let api: Api<O> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api.patch(name, &params, &Patch::Apply(desired)).await?;
-    debug!(kind, "applied");
+    debug!(kind = kind.as_str(), "applied");
+    let meta = applied.meta();
     let record = AppliedChild {
-        digest,
-        uid: applied.meta().uid.clone().unwrap_or_default(),
-        version: version(&applied).unwrap_or_default(),
+        inputs,
+        uid: meta.uid.clone().unwrap_or_default(),
+        spec_version: spec_version(kind, meta).unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
     };
-    ctx.remember(name, |memory| {
-        memory.applied.insert(kind, record);
-    });
-    Ok(Some(applied))
+    ctx.remember(name, |memory| memory.applied[kind as usize] = Some(record));
+    Ok(applied)
 }
 
 /// Reads the env's ports from its Tilt when that is useful: once per runner after it is
@@ -529,7 +654,7 @@ where
 async fn discover_ports(
     ctx: &Context,
     env: &Env,
-    memory: &EnvMemory,
+    memory: &PortMemory,
     runner_ready: bool,
     token: Option<&str>,
     template_hash: &str,
@@ -542,9 +667,9 @@ async fn discover_ports(
         return (Vec::new(), None);
     };
     let runner = format!("{template_hash}/{token}");
-    let known = memory.ports_for_runner.as_deref() == Some(runner.as_str());
+    let known = memory.for_runner.as_deref() == Some(runner.as_str());
     let known_ports = if known {
-        memory.discovered_ports.clone()
+        memory.discovered.clone()
     } else {
         Vec::new()
     };
@@ -555,7 +680,7 @@ async fn discover_ports(
         at.saturating_add(PORT_POLL_INTERVAL)
             .unwrap_or(Timestamp::MAX)
     };
-    if known && !memory.ports_pending {
+    if known && !memory.pending {
         return (known_ports, None);
     }
     if let Some(polled_at) = memory.polled_at.filter(|_| known) {
@@ -569,10 +694,12 @@ async fn discover_ports(
         Ok(discovered) => {
             debug!(ports = ?discovered.ports, pending = discovered.pending, "asked Tilt for ports");
             ctx.remember(&env.name, |memory| {
-                memory.ports_for_runner = Some(runner);
-                memory.discovered_ports = discovered.ports.clone();
-                memory.ports_pending = discovered.pending;
-                memory.polled_at = Some(now);
+                memory.ports = PortMemory {
+                    discovered: discovered.ports.clone(),
+                    for_runner: Some(runner),
+                    pending: discovered.pending,
+                    polled_at: Some(now),
+                };
             });
             let next = discovered.pending.then(|| next_poll_after(now));
             (discovered.ports, next)
@@ -581,11 +708,11 @@ async fn discover_ports(
             warn!(%error, %base_url, "asking Tilt for ports failed; trying again");
             ctx.remember(&env.name, |memory| {
                 if !known {
-                    memory.discovered_ports.clear();
+                    memory.ports.discovered.clear();
                 }
-                memory.ports_for_runner = Some(runner);
-                memory.ports_pending = true;
-                memory.polled_at = Some(now);
+                memory.ports.for_runner = Some(runner);
+                memory.ports.pending = true;
+                memory.ports.polled_at = Some(now);
             });
             (known_ports, Some(next_poll_after(now)))
         }
@@ -597,10 +724,15 @@ async fn discover_ports(
 async fn write_status(
     ctx: &Context,
     config_map: &ConfigMap,
-    previous: &EnvStatus,
+    shown: &ShownStatus,
     status: EnvStatus,
 ) -> Result<()> {
-    if status_is_current(&config_map.metadata, &status) {
+    let current = if shown.cached {
+        status_is_current(&config_map.metadata, &status)
+    } else {
+        shown.status == read_back(&status)
+    };
+    if current {
         return Ok(());
     }
     let name = config_map.name_any();
@@ -614,15 +746,17 @@ async fn write_status(
             "annotations": status.annotations(),
         },
     });
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    if previous.phase != status.phase {
-        info!(from = %previous.phase, to = %status.phase, message = ?status.message, "phase changed");
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    let phase_changed = shown.status.phase != status.phase;
+    if phase_changed {
+        info!(from = %shown.status.phase, to = %status.phase, message = ?status.message, "phase changed");
         let type_ = match status.phase {
             Phase::Failed | Phase::Rejected => EventType::Warning,
             _ => EventType::Normal,
@@ -635,6 +769,13 @@ async fn write_status(
             status.message.clone().unwrap_or_default(),
         );
     }
+    let write = StatusWrite {
+        from_version: shown.version.clone(),
+        to_version: written.resource_version().unwrap_or_default(),
+        // As it reads back, so the next comparison is like for like.
+        status: read_back(&status),
+    };
+    ctx.remember(&name, |memory| memory.status_written = Some(write));
     Ok(())
 }
 
@@ -645,16 +786,19 @@ fn status_is_current(current: &ObjectMeta, status: &EnvStatus) -> bool {
         .labels()
         .iter()
         .all(|(key, value)| current.labels.as_ref().and_then(|l| l.get(key)) == Some(value));
-    let as_written = ObjectMeta {
+    labels_written && EnvStatus::from_meta(current) == read_back(status)
+}
+
+/// `status` as it reads back from the ConfigMap once written.
+fn read_back(status: &EnvStatus) -> EnvStatus {
+    EnvStatus::from_meta(&ObjectMeta {
         labels: Some(status.labels()),
         annotations: Some(status.annotations()),
         ..ObjectMeta::default()
-    };
-    labels_written && EnvStatus::from_meta(current) == EnvStatus::from_meta(&as_written)
+    })
 }
 
-/// Records an Event on the env ConfigMap without holding up the reconcile; a failure to
-/// record is logged only.
+/// Queues an Event on the env ConfigMap; never holds up the reconcile.
 fn publish_event(
     ctx: &Context,
     config_map: &ConfigMap,
@@ -662,36 +806,8 @@ fn publish_event(
     reason: &str,
     note: String,
 ) {
-    let recorder = ctx.recorder.clone();
-    let reference = config_map.object_ref(&());
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(cut(note, 1000)),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    let span = tracing::Span::current();
-    tokio::spawn(
-        async move {
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                warn!(%error, reason = %event.reason, "recording an event failed");
-            }
-        }
-        .instrument(span),
-    );
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary (Event notes are limited).
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
+    ctx.events
+        .publish(config_map.object_ref(&()), type_, reason, note);
 }
 
 #[cfg(test)]
@@ -740,14 +856,5 @@ mod tests {
         assert_eq!(retry_delay(2), Duration::from_secs(1));
         assert_eq!(retry_delay(4), Duration::from_secs(4));
         assert_eq!(retry_delay(100), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn event_notes_are_cut_on_a_character_boundary() {
-        let note = "é".repeat(600);
-        let cut_note = cut(note, 1000);
-        assert_eq!(cut_note.len(), 1000);
-        assert!(cut("short".into(), 1000) == "short");
-        assert_eq!(cut("aé".into(), 2), "a");
     }
 }
