@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// branch or path changes the template, so the Deployment rolls the runner out again.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "ephemerator.tilt.dev/template-hash";
 /// Name of the Service port (and container port) of Tilt's web UI and API.
-pub const TILT_PORT_NAME: &str = "tilt";
+pub use crate::tilt::TILT_PORT_NAME;
 /// Container running Tilt (upstream's name).
 pub const TILT_UPPER_CONTAINER: &str = "tilt-upper";
 /// Privileged docker-in-docker container (upstream's name).
@@ -644,6 +644,38 @@ ingress:
         );
         let ports: Vec<u16> = children.ports.iter().map(|p| p.port).collect();
         assert_eq!(ports, vec![10350, 8080, 9000]);
+    }
+
+    #[test]
+    fn a_discovered_port_equal_to_the_configured_tilt_port_stays_tilts() {
+        // Discovery leaves out Tilt's default port only; with another `tiltPort` the Service
+        // must still expose that port once, as Tilt's.
+        let mut config = config();
+        config.runner.tilt_port = 10351;
+        let discovered = [
+            Port {
+                name: "web".into(),
+                port: 10351,
+            },
+            Port {
+                name: "api".into(),
+                port: 10350,
+            },
+        ];
+        let ports = exposed_ports(&env(HTML, "master"), &config, &discovered);
+        assert_eq!(
+            ports,
+            vec![
+                Port {
+                    name: TILT_PORT_NAME.into(),
+                    port: 10351
+                },
+                Port {
+                    name: "api".into(),
+                    port: 10350
+                },
+            ]
+        );
     }
 
     #[test]
