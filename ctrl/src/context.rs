@@ -124,9 +124,10 @@ pub struct AppliedChild {
 /// A status write of the controller on an env ConfigMap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusWrite {
-    /// The ConfigMap's resourceVersion the write was based on: a cache still showing it lags
-    /// behind the write.
-    pub from_version: String,
+    /// The ConfigMap's resourceVersions before the write (as cached, and after the
+    /// controller's own fill-in of the expiration, if any): a cache still showing one of them
+    /// lags behind the write.
+    pub from_versions: Vec<String>,
     /// The resourceVersion the write produced (its watch event is an echo).
     pub to_version: String,
     /// The status written.

@@ -107,8 +107,8 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         Some(expiration) => expiration,
         None => {
             let (expiration, version) = fill_in_expiration(ctx, config_map, now).await?;
-            // The status write below builds on the ConfigMap as the fill-in left it.
-            shown.version = version;
+            // The cache may show the ConfigMap before or after the fill-in for a while.
+            shown.versions.push(version);
             expiration
         }
     };
@@ -341,8 +341,8 @@ struct ShownStatus {
     status: EnvStatus,
     /// Whether `status` is what the cached ConfigMap shows (else it is the last write's).
     cached: bool,
-    /// The resourceVersion a status write now builds on.
-    version: String,
+    /// The resourceVersions of the ConfigMap a status write now builds on.
+    versions: Vec<String>,
 }
 
 impl ShownStatus {
@@ -352,23 +352,35 @@ impl ShownStatus {
             memory
                 .status_written
                 .as_ref()
-                .filter(|write| write.from_version == version)
-                .map(|write| write.status.clone())
+                .filter(|write| write.from_versions.contains(&version))
+                .cloned()
         });
         match last_write {
-            Some(status) => ShownStatus {
-                status,
-                cached: false,
-                version,
-            },
+            Some(write) => {
+                // Still lagging: every version before that write, and the write's own, is
+                // older than a write made now.
+                let mut versions = write.from_versions;
+                versions.push(write.to_version);
+                let excess = versions.len().saturating_sub(MAX_LAGGING_VERSIONS);
+                versions.drain(..excess);
+                ShownStatus {
+                    status: write.status,
+                    cached: false,
+                    versions,
+                }
+            }
             None => ShownStatus {
                 status: EnvStatus::from_meta(&config_map.metadata),
                 cached: true,
-                version,
+                versions: vec![version],
             },
         }
     }
 }
+
+/// Most ConfigMap versions remembered as older than the last status write (the cache lags by
+/// a few events at most; the bound keeps a stuck watch from growing the memory).
+const MAX_LAGGING_VERSIONS: usize = 8;
 
 /// A digest of everything the desired children are built from besides the config (fixed for
 /// the life of the process): an unchanged digest means unchanged children, found without
@@ -770,7 +782,7 @@ async fn write_status(
         );
     }
     let write = StatusWrite {
-        from_version: shown.version.clone(),
+        from_versions: shown.versions.clone(),
         to_version: written.resource_version().unwrap_or_default(),
         // As it reads back, so the next comparison is like for like.
         status: read_back(&status),

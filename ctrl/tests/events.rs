@@ -123,6 +123,26 @@ async fn events_name_the_env_the_controller_and_what_happened() {
 }
 
 #[tokio::test]
+async fn each_transition_is_recorded_once() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    // Several at once, so watch events of different kinds interleave.
+    let names: Vec<String> = (0..8).map(|i| format!("env-{i}")).collect();
+    let spec = spec(HTML_REPO, "master", "0-base");
+    futures::future::join_all(names.iter().map(|name| create_env(&client, name, &spec))).await;
+    for name in &names {
+        wait_for_phase(&client, name, Phase::Ready).await;
+        let reasons = wait_for(&format!("{name}'s Ready event"), || async {
+            let reasons = event_reasons(&client, name).await;
+            reasons.contains(&"Ready".to_string()).then_some(reasons)
+        })
+        .await;
+        assert_eq!(reasons, ["Starting", "Ready"], "{name}'s Events");
+    }
+}
+
+#[tokio::test]
 async fn a_full_event_queue_drops_events_instead_of_waiting() {
     let cluster = cluster().await;
     let client = cluster.client();
