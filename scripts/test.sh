@@ -14,6 +14,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
-# Every test of every crate (unit, integration, property tests), then the doc tests nextest does not run.
-cargo nextest run --workspace --no-fail-fast
+# The doc tests nextest does not run, then every test of every crate (unit, integration, property
+# tests); nextest's summary is the last line.
 cargo test --workspace --doc
+cargo nextest run --workspace --no-fail-fast
