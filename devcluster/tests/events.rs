@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::{config_map, raw, status_of, within};
+use common::{config_map, kubectl_stdout, raw, status_of, within};
 use devcluster::DevCluster;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent};
@@ -256,32 +253,7 @@ async fn kubectl_describe_shows_recorder_events() {
         ..expiring_event()
     };
     rec.publish(&about_db, &db.object_ref(&())).await.unwrap();
-    let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    c.write_kubeconfig(&kubeconfig).unwrap();
-    let run = tokio::process::Command::new(&binary)
-        .args(["describe", "configmap", "web"])
-        .arg(format!(
-            "--cache-dir={}",
-            dir.path().join("cache").display()
-        ))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("HOME", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("kubectl finishes within a minute")
-        .unwrap_or_else(|e| panic!("running {binary:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = kubectl_stdout(&c, &["describe", "configmap", "web"]).await;
     let events: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.starts_with("Events:"))

@@ -840,62 +840,31 @@ async fn lists_filter_by_labels_and_fields_in_name_order() {
     let list = api.list(&ListParams::default()).await.unwrap();
     assert!(list.metadata.resource_version.is_some());
     assert_eq!(names(list), ["a", "b", "c", "d"]);
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("tier=front"))
-                .await
-                .unwrap()
+    let filtered: [(ListParams, &[&str]); 7] = [
+        (ListParams::default().labels("tier=front"), &["a", "b"]),
+        (
+            ListParams::default().labels("tier in (back,front),tier!=front"),
+            &["c"],
         ),
-        ["a", "b"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("tier in (back,front),tier!=front"))
-                .await
-                .unwrap()
+        (
+            ListParams::default().labels("tier notin (front)"),
+            &["c", "d"],
         ),
-        ["c"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("tier notin (front)"))
-                .await
-                .unwrap()
+        (ListParams::default().labels("!tier"), &["d"]),
+        (ListParams::default().labels("tier"), &["a", "b", "c"]),
+        (ListParams::default().fields("metadata.name=b"), &["b"]),
+        (
+            ListParams::default().fields("metadata.name!=b,metadata.namespace=default"),
+            &["a", "c", "d"],
         ),
-        ["c", "d"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("!tier"))
-                .await
-                .unwrap()
-        ),
-        ["d"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().labels("tier"))
-                .await
-                .unwrap()
-        ),
-        ["a", "b", "c"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().fields("metadata.name=b"))
-                .await
-                .unwrap()
-        ),
-        ["b"]
-    );
-    assert_eq!(
-        names(
-            api.list(&ListParams::default().fields("metadata.name!=b,metadata.namespace=default"))
-                .await
-                .unwrap()
-        ),
-        ["a", "c", "d"]
-    );
+    ];
+    for (params, expected) in filtered {
+        assert_eq!(
+            names(api.list(&params).await.unwrap()),
+            expected,
+            "{params:?}"
+        );
+    }
 
     let bad = status_of(
         api.list(&ListParams::default().labels("tier in (front"))

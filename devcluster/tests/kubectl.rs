@@ -290,7 +290,11 @@ async fn apply_creates_then_updates_a_configmap_and_get_shows_it() {
     );
 }
 
-const DEPLOYMENT_TWO_CONTAINERS: &str = "apiVersion: apps/v1
+/// The Deployment `web` with an `app` container whose `MODE` env is `mode`, and a busybox
+/// sidecar container when `sidecar` is set.
+fn web_deployment_yaml(mode: &str, sidecar: bool) -> String {
+    let mut yaml = format!(
+        "apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -311,47 +315,31 @@ spec:
         - containerPort: 80
         env:
         - name: MODE
-          value: one
-      - name: sidecar
+          value: {mode}
+"
+    );
+    if sidecar {
+        yaml.push_str(
+            "      - name: sidecar
         image: busybox:1.36
         command: [sleep, infinity]
-";
-
-const DEPLOYMENT_ONE_CONTAINER: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: app
-        image: nginx:1.27
-        ports:
-        - containerPort: 80
-        env:
-        - name: MODE
-          value: two
-";
+",
+        );
+    }
+    yaml
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapplying_a_deployment_removes_the_dropped_container() {
     let (_cluster, kubectl) = setup().await;
     kubectl
-        .ok_with_input(&["apply", "-f", "-"], DEPLOYMENT_TWO_CONTAINERS)
+        .ok_with_input(&["apply", "-f", "-"], &web_deployment_yaml("one", true))
         .await;
     let deploy = kubectl.get_json(&["get", "deployment", "web"]).await;
     assert_eq!(container_names(&deploy), ["app", "sidecar"]);
 
     let out = kubectl
-        .ok_with_input(&["apply", "-f", "-"], DEPLOYMENT_ONE_CONTAINER)
+        .ok_with_input(&["apply", "-f", "-"], &web_deployment_yaml("two", false))
         .await;
     assert_eq!(out.trim(), "deployment.apps/web configured");
     let deploy = kubectl.get_json(&["get", "deploy", "web"]).await;
@@ -585,7 +573,7 @@ async fn apply_of_an_unknown_field_fails_naming_it() {
 async fn scale_adds_a_pod_to_a_deployment() {
     let (cluster, kubectl) = setup().await;
     kubectl
-        .ok_with_input(&["apply", "-f", "-"], DEPLOYMENT_ONE_CONTAINER)
+        .ok_with_input(&["apply", "-f", "-"], &web_deployment_yaml("two", false))
         .await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::default_namespaced(cluster.client());

@@ -6,43 +6,10 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::config_map;
+use common::{config_map, kubectl_stdout as kubectl};
 use devcluster::DevCluster;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
-
-/// Runs kubectl against `c` and returns its stdout, failing the test on error or timeout.
-async fn kubectl(c: &DevCluster, args: &[&str]) -> String {
-    let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    c.write_kubeconfig(&kubeconfig).unwrap();
-    let run = tokio::process::Command::new(&binary)
-        .args(args)
-        .arg(format!(
-            "--cache-dir={}",
-            dir.path().join("cache").display()
-        ))
-        .env("KUBECONFIG", &kubeconfig)
-        .env("HOME", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("kubectl {args:?} took over a minute"))
-        .unwrap_or_else(|e| panic!("running {binary:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The whitespace-separated words of each output line.
 fn words(output: &str) -> Vec<Vec<&str>> {

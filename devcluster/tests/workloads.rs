@@ -1,6 +1,8 @@
 //! The workload simulator seen through kube-rs: Deployments get Pods that go Pending -> Running
 //! -> Ready, statuses follow, template changes roll out, deletion cascades, and pods have logs.
 
+mod common;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,26 +15,16 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-/// How long any awaited condition may take before the test fails.
+/// How long any awaited condition may take before the test fails (pods take a while to roll).
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it yields a value, failing the test after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_for_within(DEADLINE, what, check).await
 }
 
 /// Starts watching `api` and returns once the watch has listed what exists, so no later change is
@@ -161,6 +153,25 @@ async fn wait_until_ready(deployments: &Api<Deployment>, name: &str, ready: i32)
     .await
 }
 
+/// A cluster whose pods get ready after `pod_ready_delay`, with `deployment(name, replicas,
+/// image)` created and all its replicas ready.
+async fn cluster_with_ready_deployment(
+    pod_ready_delay: Duration,
+    name: &str,
+    replicas: i32,
+    image: &str,
+) -> (DevCluster, Api<Pod>, Api<Deployment>) {
+    let (cluster, client) = cluster(pod_ready_delay).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    deployments
+        .create(&PostParams::default(), &deployment(name, replicas, image))
+        .await
+        .expect("create");
+    wait_until_ready(&deployments, name, replicas).await;
+    (cluster, pods, deployments)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_pod_goes_pending_then_running_then_ready_after_the_delay() {
     let delay = Duration::from_millis(1200);
@@ -287,14 +298,8 @@ async fn a_deployment_pod_goes_pending_then_running_then_ready_after_the_delay()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_template_rolls_out_a_new_pod_before_removing_the_old() {
-    let (_cluster, client) = cluster(Duration::from_millis(300)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
-    deployments
-        .create(&PostParams::default(), &deployment("api", 1, "api:v1"))
-        .await
-        .expect("create");
-    wait_until_ready(&deployments, "api", 1).await;
+    let (_cluster, pods, deployments) =
+        cluster_with_ready_deployment(Duration::from_millis(300), "api", 1, "api:v1").await;
     let old = pods_of(&pods, "api").await.remove(0);
     let old_name = old.metadata.name.clone().unwrap();
 
@@ -359,17 +364,8 @@ async fn a_changed_template_rolls_out_a_new_pod_before_removing_the_old() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_scale_up_and_down_to_zero() {
-    let (_cluster, client) = cluster(Duration::from_millis(100)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("workers", 3, "worker:1"),
-        )
-        .await
-        .expect("create");
-    wait_until_ready(&deployments, "workers", 3).await;
+    let (_cluster, pods, deployments) =
+        cluster_with_ready_deployment(Duration::from_millis(100), "workers", 3, "worker:1").await;
     assert_eq!(pods_of(&pods, "workers").await.len(), 3);
 
     let scale = json!({"spec": {"replicas": 0}});
@@ -400,14 +396,8 @@ async fn replicas_scale_up_and_down_to_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_deployment_removes_its_pods() {
-    let (_cluster, client) = cluster(Duration::from_millis(100)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
-    deployments
-        .create(&PostParams::default(), &deployment("gone", 2, "x:1"))
-        .await
-        .expect("create");
-    wait_until_ready(&deployments, "gone", 2).await;
+    let (_cluster, pods, deployments) =
+        cluster_with_ready_deployment(Duration::from_millis(100), "gone", 2, "x:1").await;
     deployments
         .delete("gone", &DeleteParams::default())
         .await
@@ -422,17 +412,13 @@ async fn deleting_a_deployment_removes_its_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_have_simulated_logs_without_env_values() {
-    let (_cluster, client) = cluster(Duration::from_millis(100)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("logged", 1, "registry.example/app:7"),
-        )
-        .await
-        .expect("create");
-    wait_until_ready(&deployments, "logged", 1).await;
+    let (_cluster, pods, _) = cluster_with_ready_deployment(
+        Duration::from_millis(100),
+        "logged",
+        1,
+        "registry.example/app:7",
+    )
+    .await;
     let name = pods_of(&pods, "logged").await[0]
         .metadata
         .name

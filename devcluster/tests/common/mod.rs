@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::process::Stdio;
 use std::time::Duration;
 
 use devcluster::DevCluster;
@@ -13,12 +14,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
 /// Polls `check` until it yields a value, failing the test after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    wait_for_within(DEADLINE, what, check).await
+}
+
+/// Polls `check` until it yields a value, failing the test after `limit`.
+pub async fn wait_for_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
@@ -141,4 +151,35 @@ pub async fn raw_with_headers(
         head: head.to_string(),
         body: body.to_string(),
     }
+}
+
+/// Runs kubectl (`$KUBECTL`, else /usr/bin/kubectl) against `c` and returns its stdout, failing
+/// the test on error or after a minute.
+pub async fn kubectl_stdout(c: &DevCluster, args: &[&str]) -> String {
+    let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    c.write_kubeconfig(&kubeconfig).unwrap();
+    let run = tokio::process::Command::new(&binary)
+        .args(args)
+        .arg(format!(
+            "--cache-dir={}",
+            dir.path().join("cache").display()
+        ))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} took over a minute"))
+        .unwrap_or_else(|e| panic!("running {binary:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
