@@ -35,7 +35,10 @@ struct Args {
     log_json: bool,
 }
 
-#[tokio::main]
+// One thread: kube's Controller runs every reconcile (and parses every watch event) on one
+// task anyway, and with one thread glibc keeps one malloc arena instead of one per worker,
+// whose fragmentation cost ~40 MiB after converging 10,000 envs (170 -> 128 MiB RSS).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
