@@ -8,7 +8,6 @@
 //! - A terminating namespace has its contents deleted and is removed once empty.
 
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::resources::ResourceType;
 use crate::store::{DeleteOptions, EventKind, PropagationPolicy, Store, StoreEvent, meta};
@@ -18,18 +17,7 @@ const MANAGER: &str = "kube-controller-manager";
 
 /// Starts the collector; it runs until the store is dropped.
 pub fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
-    let mut changes = store.subscribe();
-    tokio::spawn(async move {
-        resync(&store);
-        loop {
-            match changes.recv().await {
-                Ok(ev) => handle(&store, &ev),
-                // Missed changes: look at everything again.
-                Err(RecvError::Lagged(_)) => resync(&store),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    })
+    store.spawn_controller(resync, handle)
 }
 
 fn ns_of<'a>(rt: &ResourceType, obj: &'a Value) -> Option<&'a str> {

@@ -3,7 +3,6 @@
 //! and re-created if deleted.
 
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::resources::{self, ResourceType};
 use crate::store::{EventKind, Store, StoreEvent, meta};
@@ -23,18 +22,7 @@ fn namespaces() -> &'static ResourceType {
 
 /// Starts the controller; it runs until the store is dropped.
 pub fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
-    let mut changes = store.subscribe();
-    tokio::spawn(async move {
-        resync(&store);
-        loop {
-            match changes.recv().await {
-                Ok(ev) => handle(&store, &ev),
-                // Missed changes: look at every namespace again.
-                Err(RecvError::Lagged(_)) => resync(&store),
-                Err(RecvError::Closed) => break,
-            }
-        }
-    })
+    store.spawn_controller(resync, handle)
 }
 
 fn handle(store: &Store, ev: &StoreEvent) {

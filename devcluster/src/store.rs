@@ -196,6 +196,14 @@ fn namespace_type() -> (usize, &'static ResourceType) {
         .expect("the resource table serves namespaces")
 }
 
+/// A write to `/status` needs a type with that subresource; the real server has no such path else.
+fn require_status_subresource(rt: &ResourceType, status: bool) -> Result<(), ApiError> {
+    if status && !rt.status_subresource {
+        return Err(ApiError::unknown_path(&format!("{}/status", rt.plural)));
+    }
+    Ok(())
+}
+
 fn key_ns(rt: &ResourceType, namespace: Option<&str>) -> String {
     if rt.namespaced {
         namespace.unwrap_or("").to_string()
@@ -292,11 +300,7 @@ impl Store {
         name: &str,
     ) -> Result<Arc<Value>, ApiError> {
         let (ti, rt) = type_index(rt)?;
-        let state = self.read();
-        state.tables[ti]
-            .get(&(key_ns(rt, namespace), name.to_string()))
-            .map(|o| events::present(rt, o))
-            .ok_or_else(|| ApiError::not_found(rt, name))
+        self.read().existing(ti, rt, namespace, name)
     }
 
     /// Objects of `rt` (in `namespace`, or all) matching the label selector, with the list's resourceVersion.
@@ -429,9 +433,7 @@ impl Store {
         status: bool,
     ) -> Result<Value, ApiError> {
         let (ti, rt) = type_index(rt)?;
-        if status && !rt.status_subresource {
-            return Err(ApiError::unknown_path(&format!("{}/status", rt.plural)));
-        }
+        require_status_subresource(rt, status)?;
         let name = meta::name(&obj).to_string();
         if name.is_empty() {
             return Err(ApiError::bad_request(
@@ -440,11 +442,7 @@ impl Store {
         }
         let now = ids::now_rfc3339();
         let mut state = self.write();
-        let key = (key_ns(rt, namespace), name.clone());
-        let old = state.tables[ti]
-            .get(&key)
-            .map(|o| events::present(rt, o))
-            .ok_or_else(|| ApiError::not_found(rt, &name))?;
+        let old = state.existing(ti, rt, namespace, &name)?;
         let body_rv = meta::resource_version(&obj);
         if !body_rv.is_empty() && body_rv != meta::resource_version(&old) {
             return Err(ApiError::stale_resource_version(rt, &name));
@@ -483,13 +481,10 @@ impl Store {
     ) -> Result<Patched, ApiError> {
         let (ti, rt) = type_index(rt)?;
         let status = req.subresource == Some("status");
-        if status && !rt.status_subresource {
-            return Err(ApiError::unknown_path(&format!("{}/status", rt.plural)));
-        }
+        require_status_subresource(rt, status)?;
         let now = ids::now_rfc3339();
         let mut state = self.write();
-        let key = (key_ns(rt, namespace), name.to_string());
-        let old = state.tables[ti].get(&key).map(|o| events::present(rt, o));
+        let old = state.present(ti, rt, namespace, name);
         // Only an apply to the main resource may create; everything else needs the object,
         // and the real server says so (404) before looking at the patch.
         if old.is_none() && (req.kind != patch::PatchKind::Apply || status) {
@@ -616,11 +611,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let (ti, rt) = type_index(rt)?;
         let mut state = self.write();
-        let key = (key_ns(rt, namespace), name.to_string());
-        let old = state.tables[ti]
-            .get(&key)
-            .map(|o| events::present(rt, o))
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let old = state.existing(ti, rt, namespace, name)?;
         if let Some(uid) = &opts.precondition_uid
             && uid != meta::uid(&old)
         {
@@ -687,6 +678,26 @@ impl Store {
     /// Every change to every type, in resourceVersion order, for in-process controllers.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.all_changes.subscribe()
+    }
+
+    /// Runs an in-process controller until the store is dropped: `resync` first and whenever
+    /// changes were missed (the channel lagged), `handle` for every change seen.
+    pub fn spawn_controller(
+        self,
+        resync: fn(&Store),
+        handle: fn(&Store, &StoreEvent),
+    ) -> tokio::task::JoinHandle<()> {
+        let mut changes = self.subscribe();
+        tokio::spawn(async move {
+            resync(&self);
+            loop {
+                match changes.recv().await {
+                    Ok(ev) => handle(&self, &ev),
+                    Err(broadcast::error::RecvError::Lagged(_)) => resync(&self),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
     }
 
     /// Starts a watch of `rt` in `namespace` (None: all). With `after` = None, the initial events
@@ -857,11 +868,7 @@ impl Store {
         let (ti, rt) = type_index(rt)?;
         let now = ids::now_rfc3339();
         let mut state = self.write();
-        let key = (key_ns(rt, namespace), name.to_string());
-        let old = state.tables[ti]
-            .get(&key)
-            .map(|o| events::present(rt, o))
-            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        let old = state.existing(ti, rt, namespace, name)?;
         let mut new = (*old).clone();
         if !change(&mut new) {
             return Ok((*old).clone());
@@ -1092,6 +1099,31 @@ fn patch_error(rt: &ResourceType, name: &str, e: patch::PatchError) -> ApiError 
 }
 
 impl State {
+    /// The stored object `name` of type `ti`, as clients of `rt` see it.
+    fn present(
+        &self,
+        ti: usize,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        self.tables[ti]
+            .get(&(key_ns(rt, namespace), name.to_string()))
+            .map(|o| events::present(rt, o))
+    }
+
+    /// Like [`State::present`], with Not Found when there is no such object.
+    fn existing(
+        &self,
+        ti: usize,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.present(ti, rt, namespace, name)
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
     /// Create-time checks and server-set fields. `obj` already carries its managedFields.
     fn prepare_create(
         &mut self,
