@@ -33,7 +33,7 @@ fn invalid_label_selector(selector: &str, why: &str) -> ApiError {
 fn valid_label_key(key: &str) -> bool {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
-            if prefix.is_empty() || prefix.len() > 253 || !prefix.split('.').all(valid_dns_label) {
+            if !is_dns_subdomain(prefix) {
                 return false;
             }
             name
@@ -43,13 +43,19 @@ fn valid_label_key(key: &str) -> bool {
     valid_label_value(name) && !name.is_empty()
 }
 
-fn valid_dns_label(s: &str) -> bool {
+/// An RFC 1123 label: 1 to 63 lowercase alphanumerics or `-`, not starting or ending with `-`.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// An RFC 1123 subdomain: up to 253 characters of dot-separated [`is_dns_label`]s.
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Label values: empty, or up to 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::resources::ResourceType;
+use crate::selectors::{is_dns_label, is_dns_subdomain};
 
 /// Types whose strategy maintains `metadata.generation` (bumped on spec changes).
 pub fn tracks_generation(rt: &ResourceType) -> bool {
@@ -20,19 +21,6 @@ pub fn tracks_generation(rt: &ResourceType) -> bool {
 const SUBDOMAIN_HELP: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_HELP: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1035_HELP: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
 
 /// Validates `metadata.name` with the rule the type uses in the real server.
 pub fn validate_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
