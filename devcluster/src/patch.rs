@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::resources::ResourceType;
 
+pub use apply::record_update;
 pub use list_rules::{KeyField, ListShape, MergeMode, list_shape};
 
 /// Manager recorded for a non-apply patch that names none (the real server derives one from
@@ -209,18 +210,6 @@ pub fn apply_patch(req: &PatchRequest, existing: Option<&Value>) -> Result<Value
         req.subresource,
     );
     Ok(result)
-}
-
-/// Records an "Update" operation by `manager` in new's managedFields (create/PUT), like the
-/// real server, so later applies by other managers conflict on these fields.
-pub fn record_update(
-    manager: &str,
-    old: Option<&Value>,
-    new: &mut Value,
-    now: &str,
-    subresource: Option<&str>,
-) {
-    apply::record_update(manager, old, new, now, subresource)
 }
 
 fn check_subresource(req: &PatchRequest) -> Result<(), PatchError> {

@@ -103,8 +103,9 @@ impl Apply<'_> {
     }
 }
 
-/// Gives `manager` the fields an update from `old` to `new` changed, taking them from any
-/// other manager, and drops removed fields from every manager.
+/// Records an "Update" operation (create/PUT) by `manager` in new's managedFields, like the real
+/// server: `manager` gets the fields an update from `old` to `new` changed, taking them from any
+/// other manager (so their later applies conflict), and removed fields leave every manager.
 pub fn record_update(
     manager: &str,
     old: Option<&Value>,
