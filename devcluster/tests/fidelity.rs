@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config_map, raw, status_of, wait_for};
+use common::{config_map, deployment, raw, status_of, wait_for};
 use devcluster::DevCluster;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -29,21 +29,6 @@ fn warnings(head: &str) -> Vec<String> {
                 .then(|| value.trim().to_string())
         })
         .collect()
-}
-
-fn deployment(name: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}
-            }
-        }
-    }))
-    .expect("valid deployment")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{DEADLINE, config_map, raw, raw_with_headers, status_of, wait_for, within};
+use common::{
+    DEADLINE, config_map, deployment, raw, raw_with_headers, status_of, wait_for, within,
+};
 use devcluster::DevCluster;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -38,19 +40,11 @@ fn rv_of<K: Resource>(obj: &K) -> u64 {
         .expect("resourceVersion is a number")
 }
 
-fn deployment(name: &str, replicas: i32) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}
-            }
-        }
-    }))
-    .expect("valid deployment")
+/// Creates an empty ConfigMap `name` through `api`.
+async fn create_named(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
+    api.create(&PostParams::default(), &config_map(name, &[], &[]))
+        .await
+        .unwrap()
 }
 
 fn owned_by(name: &str, owner: &ConfigMap, block: bool) -> ConfigMap {
@@ -118,9 +112,7 @@ async fn create_fills_in_server_fields_and_get_returns_the_object() {
 async fn create_rejects_duplicates_bad_names_and_missing_namespaces() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("x", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "x").await;
     let dup = status_of(
         api.create(&PostParams::default(), &config_map("x", &[], &[]))
             .await,
@@ -637,10 +629,7 @@ async fn finalizers_hold_deletion_until_removed() {
 async fn delete_preconditions_and_dry_run() {
     let c = cluster().await;
     let api = cms(&c);
-    let cm = api
-        .create(&PostParams::default(), &config_map("d", &[], &[]))
-        .await
-        .unwrap();
+    let cm = create_named(&api, "d").await;
     let wrong = DeleteParams::default().preconditions(Preconditions {
         uid: Some("other".into()),
         resource_version: None,
@@ -666,10 +655,7 @@ async fn delete_preconditions_and_dry_run() {
 async fn background_deletion_collects_dependents() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api
-        .create(&PostParams::default(), &config_map("owner", &[], &[]))
-        .await
-        .unwrap();
+    let owner = create_named(&api, "owner").await;
     api.create(&PostParams::default(), &owned_by("child", &owner, false))
         .await
         .unwrap();
@@ -695,10 +681,7 @@ async fn background_deletion_collects_dependents() {
 async fn orphan_deletion_keeps_dependents_without_the_reference() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api
-        .create(&PostParams::default(), &config_map("owner", &[], &[]))
-        .await
-        .unwrap();
+    let owner = create_named(&api, "owner").await;
     api.create(&PostParams::default(), &owned_by("child", &owner, false))
         .await
         .unwrap();
@@ -718,10 +701,7 @@ async fn orphan_deletion_keeps_dependents_without_the_reference() {
 async fn foreground_deletion_waits_for_blocking_dependents() {
     let c = cluster().await;
     let api = cms(&c);
-    let owner = api
-        .create(&PostParams::default(), &config_map("owner", &[], &[]))
-        .await
-        .unwrap();
+    let owner = create_named(&api, "owner").await;
     let mut child = owned_by("child", &owner, true);
     child.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     api.create(&PostParams::default(), &child).await.unwrap();
@@ -769,9 +749,7 @@ async fn deleting_a_namespace_deletes_its_contents() {
         .unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
     let team: Api<ConfigMap> = Api::namespaced(c.client(), "team");
-    team.create(&PostParams::default(), &config_map("inside", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&team, "inside").await;
     namespaces
         .delete("team", &DeleteParams::default())
         .await
@@ -922,9 +900,7 @@ async fn kubectl_get_receives_tables_with_metadata_for_label_columns() {
     )
     .await
     .unwrap();
-    api.create(&PostParams::default(), &config_map("b", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "b").await;
 
     let resp = get_as(
         &c,
@@ -1219,13 +1195,8 @@ async fn watch_streams_changes_and_selector_transitions() {
 async fn watch_resumes_from_a_version_and_expires_after_compaction() {
     let c = cluster().await;
     let api = cms(&c);
-    let a = api
-        .create(&PostParams::default(), &config_map("a", &[], &[]))
-        .await
-        .unwrap();
-    api.create(&PostParams::default(), &config_map("b", &[], &[]))
-        .await
-        .unwrap();
+    let a = create_named(&api, "a").await;
+    create_named(&api, "b").await;
     let mut resumed = api
         .watch(
             &WatchParams::default().disable_bookmarks(),
@@ -1269,10 +1240,7 @@ async fn bookmarks_arrive_at_the_interval_and_timeout_ends_the_watch() {
         .await
         .unwrap();
     let api = cms(&c);
-    let created = api
-        .create(&PostParams::default(), &config_map("a", &[], &[]))
-        .await
-        .unwrap();
+    let created = create_named(&api, "a").await;
     let mut stream = api
         .watch(&WatchParams::default(), &rv_of(&created).to_string())
         .await
@@ -1301,9 +1269,7 @@ async fn bookmarks_arrive_at_the_interval_and_timeout_ends_the_watch() {
 async fn streaming_list_sends_initial_events_then_the_end_bookmark() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("a", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "a").await;
     let mut stream = api
         .watch(&WatchParams::streaming_lists(), "")
         .await
@@ -1358,9 +1324,7 @@ async fn watcher_sees(
 async fn kube_watcher_works_with_list_watch_and_streaming_list() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("before", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "before").await;
     for config in [
         watcher::Config::default().page_size(1),
         watcher::Config::default().streaming_lists(),
@@ -1384,16 +1348,12 @@ async fn dropped_and_expired_watches_recover() {
     let c = cluster().await;
     let api = cms(&c);
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
-    api.create(&PostParams::default(), &config_map("one", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "one").await;
     watcher_sees(&mut events, &["one"]).await;
 
     // Dropped: the watcher re-watches from its last version and sees new changes.
     c.drop_watches();
-    api.create(&PostParams::default(), &config_map("two", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "two").await;
     watcher_sees(&mut events, &["two"]).await;
 
     // Dropped after compaction: the resume gets 410, the watcher re-lists (Init) and continues.
@@ -1408,9 +1368,7 @@ async fn dropped_and_expired_watches_recover() {
         }
     })
     .await;
-    api.create(&PostParams::default(), &config_map("three", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "three").await;
     watcher_sees(&mut events, &["three"]).await;
 }
 
@@ -1446,9 +1404,7 @@ async fn reflector_store_fills_and_follows() {
 async fn a_controller_reconciles_config_maps() {
     let c = cluster().await;
     let api = cms(&c);
-    api.create(&PostParams::default(), &config_map("target", &[], &[]))
-        .await
-        .unwrap();
+    create_named(&api, "target").await;
     let reconciler_api = api.clone();
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run(
@@ -1570,10 +1526,7 @@ async fn state_survives_a_restart_with_a_data_dir() {
     let restored = api.get("kept").await.unwrap();
     assert_eq!(restored.data, kept.data);
     assert_eq!(restored.metadata.uid, kept.metadata.uid);
-    let newer = api
-        .create(&PostParams::default(), &config_map("new", &[], &[]))
-        .await
-        .unwrap();
+    let newer = create_named(&api, "new").await;
     assert!(rv_of(&newer) > rv_of(&kept), "the counter continues");
     second.stop().await;
 

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use devcluster::DevCluster;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +68,22 @@ pub fn config_map(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) ->
         }),
         ..Default::default()
     }
+}
+
+/// A Deployment `name` (labelled `app: name`) of `replicas` busybox pods selected by that label.
+pub fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}
+            }
+        }
+    }))
+    .expect("valid deployment")
 }
 
 /// The Kubernetes Status of a failed kube call.
