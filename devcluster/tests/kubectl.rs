@@ -5,10 +5,13 @@
 //! kubectl must be installed (`scripts/test.sh` installs it): a missing kubectl fails the tests
 //! rather than skipping them. Set `KUBECTL` to use another binary.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::wait_for_within;
 use devcluster::DevCluster;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -497,24 +500,17 @@ async fn logs_of_a_running_pod_are_shown() {
     // Wait (with a deadline) until the simulator reports the container running.
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(cluster.client(), "default");
-    let running = tokio::time::timeout(COMMAND_TIMEOUT, async {
-        loop {
-            let pod = pods.get("runner").await.expect("pod readable");
-            let started = pod
-                .status
-                .and_then(|s| s.container_statuses)
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-                });
-            if started {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    wait_for_within(COMMAND_TIMEOUT, "the pod to run", || async {
+        let pod = pods.get("runner").await.expect("pod readable");
+        pod.status
+            .and_then(|s| s.container_statuses)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            })
+            .then_some(())
     })
     .await;
-    assert!(running.is_ok(), "the pod never ran");
     let logs = kubectl.ok(&["logs", "runner"]).await;
     assert!(logs.contains("main"), "{logs}");
     let by_container = kubectl.ok(&["logs", "runner", "-c", "main"]).await;
@@ -586,27 +582,20 @@ async fn scale_adds_a_pod_to_a_deployment() {
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .count()
     };
-    let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
-    while count().await != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first pod never came"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_within(COMMAND_TIMEOUT, "the first pod", || async {
+        (count().await == 1).then_some(())
+    })
+    .await;
     let out = kubectl
         .ok(&["scale", "deploy", "web", "--replicas=2"])
         .await;
     assert_eq!(out.trim(), "deployment.apps/web scaled");
     let deploy = kubectl.get_json(&["get", "deploy", "web"]).await;
     assert_eq!(deploy["spec"]["replicas"], 2);
-    while count().await != 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second pod never came"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_within(COMMAND_TIMEOUT, "the second pod", || async {
+        (count().await == 2).then_some(())
+    })
+    .await;
     // A precondition that does not hold is refused.
     let err = kubectl
         .fails(&[

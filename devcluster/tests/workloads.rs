@@ -442,16 +442,17 @@ async fn pods_have_simulated_logs_without_env_values() {
         container: Some("nope".into()),
         ..LogParams::default()
     };
-    match pods.logs(&name, &params).await {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 400);
-            assert_eq!(
-                status.message,
-                format!("container nope is not valid for pod {name}")
-            );
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    assert_bad_request(
+        pods.logs(&name, &params).await,
+        format!("container nope is not valid for pod {name}"),
+    );
+}
+
+/// Asserts that `result` is the API's 400 Bad Request with exactly `message`.
+fn assert_bad_request<T: std::fmt::Debug>(result: kube::Result<T>, message: impl AsRef<str>) {
+    let status = common::status_of(result);
+    assert_eq!(status.code, 400);
+    assert_eq!(status.message, message.as_ref());
 }
 
 fn bare_pod(name: &str, containers: Value) -> Pod {
@@ -501,31 +502,19 @@ async fn logs_of_containers_not_started_or_not_named_are_refused_like_a_real_ser
         p.status.as_ref()?.start_time.as_ref().map(|_| ())
     })
     .await;
-    match pods.logs("slow", &LogParams::default()).await {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 400);
-            assert_eq!(
-                status.message,
-                "container \"a\" in pod \"slow\" is waiting to start: ContainerCreating"
-            );
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    assert_bad_request(
+        pods.logs("slow", &LogParams::default()).await,
+        "container \"a\" in pod \"slow\" is waiting to start: ContainerCreating",
+    );
 
     let two = json!([{"name": "dind", "image": "docker:dind"}, {"name": "tilt-upper", "image": "tilt:1"}]);
     pods.create(&PostParams::default(), &bare_pod("pair", two))
         .await
         .expect("create");
-    match pods.logs("pair", &LogParams::default()).await {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 400);
-            assert_eq!(
-                status.message,
-                "a container name must be specified for pod pair, choose one of: [dind tilt-upper]"
-            );
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    assert_bad_request(
+        pods.logs("pair", &LogParams::default()).await,
+        "a container name must be specified for pod pair, choose one of: [dind tilt-upper]",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

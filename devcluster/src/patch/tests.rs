@@ -434,61 +434,39 @@ fn a_field_the_applier_omits_is_removed_unless_someone_else_owns_it() {
 
 #[test]
 fn appliers_of_different_containers_merge_by_name() {
-    let deploy = |containers: &str| {
-        format!(
+    // `manager` applies a Deployment with just `containers` over `existing`.
+    let apply_containers = |containers: &str, manager: &str, existing: Option<&Value>| {
+        let body = format!(
             r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},
                 "spec":{{"template":{{"spec":{{"containers":{containers}}}}}}}}}"#
-        )
+        );
+        apply(deployments(), &body, manager, false, existing)
     };
-    let out = apply(
-        deployments(),
-        &deploy(r#"[{"name":"app","image":"app:1"}]"#),
-        "one",
-        false,
-        None,
-    )
-    .expect("creates");
-    let out = apply(
-        deployments(),
-        &deploy(r#"[{"name":"mesh","image":"mesh:1"}]"#),
-        "two",
-        false,
-        Some(&out),
-    )
-    .expect("adds a container");
+    let out =
+        apply_containers(r#"[{"name":"app","image":"app:1"}]"#, "one", None).expect("creates");
+    let out = apply_containers(r#"[{"name":"mesh","image":"mesh:1"}]"#, "two", Some(&out))
+        .expect("adds a container");
     assert_eq!(
         out["spec"]["template"]["spec"]["containers"],
         json!([{"name": "app", "image": "app:1"}, {"name": "mesh", "image": "mesh:1"}])
     );
     // "one" changes its image; the other container is untouched, no conflict.
-    let out = apply(
-        deployments(),
-        &deploy(r#"[{"name":"app","image":"app:2"}]"#),
-        "one",
-        false,
-        Some(&out),
-    )
-    .expect("updates its own container");
+    let out = apply_containers(r#"[{"name":"app","image":"app:2"}]"#, "one", Some(&out))
+        .expect("updates its own container");
     assert_eq!(
         out["spec"]["template"]["spec"]["containers"],
         json!([{"name": "app", "image": "app:2"}, {"name": "mesh", "image": "mesh:1"}])
     );
     // "two" changing app's image conflicts on exactly that field.
-    let err = apply(
-        deployments(),
-        &deploy(r#"[{"name":"app","image":"app:3"}]"#),
-        "two",
-        false,
-        Some(&out),
-    )
-    .expect_err("conflict");
+    let err = apply_containers(r#"[{"name":"app","image":"app:3"}]"#, "two", Some(&out))
+        .expect_err("conflict");
     assert!(
         err.to_string()
             .ends_with(r#"conflict with "one": .spec.template.spec.containers[name="app"].image"#),
         "{err}"
     );
     // "one" dropping its container removes it but keeps two's.
-    let out = apply(deployments(), &deploy("[]"), "one", false, Some(&out)).expect("drops");
+    let out = apply_containers("[]", "one", Some(&out)).expect("drops");
     assert_eq!(
         out["spec"]["template"]["spec"]["containers"],
         json!([{"name": "mesh", "image": "mesh:1"}])
