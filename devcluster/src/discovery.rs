@@ -560,6 +560,14 @@ mod tests {
         assert_eq!(namespaces.scope.as_deref(), Some("Cluster"));
     }
 
+    /// The subresources kube's discovery found for a type, by name.
+    fn subresource_names(caps: &kube::discovery::ApiCapabilities) -> Vec<&str> {
+        caps.subresources
+            .iter()
+            .map(|(r, _)| r.plural.as_str())
+            .collect()
+    }
+
     /// kube-rs resolves the served types from both the legacy and the aggregated documents.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kube_discovery_resolves_types_both_ways() {
@@ -576,21 +584,13 @@ mod tests {
             assert_eq!(deployments.plural, "deployments");
             assert_eq!(caps.scope, Scope::Namespaced);
             assert!(caps.supports_operation("watch"));
-            let subs: Vec<&str> = caps
-                .subresources
-                .iter()
-                .map(|(r, _)| r.plural.as_str())
-                .collect();
+            let subs = subresource_names(&caps);
             assert_eq!(subs, vec!["status", "scale"]);
             let (pods, caps) = discovery
                 .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Pod"))
                 .expect("pods resolved");
             assert_eq!(pods.plural, "pods");
-            let subs: Vec<&str> = caps
-                .subresources
-                .iter()
-                .map(|(r, _)| r.plural.as_str())
-                .collect();
+            let subs = subresource_names(&caps);
             assert_eq!(subs, vec!["status", "log"]);
             let (_, caps) = discovery
                 .resolve_gvk(&GroupVersionKind::gvk("", "v1", "Namespace"))

@@ -135,28 +135,20 @@ impl LabelSelector {
             if part.is_empty() {
                 return Err(invalid_label_selector(selector, "empty requirement"));
             }
-            let check_key = |key: &str| -> Result<String, ApiError> {
-                let key = key.trim();
-                if valid_label_key(key) {
-                    Ok(key.to_string())
+            // The trimmed `text` if `valid`, else an error naming it as the `what` it should be.
+            let checked = |what: &str, text: &str, valid: fn(&str) -> bool| {
+                let text = text.trim();
+                if valid(text) {
+                    Ok(text.to_string())
                 } else {
                     Err(invalid_label_selector(
                         selector,
-                        &format!("invalid key \"{key}\""),
+                        &format!("invalid {what} \"{text}\""),
                     ))
                 }
             };
-            let check_value = |value: &str| -> Result<String, ApiError> {
-                let value = value.trim();
-                if valid_label_value(value) {
-                    Ok(value.to_string())
-                } else {
-                    Err(invalid_label_selector(
-                        selector,
-                        &format!("invalid value \"{value}\""),
-                    ))
-                }
-            };
+            let check_key = |key: &str| checked("key", key, valid_label_key);
+            let check_value = |value: &str| checked("value", value, valid_label_value);
             let req = if let Some(key) = part.strip_prefix('!') {
                 LabelRequirement::DoesNotExist(check_key(key)?)
             } else if let Some((k, v)) = part.split_once("!=") {
