@@ -1069,12 +1069,7 @@ async fn pagination_walks_every_object_and_rejects_bad_tokens() {
     let c = cluster().await;
     let api = cms(&c);
     for i in 0..7 {
-        api.create(
-            &PostParams::default(),
-            &config_map(&format!("cm{i}"), &[], &[]),
-        )
-        .await
-        .unwrap();
+        create_named(&api, &format!("cm{i}")).await;
     }
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
@@ -1377,12 +1372,7 @@ async fn reflector_store_fills_and_follows() {
     let c = cluster().await;
     let api = cms(&c);
     for i in 0..3 {
-        api.create(
-            &PostParams::default(),
-            &config_map(&format!("r{i}"), &[], &[]),
-        )
-        .await
-        .unwrap();
+        create_named(&api, &format!("r{i}")).await;
     }
     let (reader, writer) = reflector::store::<ConfigMap>();
     let stream =

@@ -464,16 +464,26 @@ fn bare_pod(name: &str, containers: Value) -> Pod {
     .expect("a valid Pod")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pod_without_an_owner_is_scheduled_and_becomes_ready() {
-    let (_cluster, client) = cluster(Duration::from_millis(200)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+/// A cluster whose pods get ready after `pod_ready_delay`, with the bare pod `name` of one
+/// container `a` created.
+async fn cluster_with_one_container_pod(
+    pod_ready_delay: Duration,
+    name: &str,
+) -> (DevCluster, Api<Pod>) {
+    let (cluster, client) = cluster(pod_ready_delay).await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
     pods.create(
         &PostParams::default(),
-        &bare_pod("solo", json!([{"name": "a", "image": "a:1"}])),
+        &bare_pod(name, json!([{"name": "a", "image": "a:1"}])),
     )
     .await
     .expect("create pod");
+    (cluster, pods)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_without_an_owner_is_scheduled_and_becomes_ready() {
+    let (_cluster, pods) = cluster_with_one_container_pod(Duration::from_millis(200), "solo").await;
     let pod = wait_for("the bare pod to be ready", || async {
         let p = pods.get("solo").await.expect("get");
         is_ready(&p).then_some(p)
@@ -489,14 +499,7 @@ async fn a_pod_without_an_owner_is_scheduled_and_becomes_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_containers_not_started_or_not_named_are_refused_like_a_real_server() {
     // Pods never get past Pending within this test.
-    let (_cluster, client) = cluster(Duration::from_secs(3600)).await;
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    pods.create(
-        &PostParams::default(),
-        &bare_pod("slow", json!([{"name": "a", "image": "a:1"}])),
-    )
-    .await
-    .expect("create");
+    let (_cluster, pods) = cluster_with_one_container_pod(Duration::from_secs(3600), "slow").await;
     wait_for("the kubelet to report the pod", || async {
         let p = pods.get("slow").await.expect("get");
         p.status.as_ref()?.start_time.as_ref().map(|_| ())
