@@ -144,37 +144,31 @@ pub async fn run(settings: Settings) -> Result<()> {
         &client,
         &namespace,
         deployment_writer,
-        &synced,
+        &ctx,
+        ChildKind::Deployment,
         Synced::DEPLOYMENTS,
     );
     let service_stream = child_watch(
         &client,
         &namespace,
         service_writer,
-        &synced,
+        &ctx,
+        ChildKind::Service,
         Synced::SERVICES,
     );
     let ingress_stream = child_watch(
         &client,
         &namespace,
         ingress_writer,
-        &synced,
+        &ctx,
+        ChildKind::Ingress,
         Synced::INGRESSES,
     );
 
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
-        .watches_stream(
-            deployment_stream,
-            env_of(&config_maps, &ctx, ChildKind::Deployment),
-        )
-        .watches_stream(
-            service_stream,
-            env_of(&config_maps, &ctx, ChildKind::Service),
-        )
-        .watches_stream(
-            ingress_stream,
-            env_of(&config_maps, &ctx, ChildKind::Ingress),
-        )
+        .watches_stream(deployment_stream, env_of(&config_maps, &namespace))
+        .watches_stream(service_stream, env_of(&config_maps, &namespace))
+        .watches_stream(ingress_stream, env_of(&config_maps, &namespace))
         .with_config(controller::Config::default().concurrency(concurrency))
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -250,11 +244,14 @@ pub async fn run(settings: Settings) -> Result<()> {
 /// A namespace-wide watch of one child kind, reflected into `writer`'s store (every object of
 /// that kind in the namespace, so foreign objects of an env's name are seen too). `K` is the
 /// slim form of the kind (see [`cached`]), so the store holds only what the controller reads.
+/// The echo of the controller's own apply reaches the store but triggers no reconcile; a
+/// deletion always does.
 fn child_watch<K>(
     client: &Client,
     namespace: &str,
     writer: reflector::store::Writer<K>,
-    synced: &Synced,
+    ctx: &Arc<Context>,
+    kind: ChildKind,
     bit: u8,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
@@ -272,7 +269,21 @@ where
     )
     .default_backoff()
     .reflect(writer)
-    .inspect_ok(mark_listed(synced, bit))
+    .inspect_ok(mark_listed(&ctx.synced, bit))
+    .try_filter({
+        let ctx = ctx.clone();
+        move |event| {
+            let echo = match event {
+                watcher::Event::Apply(object) => ctx.is_own_apply(
+                    &object.name_any(),
+                    kind,
+                    object.meta().resource_version.as_deref(),
+                ),
+                _ => false,
+            };
+            futures::future::ready(!echo)
+        }
+    })
     .touched_objects()
 }
 
@@ -287,20 +298,14 @@ fn mark_listed<K>(synced: &Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + 
     }
 }
 
-/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one
-/// and the event is not the echo of the controller's own apply of that child.
+/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.
 fn env_of<K: Resource>(
     config_maps: &Store<ConfigMap>,
-    ctx: &Arc<Context>,
-    kind: ChildKind,
+    namespace: &str,
 ) -> impl Fn(K) -> Option<ObjectRef<ConfigMap>> + Send + Sync + 'static {
-    let (config_maps, ctx) = (config_maps.clone(), ctx.clone());
+    let (config_maps, namespace) = (config_maps.clone(), namespace.to_string());
     move |object: K| {
-        let name = object.name_any();
-        if ctx.is_own_apply(&name, kind, object.meta().resource_version.as_deref()) {
-            return None;
-        }
-        let env = ObjectRef::new(&name).within(&ctx.namespace);
+        let env = ObjectRef::new(&object.name_any()).within(&namespace);
         config_maps.get(&env).is_some().then_some(env)
     }
 }

@@ -532,3 +532,27 @@ async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress(
     .await;
     assert!(get::<Deployment>(&client, "ivy").await.is_some());
 }
+
+#[tokio::test]
+async fn a_deleted_child_is_made_again() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let _ctrl = Ctrl::with_config(client.clone(), config());
+    create_env(&client, "gina", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "gina", Phase::Ready).await;
+    let (_, service) = wait_for_children(&client, "gina").await;
+
+    // Deleted by hand right after the controller's own apply: nothing else changed it since.
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    services
+        .delete("gina", &DeleteParams::default())
+        .await
+        .unwrap();
+    let again = wait_for("gina's Service to be made again", || async {
+        get::<Service>(&client, "gina")
+            .await
+            .filter(|made| made.uid() != service.uid())
+    })
+    .await;
+    assert_eq!(service_ports(&again), vec![("tilt".to_string(), 10350)]);
+}
