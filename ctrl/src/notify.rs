@@ -5,7 +5,6 @@
 //! happened. A full queue drops the notice with a warning rather than grow without bound.
 //! Webhook URLs carry their secret in the path, so logs and errors name only scheme and host.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +21,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
+
+use crate::tilt::describe;
 
 /// Something worth telling the env's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,18 +440,6 @@ fn log_delivery(webhook: &str, notice: &Notice, delivery: &Delivery) {
         } => warn!(env, webhook, attempts, error = %last_error, "notice not delivered; giving up"),
         Delivery::Disabled => {}
     }
-}
-
-/// An error and its causes on one line (hyper's own messages are terse).
-fn describe(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A stand-in webhook receiver for tests: records every JSON body posted to it on 127.0.0.1 and

@@ -391,8 +391,9 @@ impl TiltClient {
     }
 }
 
-/// An error and its causes on one line (hyper's own messages are terse).
-fn describe(err: &(dyn StdError + 'static)) -> String {
+/// An error and its causes on one line (hyper's own messages are terse). Shared with the
+/// webhook notifier.
+pub(crate) fn describe(err: &(dyn StdError + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
