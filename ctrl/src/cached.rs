@@ -300,7 +300,7 @@ struct WireEnvVar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{self, Observed};
+    use crate::desired::{self, Observed, template_hash_of};
     use ephemerator_core::{Config, Env, EnvSpec, EnvStatus};
     use k8s_openapi::api::apps::v1::DeploymentCondition;
     use k8s_openapi::api::core::v1::Service;
@@ -370,19 +370,8 @@ mod tests {
         assert_eq!(slim.tilt_token.as_deref(), Some("token-1"));
         assert_eq!(
             slim.template_hash,
-            Some(
-                full.spec
-                    .as_ref()
-                    .unwrap()
-                    .template
-                    .metadata
-                    .as_ref()
-                    .unwrap()
-                    .annotations
-                    .as_ref()
-                    .unwrap()[TEMPLATE_HASH_ANNOTATION]
-                    .clone()
-            )
+            template_hash_of(&full),
+            "the slim cache keeps the template hash"
         );
         assert_eq!(slim.status, full.status);
         assert_eq!(slim.metadata.uid.as_deref(), Some("dep-uid"));

@@ -76,6 +76,20 @@ pub fn owner_reference(config_map_name: &str, config_map_uid: &str) -> OwnerRefe
     }
 }
 
+/// The template hash a runner Deployment was given, if any.
+pub fn template_hash_of(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .cloned()
+}
+
 /// The Tilt token a runner Deployment was given, if any.
 pub fn tilt_token_of(deployment: &Deployment) -> Option<String> {
     deployment
@@ -443,19 +457,7 @@ ingress:
     }
 
     fn template_hash(children: &Children) -> String {
-        children
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap()[TEMPLATE_HASH_ANNOTATION]
-            .clone()
+        template_hash_of(&children.deployment).expect("the runner has a template hash")
     }
 
     #[test]

@@ -3,11 +3,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::*;
 use ephctrl::Settings;
-use ephctrl::desired::{TEMPLATE_HASH_ANNOTATION, tilt_token_of};
+use ephctrl::desired::{template_hash_of, tilt_token_of};
 use ephctrl::tilt::testing::{FakeResource, StandInTilt, uiresource_list};
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
 use ephemerator_core::labels::{OWNER_NAME_LABEL, PHASE_LABEL, PORTS_ANNOTATION};
@@ -139,39 +138,15 @@ data:
 
 #[tokio::test]
 async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner() {
-    let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
-    assert!(
-        std::path::Path::new(&kubectl).exists(),
-        "{kubectl:?} not found: install kubectl (scripts/test.sh does) or set KUBECTL"
-    );
     let cluster = cluster().await;
     let client = cluster.client();
     let _ctrl = Ctrl::with_config(client.clone(), config());
-
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig).unwrap();
-    let manifest = dir.path().join("nicks.yaml");
-    std::fs::write(&manifest, NICKS_YAML).unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(&kubectl)
-            .arg("apply")
-            .arg("-f")
-            .arg(&manifest)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", dir.path())
-            .env("KUBECACHEDIR", dir.path().join("cache"))
-            .output(),
+    kubectl(
+        &cluster,
+        &["apply", "-f", "nicks.yaml"],
+        &[("nicks.yaml", NICKS_YAML)],
     )
-    .await
-    .expect("kubectl apply finishes")
-    .expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    .await;
 
     let (deployment, service) = wait_for_children(&client, "nicks").await;
     let cm: ConfigMap = get(&client, "nicks").await.unwrap();
@@ -198,19 +173,7 @@ async fn changing_the_branch_rolls_the_runner_out_again() {
     create_env(&client, "bob", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "bob", Phase::Ready).await;
     let (before, _) = wait_for_children(&client, "bob").await;
-    let hash_of = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap()[TEMPLATE_HASH_ANNOTATION]
-            .clone()
-    };
+    let hash_of = |d: &Deployment| template_hash_of(d).expect("the runner has a template hash");
 
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let patch = serde_json::json!({ "data": { BRANCH_KEY: "release-2" } });

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,11 +16,6 @@ use kube::api::{Api, ListParams};
 
 #[tokio::test]
 async fn kubectl_describe_tells_an_envs_story() {
-    let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
-    assert!(
-        std::path::Path::new(&kubectl).exists(),
-        "{kubectl:?} not found: install kubectl (scripts/test.sh does) or set KUBECTL"
-    );
     let cluster = cluster().await;
     let client = cluster.client();
     let _ctrl = Ctrl::with_config(client.clone(), config());
@@ -35,30 +29,7 @@ async fn kubectl_describe_tells_an_envs_story() {
     })
     .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig).unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(&kubectl)
-            .args(["describe", "configmap", "alice"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", dir.path())
-            .env("KUBECACHEDIR", dir.path().join("cache"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl describe finishes")
-    .expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "kubectl describe failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = kubectl(&cluster, &["describe", "configmap", "alice"], &[]).await;
     let events: Vec<&str> = stdout
         .lines()
         .skip_while(|line| !line.starts_with("Events:"))

@@ -225,3 +225,42 @@ pub async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
 pub fn name_of(object: &impl kube::Resource) -> String {
     object.name_any()
 }
+
+/// Runs the real kubectl (1.32; `KUBECTL` names another) against `cluster` with its own
+/// kubeconfig, cache and home, `files` written next to the kubeconfig first (name, content).
+/// Fails the test when kubectl is missing, hangs past a minute, or exits non-zero.
+pub async fn kubectl(cluster: &DevCluster, args: &[&str], files: &[(&str, &str)]) -> String {
+    let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
+    assert!(
+        std::path::Path::new(&binary).exists(),
+        "{binary:?} not found: install kubectl (scripts/test.sh does) or set KUBECTL"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).expect("file written");
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&binary)
+            .args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .env("KUBECACHEDIR", dir.path().join("cache"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("kubectl {args:?} finishes within a minute"))
+    .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
