@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod notify;
 pub mod observe;
 pub mod reconcile;
+#[cfg(any(test, feature = "test-support"))]
+mod stand_in;
 pub mod tilt;
 
 use std::fmt::Debug;

@@ -447,17 +447,13 @@ fn log_delivery(webhook: &str, notice: &Notice, delivery: &Delivery) {
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing {
     use std::collections::VecDeque;
-    use std::convert::Infallible;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
 
     use http_body_util::{BodyExt, Full};
     use hyper::body::{Bytes, Incoming};
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
     use hyper::{Request, Response, StatusCode};
-    use hyper_util::rt::TokioIo;
     use serde_json::Value;
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
@@ -495,7 +491,11 @@ pub mod testing {
                 statuses: Mutex::new(statuses.iter().copied().collect()),
                 ..Shared::default()
             });
-            let server = tokio::spawn(serve(listener, shared.clone()));
+            let server = tokio::spawn(crate::stand_in::serve(
+                listener,
+                shared.clone(),
+                |shared, request| async move { answer(&shared, request).await },
+            ));
             Ok(StandInWebhook {
                 addr,
                 shared,
@@ -537,24 +537,6 @@ pub mod testing {
     impl Drop for StandInWebhook {
         fn drop(&mut self) {
             self.server.abort();
-        }
-    }
-
-    async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(answer(&shared, request).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
         }
     }
 

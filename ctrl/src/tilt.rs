@@ -408,17 +408,13 @@ pub(crate) fn describe(err: &(dyn StdError + 'static)) -> String {
 /// requests carrying the right token (401 otherwise); the list can be changed while it runs.
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing {
-    use std::convert::Infallible;
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, PoisonError};
 
     use http_body_util::Full;
     use hyper::body::{Bytes, Incoming};
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
     use hyper::{Method, Request, Response, StatusCode, header};
-    use hyper_util::rt::TokioIo;
     use serde_json::json;
     use tokio::net::TcpListener;
     use tokio::task::JoinHandle;
@@ -450,7 +446,11 @@ pub mod testing {
                 requests: AtomicUsize::new(0),
                 refused: AtomicUsize::new(0),
             });
-            let server = tokio::spawn(serve(listener, shared.clone()));
+            let server = tokio::spawn(crate::stand_in::serve(
+                listener,
+                shared.clone(),
+                |shared, request| async move { answer(&shared, &request) },
+            ));
             Ok(StandInTilt {
                 addr,
                 shared,
@@ -491,25 +491,6 @@ pub mod testing {
     impl Drop for StandInTilt {
         fn drop(&mut self) {
             self.server.abort();
-        }
-    }
-
-    async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(answer(&shared, &request)) }
-                });
-                // A client hanging up mid-request is not the stand-in's problem.
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
         }
     }
 
