@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use regex::Regex;
 use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
@@ -111,36 +111,7 @@ impl Default for ExpirationPolicy {
     }
 }
 
-impl ExpirationPolicy {
-    /// Expiration of an env created at `now`.
-    pub fn initial_expiration(&self, now: Timestamp) -> Timestamp {
-        now.saturating_add(self.default_ttl)
-            .unwrap_or(Timestamp::MAX)
-    }
-
-    /// Expiration after one extension at `now`: `extendBy` from the later of `now` and the
-    /// current expiration, but never past `created + maxLifetime`.
-    pub fn extended_expiration(
-        &self,
-        current: Timestamp,
-        created: Timestamp,
-        now: Timestamp,
-    ) -> Timestamp {
-        let extended = current
-            .max(now)
-            .saturating_add(self.extend_by)
-            .unwrap_or(Timestamp::MAX);
-        let limit = created
-            .saturating_add(self.max_lifetime)
-            .unwrap_or(Timestamp::MAX);
-        extended.min(limit).max(current)
-    }
-
-    /// Whether an env expiring at `expiration` should show its expiry warning at `now`.
-    pub fn should_warn(&self, expiration: Timestamp, now: Timestamp) -> bool {
-        now < expiration && expiration.duration_since(now) <= self.warn_before
-    }
-}
+// The lifecycle rules built on this policy are in `crate::lifecycle`.
 
 /// The runner pod: images, service account, resources, extra environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,8 +187,47 @@ pub struct IngressConfig {
 /// Notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NotificationsConfig {
-    /// Slack-compatible incoming webhook.
-    pub webhook_url: Option<Url>,
+    /// Slack-compatible incoming webhook. Its path is a credential: prefer giving it to the
+    /// servers from a Secret (see the README); the config file's ConfigMap is not secret.
+    pub webhook_url: Option<SecretUrl>,
+}
+
+/// A URL that is a secret (an incoming webhook's path is its credential). Compared and cloned
+/// like a URL, but never shown: `Debug` and [`SecretUrl::shown`] give scheme and host only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(Url);
+
+impl SecretUrl {
+    /// Parses an http(s) URL with a host; the error never repeats the URL.
+    pub fn parse(text: &str) -> Result<SecretUrl, &'static str> {
+        match Url::parse(text.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                Ok(SecretUrl(url))
+            }
+            _ => Err("must be an http(s) URL"),
+        }
+    }
+
+    /// Wraps a URL.
+    pub fn new(url: Url) -> SecretUrl {
+        SecretUrl(url)
+    }
+
+    /// The whole URL, secret included: only for making the request.
+    pub fn expose(&self) -> &Url {
+        &self.0
+    }
+
+    /// What may be shown in logs and errors: `scheme://host`.
+    pub fn shown(&self) -> String {
+        format!("{}://{}", self.0.scheme(), self.0.host_str().unwrap_or("?"))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({}/…)", self.shown())
+    }
 }
 
 /// One problem in a config file.
@@ -325,6 +335,15 @@ impl Config {
     /// Static ports configured for `url` (empty: ports come from Tilt).
     pub fn static_ports(&self, url: &str) -> &[Port] {
         self.repo_entry(url).map_or(&[], |e| e.ports.as_slice())
+    }
+
+    /// A digest of every setting: what changes when the config does. Computed from the
+    /// `Debug` form, which shows every field (so no field can be forgotten), and never shown.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        format!("{self:?}").hash(&mut hasher);
+        hasher.finish()
     }
 
     /// Whether `identity` is an admin (exact match).
@@ -894,19 +913,10 @@ impl Checker<'_> {
     fn notifications(&mut self, raw: RawNotifications) -> NotificationsConfig {
         let webhook_url = raw
             .webhook_url
-            .and_then(|url| match Url::parse(&url.value) {
-                Ok(parsed)
-                    if matches!(parsed.scheme(), "http" | "https")
-                        && parsed.host_str().is_some() =>
-                {
-                    Some(parsed)
-                }
-                _ => {
-                    self.problem(
-                        "notifications.webhookUrl",
-                        Some(&url.referenced),
-                        "must be an http(s) URL",
-                    );
+            .and_then(|url| match SecretUrl::parse(&url.value) {
+                Ok(parsed) => Some(parsed),
+                Err(problem) => {
+                    self.problem("notifications.webhookUrl", Some(&url.referenced), problem);
                     None
                 }
             });

@@ -169,6 +169,17 @@ impl Env {
     }
 }
 
+/// The merge patch that writes `data.expiration`, guarded by `resource_version`: the API server
+/// refuses it (409 Conflict) if the ConfigMap changed since it was read, so a writer never
+/// overwrites a value it has not seen. The one way ephctrl (a missing or capped expiration)
+/// and ephdash (an extend) write the expiration; see the README's ConfigMap section.
+pub fn expiration_patch(resource_version: &str, expiration: Timestamp) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": { "resourceVersion": resource_version },
+        "data": { EXPIRATION_KEY: expiration.to_string() },
+    })
+}
+
 /// Builds an env ConfigMap named `name` owned by `owner` (a full identity) for `spec`, with an
 /// optional expiration. Namespace is left unset (the API call decides it).
 pub fn env_config_map(

@@ -8,18 +8,23 @@
 //! - [`validate`]: the rules for repo, branch, path and identities;
 //! - [`names`]: env names derived from user identities;
 //! - [`hosts`]: the gateway's `PORT---ENV.<gatewayHost>` host names;
+//! - [`lifecycle`]: deadlines, warnings and extensions of envs ([`lifecycle::Due`]);
+//! - [`cluster`]: the API client and watch setup that survive API server restarts;
 //! - [`config`]: the YAML config file ([`Config::load`]).
 
+pub mod cluster;
 pub mod config;
 pub mod env;
 pub mod errors;
 pub mod hosts;
 pub mod labels;
+pub mod lifecycle;
+pub mod logging;
 pub mod names;
 pub mod status;
 pub mod validate;
 
-pub use config::{Config, ConfigError, ConfigProblem, RepoEntry};
+pub use config::{Config, ConfigError, ConfigProblem, RepoEntry, SecretUrl};
 pub use env::{Env, EnvSpec, env_config_map};
 pub use errors::{FieldError, ValidationErrors};
 pub use status::{EnvStatus, Phase, Port};

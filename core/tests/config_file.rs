@@ -101,7 +101,7 @@ runner:
     assert_eq!(config.max_envs_per_user, 3);
     assert_eq!(config.ingress.class_name.as_deref(), Some("nginx"));
     assert_eq!(
-        config.notifications.webhook_url.unwrap().as_str(),
+        config.notifications.webhook_url.unwrap().expose().as_str(),
         "https://hooks.example.com/x"
     );
     assert_eq!(config.runner.env[0].name, "FOO");
@@ -281,23 +281,28 @@ fn durations_parse_like_go() {
 }
 
 #[test]
-fn expiration_policy_extends_within_max_lifetime() {
+fn the_expiration_section_sets_the_lifecycle() {
     let config =
         Config::from_yaml_str("gatewayHost: a.b\nexpiration: {maxLifetime: 40m}\n", "t").unwrap();
     let policy = config.expiration;
     let created: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
     let first = policy.initial_expiration(created);
     assert_eq!(first, "2030-01-01T00:15:00Z".parse().unwrap());
-    let now = created + SignedDuration::from_mins(10);
-    let second = policy.extended_expiration(first, created, now);
-    assert_eq!(second, "2030-01-01T00:30:00Z".parse().unwrap());
-    let third = policy.extended_expiration(second, created, now);
+    assert_eq!(policy.cap(created), "2030-01-01T00:40:00Z".parse().unwrap());
     assert_eq!(
-        third,
-        "2030-01-01T00:40:00Z".parse().unwrap(),
-        "capped at maxLifetime"
+        policy.warn_at(Some(created), first),
+        Some(first - SignedDuration::from_mins(5))
     );
-    assert!(policy.should_warn(first, first - SignedDuration::from_mins(5)));
-    assert!(!policy.should_warn(first, first - SignedDuration::from_mins(6)));
-    assert!(!policy.should_warn(first, first));
+}
+
+#[test]
+fn the_webhook_url_is_never_shown() {
+    let config = Config::from_yaml_str(
+        "gatewayHost: a.b\nnotifications: {webhookUrl: \"https://hooks.example.com/services/T0/B0/SECRET\"}\n",
+        "t",
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("https://hooks.example.com"), "{shown}");
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
 use ephctrl::context::FIELD_MANAGER;
-use ephctrl::desired::{self, Observed};
+use ephctrl::desired::{self, ChildrenInputs};
 use ephctrl::{DEFAULT_CONCURRENCY, Settings};
 use ephemerator_core::labels::PHASE_LABEL;
 use ephemerator_core::{Config, Env, EnvSpec, EnvStatus, Phase, env_config_map};
@@ -234,15 +234,18 @@ async fn floor_env(
     let name = created.name_any();
     let uid = created.uid().context("a created ConfigMap has a uid")?;
     let env = Env::from_config_map(&created).map_err(|err| anyhow::anyhow!("{err}"))?;
-    let owner = desired::owner_reference(&name, &uid);
-    let children = desired::desired_children(
-        &env,
+    let token = format!("{i:064x}");
+    let inputs = ChildrenInputs {
+        name: &name,
+        namespace: NAMESPACE,
+        config_map_uid: &uid,
+        spec: &env.spec,
+        tilt_token: &token,
+        discovered_ports: &[],
         config,
-        NAMESPACE,
-        &owner,
-        &Observed::default(),
-        || format!("{:064x}", i),
-    );
+        config_digest: config.digest(),
+    };
+    let children = desired::desired_children(&inputs);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
         .patch(&name, &apply, &Patch::Apply(&children.deployment))
@@ -253,7 +256,7 @@ async fn floor_env(
     let status = EnvStatus {
         phase: Phase::Starting,
         message: Some("the runner is starting".to_string()),
-        ports: children.ports,
+        ports: inputs.ports(),
         ready_at: None,
     };
     let patch = json!({
@@ -310,9 +313,10 @@ struct CtrlRun {
 async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::Result<CtrlRun> {
     let cluster = cluster().await?;
     let client = cluster.client();
-    let listen = free_local_addr()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listen = listener.local_addr()?;
     let mut settings = Settings::new(client.clone(), NAMESPACE, config.clone());
-    settings.listen = Some(listen);
+    settings.listener = Some(listener);
     settings.concurrency = u16::try_from(concurrency).unwrap_or(u16::MAX);
     settings.tilt_url_template = closed_tilt_url()?;
     let controller = tokio::spawn(ephctrl::run(settings));
@@ -594,7 +598,7 @@ fn free_local_addr() -> anyhow::Result<std::net::SocketAddr> {
 /// Tilt at a port nobody listens on: discovery fails at once, as for a runner whose Tilt is
 /// not up yet (the bench has no Tilts).
 fn closed_tilt_url() -> anyhow::Result<String> {
-    Ok(format!("http://{}", free_local_addr()?))
+    Ok(format!("http://{}/{{env}}", free_local_addr()?))
 }
 
 /// One plain HTTP/1.0 GET; the status code and the body.

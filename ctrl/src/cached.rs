@@ -300,7 +300,7 @@ struct WireEnvVar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{self, Observed, template_hash_of};
+    use crate::desired::{self, ChildrenInputs, template_hash_of};
     use ephemerator_core::{Config, Env, EnvSpec, EnvStatus};
     use k8s_openapi::api::apps::v1::DeploymentCondition;
     use k8s_openapi::api::core::v1::Service;
@@ -325,12 +325,17 @@ mod tests {
             expiration: None,
             status: EnvStatus::default(),
         };
-        let owner = desired::owner_reference("nicks", "uid-1");
-        let mut deployment =
-            desired::desired_children(&env, &config, "eph", &owner, &Observed::default(), || {
-                "token-1".into()
-            })
-            .deployment;
+        let mut deployment = desired::desired_children(&ChildrenInputs {
+            name: &env.name,
+            namespace: "eph",
+            config_map_uid: "uid-1",
+            spec: &env.spec,
+            tilt_token: "token-1",
+            discovered_ports: &[],
+            config: &config,
+            config_digest: config.digest(),
+        })
+        .deployment;
         // As the API server returns it: server-set metadata, managed fields, kubectl's copy,
         // and a status.
         let meta = &mut deployment.metadata;

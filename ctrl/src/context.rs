@@ -1,12 +1,10 @@
 //! What every reconcile shares: the client, the config, the child stores, metrics, the Event
-//! sink, the notifier, the Tilt client, and a little per-env memory.
+//! sink, the notifier, the Tilt client, and the per-env [`Memory`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use ephemerator_core::EnvStatus;
-use ephemerator_core::{Config, Port};
-use jiff::Timestamp;
+use ephemerator_core::Config;
+use ephemerator_core::cluster::ApiHealth;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
@@ -14,6 +12,7 @@ use kube::runtime::reflector::Store;
 
 use crate::cached::{ChildMeta, RunnerDeployment};
 use crate::events::EventSink;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::tilt::TiltClient;
@@ -25,10 +24,14 @@ pub const FIELD_MANAGER: &str = "ephctrl";
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
+    /// Whether the API server answers.
+    pub api_health: ApiHealth,
     /// The namespace the controller works in.
     pub namespace: String,
-    /// The loaded config file.
+    /// The loaded config.
     pub config: Arc<Config>,
+    /// Its [`Config::digest`], computed once.
+    pub config_digest: u64,
     /// Events on env ConfigMaps.
     pub events: EventSink,
     /// Prometheus metrics.
@@ -47,189 +50,70 @@ pub struct Context {
     pub ingresses: Store<ChildMeta<Ingress>>,
     /// Which watches have listed once; see [`Synced`].
     pub synced: Synced,
-    memory: Mutex<HashMap<String, EnvMemory>>,
+    /// What the controller remembers of each env.
+    pub memory: Memory,
 }
 
-/// What the controller remembers about one env between reconciles. Losing it (a restart) costs
-/// at most a repeated warning, one Tilt poll and one re-apply per child.
-#[derive(Debug, Clone, Default)]
-pub struct EnvMemory {
-    /// The expiration a warning was sent for (an extension re-arms the warning).
-    pub warned_for: Option<Timestamp>,
-    /// What Tilt said about the env's ports.
-    pub ports: PortMemory,
-    /// Children as last applied, by [`ChildKind`]: skipping an identical apply saves a write
-    /// per child event.
-    pub applied: [Option<AppliedChild>; 3],
-    /// The Tilt token the runner was last given, with the uid of the env ConfigMap it was made
-    /// for: reused while the Deployment is not in the cache yet, so a lagging cache never
-    /// restarts a runner with a new token.
-    pub runner_token: Option<(String, String)>,
-    /// The controller's last status write on the env ConfigMap.
-    pub status_written: Option<StatusWrite>,
-    /// Consecutive failed reconciles, for the error backoff.
-    pub failures: u32,
-}
-
-/// What Tilt said about an env's ports.
-#[derive(Debug, Clone, Default)]
-pub struct PortMemory {
-    /// Ports last discovered from Tilt, for the runner with [`PortMemory::for_runner`].
-    pub discovered: Vec<Port>,
-    /// The runner (template hash and Tilt token) the discovered ports belong to.
-    pub for_runner: Option<String>,
-    /// Whether Tilt still had pending resources at the last poll.
-    pub pending: bool,
-    /// When Tilt was last asked.
-    pub polled_at: Option<Timestamp>,
-}
-
-/// The children of an env, as indexes of [`EnvMemory::applied`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildKind {
-    /// The runner Deployment.
-    Deployment = 0,
-    /// Its Service.
-    Service = 1,
-    /// Its Ingress (Ingress mode).
-    Ingress = 2,
-}
-
-impl ChildKind {
-    /// The API kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChildKind::Deployment => "Deployment",
-            ChildKind::Service => "Service",
-            ChildKind::Ingress => "Ingress",
-        }
-    }
-}
-
-/// A child as the controller last applied it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedChild {
-    /// Digest of everything the desired child was built from (see `reconcile`).
-    pub inputs: u64,
-    /// `metadata.uid` of the object the apply returned.
-    pub uid: String,
-    /// Its `metadata.generation` (Deployments) or `metadata.resourceVersion` (others): a change
-    /// means someone else touched the spec.
-    pub spec_version: String,
-    /// Its `metadata.resourceVersion`: the watch event of exactly this version is the echo of
-    /// the apply and needs no reconcile.
-    pub resource_version: String,
-}
-
-/// A status write of the controller on an env ConfigMap.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusWrite {
-    /// The ConfigMap's resourceVersions before the write (as cached, and after the
-    /// controller's own fill-in of the expiration, if any): a cache still showing one of them
-    /// lags behind the write.
-    pub from_versions: Vec<String>,
-    /// The resourceVersion the write produced (its watch event is an echo).
-    pub to_version: String,
-    /// The status written.
-    pub status: EnvStatus,
+/// The parts of a [`Context`] that are not built from the others.
+pub struct Parts {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Whether the API server answers.
+    pub api_health: ApiHealth,
+    /// The namespace.
+    pub namespace: String,
+    /// The loaded config.
+    pub config: Arc<Config>,
+    /// Events on env ConfigMaps.
+    pub events: EventSink,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Webhook notifications.
+    pub notifier: Notifier,
+    /// Where Tilt is reached.
+    pub tilt_url_template: String,
+    /// The child stores.
+    pub stores: (
+        Store<RunnerDeployment>,
+        Store<ChildMeta<Service>>,
+        Store<ChildMeta<Ingress>>,
+    ),
+    /// Which watches have listed once.
+    pub synced: Synced,
 }
 
 impl Context {
     /// Builds the shared context.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        client: Client,
-        namespace: String,
-        config: Arc<Config>,
-        events: EventSink,
-        metrics: Arc<Metrics>,
-        notifier: Notifier,
-        tilt: TiltClient,
-        tilt_url_template: String,
-        stores: (
-            Store<RunnerDeployment>,
-            Store<ChildMeta<Service>>,
-            Store<ChildMeta<Ingress>>,
-        ),
-        synced: Synced,
-    ) -> Self {
-        let (deployments, services, ingresses) = stores;
-        Context {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
             client,
+            api_health,
             namespace,
             config,
             events,
             metrics,
             notifier,
-            tilt,
+            tilt_url_template,
+            stores: (deployments, services, ingresses),
+            synced,
+        } = parts;
+        Context {
+            client,
+            api_health,
+            namespace,
+            config_digest: config.digest(),
+            config,
+            events,
+            metrics,
+            notifier,
+            tilt: TiltClient::new(),
             tilt_url_template,
             deployments,
             services,
             ingresses,
             synced,
-            memory: Mutex::new(HashMap::new()),
+            memory: Memory::default(),
         }
-    }
-
-    /// The per-env memory map. A poisoned lock is recovered: the memory is only a cache.
-    pub fn memory(&self) -> MutexGuard<'_, HashMap<String, EnvMemory>> {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Changes the memory of env `name`.
-    pub fn remember<T>(&self, name: &str, change: impl FnOnce(&mut EnvMemory) -> T) -> T {
-        let mut memory = self.memory();
-        // Looked up first: the key is copied only for an env seen for the first time.
-        if let Some(env) = memory.get_mut(name) {
-            return change(env);
-        }
-        change(memory.entry(name.to_string()).or_default())
-    }
-
-    /// Reads the memory of env `name` (a default one if there is none).
-    pub fn recall<T>(&self, name: &str, read: impl FnOnce(&EnvMemory) -> T) -> T {
-        match self.memory().get(name) {
-            Some(env) => read(env),
-            None => read(&EnvMemory::default()),
-        }
-    }
-
-    /// Whether a child event shows the very version the controller's last apply of that child
-    /// returned: the echo of its own write, which needs no reconcile.
-    pub fn is_own_apply(
-        &self,
-        name: &str,
-        kind: ChildKind,
-        resource_version: Option<&str>,
-    ) -> bool {
-        let Some(version) = resource_version else {
-            return false;
-        };
-        self.memory().get(name).is_some_and(|env| {
-            env.applied[kind as usize]
-                .as_ref()
-                .is_some_and(|applied| applied.resource_version == version)
-        })
-    }
-
-    /// Whether a ConfigMap event shows the very version the controller's last status write
-    /// returned.
-    pub fn is_own_status_write(&self, name: &str, resource_version: Option<&str>) -> bool {
-        let Some(version) = resource_version else {
-            return false;
-        };
-        self.memory().get(name).is_some_and(|env| {
-            env.status_written
-                .as_ref()
-                .is_some_and(|write| write.to_version == version)
-        })
-    }
-
-    /// Forgets envs for which `keep` is false (deleted ConfigMaps).
-    pub fn forget_unless(&self, keep: impl Fn(&str) -> bool) {
-        self.memory().retain(|name, _| keep(name));
     }
 
     /// Waits until the child stores have listed once, so a missing child really is missing.
@@ -245,6 +129,11 @@ impl Context {
             &self.namespace,
             self.config.runner.tilt_port,
         )
+    }
+
+    /// The dashboard's address, where envs are extended.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/", self.config.gateway_host)
     }
 }
 
@@ -301,6 +190,19 @@ impl Synced {
 /// Default of `--tilt-url-template`: the env's Service in the cluster's DNS.
 pub const DEFAULT_TILT_URL_TEMPLATE: &str = "http://{env}.{namespace}.svc:{port}";
 
+/// Checks a Tilt URL template at start: it must name the env (every env has its own Tilt)
+/// and, filled in, be a plain `http://` URL.
+pub fn check_tilt_url_template(template: &str) -> Result<(), &'static str> {
+    if !template.contains("{env}") {
+        return Err("must contain {env}: every env has its own Tilt");
+    }
+    let example = tilt_base_url(template, "env", "namespace", 10350);
+    match example.parse::<hyper::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => Ok(()),
+        _ => Err("must be an http:// URL once {env}, {namespace} and {port} are filled in"),
+    }
+}
+
 /// Fills `{env}`, `{namespace}` and `{port}` into a Tilt URL template.
 pub fn tilt_base_url(template: &str, env: &str, namespace: &str, port: u16) -> String {
     template
@@ -333,6 +235,15 @@ mod tests {
                 .expect("every waiter wakes")
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn tilt_url_templates_must_name_the_env_and_be_http() {
+        assert!(check_tilt_url_template(DEFAULT_TILT_URL_TEMPLATE).is_ok());
+        assert!(check_tilt_url_template("http://127.0.0.1:4000/{env}").is_ok());
+        assert!(check_tilt_url_template("http://127.0.0.1:4000").is_err());
+        assert!(check_tilt_url_template("https://{env}.svc:{port}").is_err());
+        assert!(check_tilt_url_template("{env}").is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ephemerator_core::config::{ContainerResources, ResourceAmounts};
 use ephemerator_core::hosts::env_port_host;
 use ephemerator_core::labels::child_labels;
-use ephemerator_core::{Config, Env, Port};
+use std::hash::{Hash, Hasher};
+
+use ephemerator_core::{Config, EnvSpec, Port};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec,
@@ -36,15 +38,52 @@ pub const DIND_CONTAINER: &str = "dind";
 /// Tilt 0.37.4+ checks in the `X-Tilt-Token` header, so the controller can read the ports.
 pub const TILT_TOKEN_ENV: &str = "TILT_UPPER_TOKEN";
 
-/// What the controller saw in the cluster and learned from Tilt, as far as the children depend
-/// on it.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    /// The Tilt token of the existing runner Deployment (see [`tilt_token_of`]), reused so a
-    /// reconcile never restarts a runner just to change its token.
-    pub tilt_token: Option<String>,
+/// Everything the children of an env are built from, and so the one thing that decides whether
+/// an apply can be skipped: [`desired_children`] reads nothing else, and [`ChildrenInputs::digest`]
+/// covers every field (the config through its digest), so the two cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct ChildrenInputs<'a> {
+    /// The env's name (and its children's).
+    pub name: &'a str,
+    /// The namespace of the env and its children.
+    pub namespace: &'a str,
+    /// The env ConfigMap's uid, for the owner references.
+    pub config_map_uid: &'a str,
+    /// What runs.
+    pub spec: &'a EnvSpec,
+    /// The runner's Tilt token: the existing runner's, reused so a reconcile never restarts a
+    /// runner just to change its token, or a fresh one.
+    pub tilt_token: &'a str,
     /// Ports discovered from the running Tilt (without Tilt's own port).
-    pub discovered_ports: Vec<Port>,
+    pub discovered_ports: &'a [Port],
+    /// The loaded config.
+    pub config: &'a Config,
+    /// [`Config::digest`] of `config`, computed once per loaded config.
+    pub config_digest: u64,
+}
+
+impl ChildrenInputs<'_> {
+    /// A digest of every input: an unchanged digest means unchanged children, found without
+    /// building or serializing them.
+    pub fn digest(&self) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (
+            self.name,
+            self.namespace,
+            self.config_map_uid,
+            self.spec,
+            self.tilt_token,
+            self.discovered_ports,
+            self.config_digest,
+        )
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The env's ports: Tilt's, then the static or discovered ones (see [`exposed_ports`]).
+    pub fn ports(&self) -> Vec<Port> {
+        exposed_ports(self.spec, self.config, self.discovered_ports)
+    }
 }
 
 /// The children of one env.
@@ -56,10 +95,6 @@ pub struct Children {
     pub service: Service,
     /// Routes `PORT---ENV.<gatewayHost>` to the Service, in Ingress mode only.
     pub ingress: Option<Ingress>,
-    /// The ports the Service exposes (Tilt's first), for the env's status.
-    pub ports: Vec<Port>,
-    /// The Tilt token the runner is given (new or reused).
-    pub tilt_token: String,
 }
 
 /// An owner reference making the env ConfigMap the controller of a child, so deleting the
@@ -113,9 +148,9 @@ pub fn tilt_token_of(deployment: &Deployment) -> Option<String> {
 /// The ports of an env's Service: Tilt's port first (always), then the repo's static ports from
 /// the config if it has any, else the discovered ones. Ports and names are unique (the first
 /// wins), so the Service is always valid.
-pub fn exposed_ports(env: &Env, config: &Config, discovered: &[Port]) -> Vec<Port> {
+pub fn exposed_ports(spec: &EnvSpec, config: &Config, discovered: &[Port]) -> Vec<Port> {
     let tilt_port = config.runner.tilt_port;
-    let static_ports = config.static_ports(&env.spec.repo);
+    let static_ports = config.static_ports(&spec.repo);
     let others = if static_ports.is_empty() {
         discovered
     } else {
@@ -137,55 +172,46 @@ pub fn exposed_ports(env: &Env, config: &Config, discovered: &[Port]) -> Vec<Por
     ports
 }
 
-/// Builds every child of `env`. `new_token` is called only when no token was observed.
-pub fn desired_children(
-    env: &Env,
-    config: &Config,
-    namespace: &str,
-    owner: &OwnerReference,
-    observed: &Observed,
-    new_token: impl FnOnce() -> String,
-) -> Children {
-    let tilt_token = observed.tilt_token.clone().unwrap_or_else(new_token);
-    let ports = exposed_ports(env, config, &observed.discovered_ports);
-    let meta = child_meta(env, namespace, owner);
-    let deployment = runner_deployment(env, config, meta.clone(), &tilt_token);
-    let service = runner_service(env, meta.clone(), &ports);
-    let ingress = config
+/// Builds every child of an env from its inputs alone.
+pub fn desired_children(inputs: &ChildrenInputs) -> Children {
+    let ports = inputs.ports();
+    let meta = child_meta(inputs);
+    let deployment = runner_deployment(inputs, meta.clone());
+    let service = runner_service(inputs.name, meta.clone(), &ports);
+    let ingress = inputs
+        .config
         .ingress
         .enabled
-        .then(|| runner_ingress(env, config, meta, &ports));
+        .then(|| runner_ingress(inputs.name, inputs.config, meta, &ports));
     Children {
         deployment,
         service,
         ingress,
-        ports,
-        tilt_token,
     }
 }
 
-fn child_meta(env: &Env, namespace: &str, owner: &OwnerReference) -> ObjectMeta {
+fn child_meta(inputs: &ChildrenInputs) -> ObjectMeta {
     ObjectMeta {
-        name: Some(env.name.clone()),
-        namespace: Some(namespace.to_string()),
-        labels: Some(child_labels(&env.name)),
-        owner_references: Some(vec![owner.clone()]),
+        name: Some(inputs.name.to_string()),
+        namespace: Some(inputs.namespace.to_string()),
+        labels: Some(child_labels(inputs.name)),
+        owner_references: Some(vec![owner_reference(inputs.name, inputs.config_map_uid)]),
         ..ObjectMeta::default()
     }
 }
 
-fn runner_deployment(env: &Env, config: &Config, meta: ObjectMeta, token: &str) -> Deployment {
-    let labels = child_labels(&env.name);
+fn runner_deployment(inputs: &ChildrenInputs, meta: ObjectMeta) -> Deployment {
+    let labels = child_labels(inputs.name);
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels.clone()),
             annotations: Some(BTreeMap::from([(
                 TEMPLATE_HASH_ANNOTATION.to_string(),
-                env.spec.fingerprint(),
+                inputs.spec.fingerprint(),
             )])),
             ..ObjectMeta::default()
         }),
-        spec: Some(runner_pod(env, config, token)),
+        spec: Some(runner_pod(inputs)),
     };
     Deployment {
         metadata: meta,
@@ -209,8 +235,8 @@ fn runner_deployment(env: &Env, config: &Config, meta: ObjectMeta, token: &str) 
 
 /// Upstream's pair: a privileged docker-in-docker container and `tilt-upper`, which clones the
 /// repo, creates a cluster on that docker and runs `tilt up --host 0.0.0.0`.
-fn runner_pod(env: &Env, config: &Config, token: &str) -> PodSpec {
-    let runner = &config.runner;
+fn runner_pod(inputs: &ChildrenInputs) -> PodSpec {
+    let (spec, runner) = (inputs.spec, &inputs.config.runner);
     let volume = |name: &str| Volume {
         name: name.to_string(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -243,10 +269,10 @@ fn runner_pod(env: &Env, config: &Config, token: &str) -> PodSpec {
         ..Container::default()
     };
     let mut tilt_env = vec![
-        var("TILT_UPPER_REPO", &env.spec.repo),
-        var("TILT_UPPER_BRANCH", &env.spec.branch),
-        var("TILT_UPPER_PATH", &env.spec.path),
-        var(TILT_TOKEN_ENV, token),
+        var("TILT_UPPER_REPO", &spec.repo),
+        var("TILT_UPPER_BRANCH", &spec.branch),
+        var("TILT_UPPER_PATH", &spec.path),
+        var(TILT_TOKEN_ENV, inputs.tilt_token),
     ];
     tilt_env.extend(runner.env.iter().map(|v| var(&v.name, &v.value)));
     let tilt_upper = Container {
@@ -306,11 +332,11 @@ fn resources(config: &ContainerResources) -> Option<ResourceRequirements> {
     (requirements.requests.is_some() || requirements.limits.is_some()).then_some(requirements)
 }
 
-fn runner_service(env: &Env, meta: ObjectMeta, ports: &[Port]) -> Service {
+fn runner_service(name: &str, meta: ObjectMeta, ports: &[Port]) -> Service {
     Service {
         metadata: meta,
         spec: Some(ServiceSpec {
-            selector: Some(child_labels(&env.name)),
+            selector: Some(child_labels(name)),
             ports: Some(
                 ports
                     .iter()
@@ -329,21 +355,21 @@ fn runner_service(env: &Env, meta: ObjectMeta, ports: &[Port]) -> Service {
     }
 }
 
-fn runner_ingress(env: &Env, config: &Config, mut meta: ObjectMeta, ports: &[Port]) -> Ingress {
+fn runner_ingress(name: &str, config: &Config, mut meta: ObjectMeta, ports: &[Port]) -> Ingress {
     if !config.ingress.annotations.is_empty() {
         meta.annotations = Some(config.ingress.annotations.clone());
     }
     let rules = ports
         .iter()
         .map(|p| IngressRule {
-            host: Some(env_port_host(p.port, &env.name, &config.gateway_host)),
+            host: Some(env_port_host(p.port, name, &config.gateway_host)),
             http: Some(HTTPIngressRuleValue {
                 paths: vec![HTTPIngressPath {
                     path: Some("/".to_string()),
                     path_type: "Prefix".to_string(),
                     backend: IngressBackend {
                         service: Some(IngressServiceBackend {
-                            name: env.name.clone(),
+                            name: name.to_string(),
                             port: Some(ServiceBackendPort {
                                 number: Some(i32::from(p.port)),
                                 ..ServiceBackendPort::default()
@@ -369,6 +395,7 @@ fn runner_ingress(env: &Env, config: &Config, mut meta: ObjectMeta, ports: &[Por
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ephemerator_core::Env;
     use ephemerator_core::labels::OWNER_NAME_LABEL;
     use ephemerator_core::{EnvSpec, EnvStatus};
 
@@ -420,15 +447,32 @@ ingress:
 
     const HTML: &str = "https://github.com/tilt-dev/tilt-example-html";
 
+    /// What the tests vary besides the env.
+    #[derive(Default)]
+    struct Observed {
+        tilt_token: Option<String>,
+        discovered_ports: Vec<Port>,
+    }
+
+    fn inputs<'a>(env: &'a Env, observed: &'a Observed, config: &'a Config) -> ChildrenInputs<'a> {
+        ChildrenInputs {
+            name: &env.name,
+            namespace: "eph",
+            config_map_uid: "uid-1",
+            spec: &env.spec,
+            tilt_token: observed.tilt_token.as_deref().unwrap_or("fresh-token"),
+            discovered_ports: &observed.discovered_ports,
+            config,
+            config_digest: config.digest(),
+        }
+    }
+
+    fn build_with(env: &Env, observed: &Observed, config: &Config) -> Children {
+        desired_children(&inputs(env, observed, config))
+    }
+
     fn build(env: &Env, observed: &Observed) -> Children {
-        desired_children(
-            env,
-            &config(),
-            "eph",
-            &owner_reference("nicks", "uid-1"),
-            observed,
-            || "fresh-token".to_string(),
-        )
+        build_with(env, observed, &config())
     }
 
     fn pod(children: &Children) -> PodSpec {
@@ -562,29 +606,80 @@ ingress:
     }
 
     #[test]
-    fn tilt_token_is_generated_once_then_reused() {
-        let first = build(&env(HTML, "master"), &Observed::default());
-        assert_eq!(first.tilt_token, "fresh-token");
+    fn the_tilt_token_is_the_runners_and_part_of_the_digest() {
+        let env = env(HTML, "master");
+        let config = config();
+        let fresh = Observed::default();
+        let first = build(&env, &fresh);
         assert_eq!(
             tilt_token_of(&first.deployment).as_deref(),
             Some("fresh-token")
         );
-        let observed = Observed {
+        let kept = Observed {
             tilt_token: Some("kept-token".into()),
             ..Observed::default()
         };
-        let again = desired_children(
-            &env(HTML, "master"),
-            &config(),
-            "eph",
-            &owner_reference("nicks", "uid-1"),
-            &observed,
-            || panic!("a token was observed: no new one may be made"),
-        );
+        let again = build(&env, &kept);
         assert_eq!(
             tilt_token_of(&again.deployment).as_deref(),
             Some("kept-token")
         );
+        assert_ne!(
+            inputs(&env, &fresh, &config).digest(),
+            inputs(&env, &kept, &config).digest()
+        );
+        assert_eq!(
+            inputs(&env, &kept, &config).digest(),
+            inputs(&env, &kept, &config).digest()
+        );
+    }
+
+    #[test]
+    fn every_input_changes_the_digest() {
+        let env = env(HTML, "master");
+        let config = config();
+        let observed = Observed::default();
+        let base = inputs(&env, &observed, &config);
+        let other_spec = EnvSpec {
+            branch: "main".into(),
+            ..env.spec.clone()
+        };
+        let ports = [Port {
+            name: "web".into(),
+            port: 8000,
+        }];
+        let mut other_config = config.clone();
+        other_config.runner.dind_image = "registry.example/dind:v2".into();
+        let variants = [
+            ChildrenInputs {
+                name: "other",
+                ..base.clone()
+            },
+            ChildrenInputs {
+                namespace: "other",
+                ..base.clone()
+            },
+            ChildrenInputs {
+                config_map_uid: "uid-2",
+                ..base.clone()
+            },
+            ChildrenInputs {
+                spec: &other_spec,
+                ..base.clone()
+            },
+            ChildrenInputs {
+                discovered_ports: &ports,
+                ..base.clone()
+            },
+            ChildrenInputs {
+                config: &other_config,
+                config_digest: other_config.digest(),
+                ..base.clone()
+            },
+        ];
+        for variant in variants {
+            assert_ne!(variant.digest(), base.digest(), "{variant:?}");
+        }
     }
 
     #[test]
@@ -628,7 +723,6 @@ ingress:
                 ("web".into(), 8000)
             ]
         );
-        assert_eq!(children.ports.len(), 3);
     }
 
     #[test]
@@ -644,7 +738,15 @@ ingress:
             &env("https://github.com/example/static-site", "main"),
             &observed,
         );
-        let ports: Vec<u16> = children.ports.iter().map(|p| p.port).collect();
+        let ports: Vec<i32> = children
+            .service
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
         assert_eq!(ports, vec![10350, 8080, 9000]);
     }
 
@@ -664,7 +766,7 @@ ingress:
                 port: 10350,
             },
         ];
-        let ports = exposed_ports(&env(HTML, "master"), &config, &discovered);
+        let ports = exposed_ports(&env(HTML, "master").spec, &config, &discovered);
         assert_eq!(
             ports,
             vec![
@@ -732,14 +834,7 @@ ingress:
     fn no_ingress_unless_enabled() {
         let mut config = config();
         config.ingress.enabled = false;
-        let children = desired_children(
-            &env(HTML, "master"),
-            &config,
-            "eph",
-            &owner_reference("nicks", "uid-1"),
-            &Observed::default(),
-            || "t".into(),
-        );
+        let children = build_with(&env(HTML, "master"), &Observed::default(), &config);
         assert!(children.ingress.is_none());
     }
 }

@@ -18,33 +18,17 @@ pub enum Error {
         /// The missing field, e.g. `metadata.uid`.
         field: &'static str,
     },
-    /// A desired object could not be serialized for an apply.
-    #[error("serializing {what}: {source}")]
-    Serialize {
-        /// What was being serialized.
-        what: String,
-        /// The serializer's error.
-        #[source]
-        source: serde_json::Error,
+    /// The operating system gave no randomness for a runner's Tilt token.
+    #[error("no randomness for a Tilt token: {0}")]
+    Randomness(String),
+    /// The Tilt URL template cannot work (checked at start).
+    #[error("--tilt-url-template {template:?}: {reason}")]
+    TiltUrlTemplate {
+        /// The template given.
+        template: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
-    /// The config file could not be loaded.
-    #[error("loading the config file: {0}")]
-    Config(String),
-    /// The Kubernetes client could not be set up (no in-cluster config, no usable kubeconfig).
-    #[error("connecting to Kubernetes: {0}")]
-    Connect(String),
-    /// The metrics/health listener could not bind its address.
-    #[error("binding the metrics/health listener on {addr}: {source}")]
-    Listen {
-        /// The address from `--listen`.
-        addr: std::net::SocketAddr,
-        /// The socket error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The Tilt URL template has no `{env}` or is otherwise unusable.
-    #[error("--tilt-url-template {0:?}: {1}")]
-    TiltUrlTemplate(String, &'static str),
 }
 
 impl Error {
@@ -55,11 +39,8 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "kube",
             Error::MissingMetadata { .. } => "metadata",
-            Error::Serialize { .. } => "serialize",
-            Error::Config(_) => "config",
-            Error::Connect(_) => "connect",
-            Error::Listen { .. } => "listen",
-            Error::TiltUrlTemplate(..) => "tilt_url_template",
+            Error::Randomness(_) => "randomness",
+            Error::TiltUrlTemplate { .. } => "tilt_url_template",
         }
     }
 }

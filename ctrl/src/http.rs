@@ -1,11 +1,12 @@
 //! The small HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-//! `/readyz` (the controller has listed its env ConfigMaps once).
+//! `/readyz` (the controller has listed its env ConfigMaps once and the API server answers).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ephemerator_core::Phase;
+use ephemerator_core::cluster::ApiHealth;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -24,6 +25,8 @@ pub struct HealthState {
     pub metrics: Arc<Metrics>,
     /// Set once the controller's first list of env ConfigMaps has synced.
     pub ready: Arc<AtomicBool>,
+    /// Whether the API server answers: while it does not, nothing the controller does lands.
+    pub api_health: ApiHealth,
     /// The phases of all known envs, counted into `ephctrl_envs` at each scrape so the gauge is
     /// always the cluster's truth (deleted envs drop out by themselves).
     pub env_phases: Box<dyn Fn() -> Vec<Phase> + Send + Sync>,
@@ -62,11 +65,15 @@ fn respond(state: &HealthState, request: &Request<Incoming>) -> Response<Full<By
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(
+        "/readyz" if !state.ready.load(Ordering::Acquire) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: env ConfigMaps not listed yet\n",
         ),
+        "/readyz" if !state.api_health.is_answering() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the Kubernetes API server does not answer\n",
+        ),
+        "/readyz" => text(StatusCode::OK, "ready\n"),
         "/metrics" => {
             state.metrics.set_env_phases((state.env_phases)());
             let mut response = text(StatusCode::OK, "");
@@ -102,6 +109,7 @@ mod tests {
         let state = Arc::new(HealthState {
             metrics: Arc::new(Metrics::new()),
             ready: ready.clone(),
+            api_health: ApiHealth::default(),
             env_phases: Box::new(|| vec![Phase::Ready, Phase::Ready, Phase::Failed]),
         });
         tokio::spawn(serve(listener, state));

@@ -2,51 +2,56 @@
 //! in its namespace, expires envs, and reports their status back on the ConfigMap.
 //!
 //! [`run`] is the whole controller; `main.rs` only parses flags and builds the client, so tests
-//! run the controller in-process against a devcluster.
+//! run the controller in-process against a devcluster. Per env: [`reconcile`] gathers,
+//! [`plan`] decides, [`execute`] writes.
 
 pub mod cached;
 pub mod context;
 pub mod desired;
 pub mod error;
 pub mod events;
-pub mod expiry;
+pub mod execute;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod outbound;
+pub mod plan;
 pub mod reconcile;
 #[cfg(any(test, feature = "test-support"))]
-mod stand_in;
+pub mod testing;
 pub mod tilt;
 
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
 
 pub use context::DEFAULT_TILT_URL_TEMPLATE;
 pub use error::{Error, Result};
 
 use crate::cached::{ChildMeta, RunnerDeployment, slim_meta};
-use crate::context::{ChildKind, Context, Synced};
+use crate::context::{Context, Parts, Synced};
 use crate::events::EventSink;
 use crate::http::HealthState;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::tilt::TiltClient;
+use crate::observe::ChildKind;
 
 /// Most reconciles running at once: enough to keep the API server busy, few enough that a
 /// thousand new envs do not open a thousand connections.
@@ -54,14 +59,19 @@ pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 /// Everything [`run`] needs.
 pub struct Settings {
-    /// The cluster.
+    /// The cluster; see [`ephemerator_core::cluster::bounded_client`].
     pub client: Client,
+    /// Whether the API server answers, as the client reports it (for `/readyz`).
+    pub api_health: ApiHealth,
     /// The namespace of the env ConfigMaps and their children.
     pub namespace: String,
     /// The loaded config file.
     pub config: Config,
-    /// Address of the `/metrics`, `/healthz`, `/readyz` listener; `None` for no listener.
-    pub listen: Option<SocketAddr>,
+    /// The webhook for notices: the config's `notifications.webhookUrl` unless a secret gives
+    /// another.
+    pub webhook_url: Option<ephemerator_core::SecretUrl>,
+    /// The bound `/metrics`, `/healthz`, `/readyz` listener; `None` for no listener.
+    pub listener: Option<TcpListener>,
     /// Where Tilt is reached, with `{env}`, `{namespace}` and `{port}` filled in; see
     /// [`DEFAULT_TILT_URL_TEMPLATE`].
     pub tilt_url_template: String,
@@ -70,38 +80,41 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings with the defaults: no listener, the in-cluster Tilt URL, default concurrency.
+    /// Settings with the defaults: no listener, the config's webhook, the in-cluster Tilt URL,
+    /// default concurrency.
     pub fn new(client: Client, namespace: impl Into<String>, config: Config) -> Self {
         Settings {
             client,
+            api_health: ApiHealth::default(),
             namespace: namespace.into(),
+            webhook_url: config.notifications.webhook_url.clone(),
             config,
-            listen: None,
+            listener: None,
             tilt_url_template: DEFAULT_TILT_URL_TEMPLATE.to_string(),
             concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
 
-/// Runs the controller until it is dropped (or its watch streams end). Fails only at start,
-/// when the listener cannot bind; everything later is retried.
+/// Runs the controller until it is dropped. Fails only at start, on a Tilt URL template that
+/// cannot work; everything later is retried.
 pub async fn run(settings: Settings) -> Result<()> {
     let Settings {
         client,
+        api_health,
         namespace,
         config,
-        listen,
+        webhook_url,
+        listener,
         tilt_url_template,
         concurrency,
     } = settings;
-    let listener = match listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Listen { addr, source })?,
-        ),
-        None => None,
-    };
+    context::check_tilt_url_template(&tilt_url_template).map_err(|reason| {
+        Error::TiltUrlTemplate {
+            template: tilt_url_template.clone(),
+            reason,
+        }
+    })?;
 
     let synced = Synced::default();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
@@ -112,35 +125,39 @@ pub async fn run(settings: Settings) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (events, event_writer) =
         EventSink::new(client.clone(), &namespace, &events::reporting_instance());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        namespace.clone(),
-        Arc::new(config.clone()),
+    let ctx = Arc::new(Context::new(Parts {
+        client: client.clone(),
+        api_health: api_health.clone(),
+        namespace: namespace.clone(),
+        config: Arc::new(config),
         events,
-        metrics.clone(),
-        Notifier::new(config.notifications.webhook_url.clone()),
-        TiltClient::new(),
+        metrics: metrics.clone(),
+        notifier: Notifier::new(webhook_url.map(|url| url.expose().clone())),
         tilt_url_template,
-        (deployments, services, ingresses),
-        synced.clone(),
-    ));
+        stores: (deployments, services, ingresses),
+        synced: synced.clone(),
+    }));
 
+    // Each watch retries on its own (see ephemerator_core::cluster) and yields no errors, so
+    // the Controller's joint trigger backoff never pauses every watch at once.
     let config_map_stream = {
         let ctx = ctx.clone();
-        watcher(
+        reflected_watch(
             Api::<ConfigMap>::namespaced(client.clone(), &namespace),
             watcher::Config::default().labels(&env_label_selector()),
+            config_map_writer,
+            |cm| slim_meta(&mut cm.metadata),
         )
-        .default_backoff()
-        .modify(|cm| slim_meta(&mut cm.metadata))
-        .reflect(config_map_writer)
-        .inspect_ok(mark_listed(&synced, Synced::CONFIG_MAPS))
-        .applied_objects()
+        .inspect(mark_listed(synced.clone(), Synced::CONFIG_MAPS))
+        .flat_map(|event| futures::stream::iter(applied(event)))
         // The echo of the controller's own status write: nothing new to reconcile.
-        .try_filter(move |cm| {
-            let echo = ctx.is_own_status_write(&cm.name_any(), cm.resource_version().as_deref());
+        .filter(move |cm| {
+            let echo = ctx
+                .memory
+                .is_own_status_write(&cm.name_any(), cm.resource_version().as_deref());
             futures::future::ready(!echo)
         })
+        .map(Ok::<_, watcher::Error>)
     };
     let deployment_stream = child_watch(
         &client,
@@ -176,7 +193,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         .for_each(|result| async move {
             match result {
                 Ok((env, _)) => tracing::trace!(env = %env.name, "reconciled"),
-                // The env was deleted before its turn, or a watch hiccup that is retried.
+                // The env was deleted before its turn (the reconcile's own errors are logged
+                // by the error policy).
                 Err(error) => tracing::debug!(%error, "controller event"),
             }
         });
@@ -199,6 +217,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         let state = Arc::new(HealthState {
             metrics,
             ready,
+            api_health,
             env_phases: Box::new(move || {
                 phases_from
                     .state()
@@ -219,7 +238,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                 if !ctx.synced.is(Synced::CONFIG_MAPS) {
                     continue;
                 }
-                ctx.forget_unless(|name| {
+                ctx.memory.forget_unless(|name| {
                     config_maps
                         .get(&ObjectRef::new(name).within(&namespace))
                         .is_some()
@@ -241,6 +260,15 @@ pub async fn run(settings: Settings) -> Result<()> {
         () = event_writer => {}
     }
     Ok(())
+}
+
+/// The objects an event brings to reconcile: every object listed or changed (deletions need
+/// none: garbage collection removes an env's children).
+fn applied<K>(event: watcher::Event<K>) -> Vec<K> {
+    match event {
+        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => vec![object],
+        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => Vec::new(),
+    }
 }
 
 /// A namespace-wide watch of one child kind, reflected into `writer`'s store (every object of
@@ -265,34 +293,36 @@ where
         + Sync
         + 'static,
 {
-    watcher(
+    let ctx = ctx.clone();
+    let listed = mark_listed(ctx.synced.clone(), bit);
+    reflected_watch(
         Api::<K>::namespaced(client.clone(), namespace),
         watcher::Config::default(),
+        writer,
+        |_| {},
     )
-    .default_backoff()
-    .reflect(writer)
-    .inspect_ok(mark_listed(&ctx.synced, bit))
-    .try_filter({
-        let ctx = ctx.clone();
-        move |event| {
-            let echo = match event {
-                watcher::Event::Apply(object) => ctx.is_own_apply(
+    .inspect(listed)
+    .flat_map(move |event| {
+        let touched = match event {
+            watcher::Event::Apply(object) => {
+                let echo = ctx.memory.is_own_apply(
                     &object.name_any(),
                     kind,
                     object.meta().resource_version.as_deref(),
-                ),
-                _ => false,
-            };
-            futures::future::ready(!echo)
-        }
+                );
+                (!echo).then_some(object)
+            }
+            watcher::Event::InitApply(object) | watcher::Event::Delete(object) => Some(object),
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        futures::stream::iter(touched)
     })
-    .touched_objects()
+    .map(Ok)
 }
 
 /// Marks `bit` in `synced` once a watch's first list has reached its store (and again after
 /// each re-list, harmlessly).
-fn mark_listed<K>(synced: &Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
-    let synced = synced.clone();
+fn mark_listed<K>(synced: Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
     move |event| {
         if matches!(event, watcher::Event::InitDone) {
             synced.mark(bit);

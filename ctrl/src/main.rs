@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
-use ephemerator_core::Config;
-use tracing_subscriber::EnvFilter;
+use ephemerator_core::cluster::{ApiHealth, bounded_client};
+use ephemerator_core::{Config, SecretUrl};
 
 /// Keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap in its
 /// namespace, and expires envs.
@@ -27,6 +28,17 @@ struct Args {
     /// in. Override for a local run outside the cluster.
     #[arg(long, env = "EPH_TILT_URL_TEMPLATE", default_value = DEFAULT_TILT_URL_TEMPLATE)]
     tilt_url_template: String,
+    /// A file holding the notification webhook URL (a mounted Secret); overrides the config
+    /// file's notifications.webhookUrl.
+    #[arg(long, env = "EPH_WEBHOOK_URL_FILE", conflicts_with = "webhook_url")]
+    webhook_url_file: Option<PathBuf>,
+    /// The notification webhook URL (from a Secret through the environment); overrides the
+    /// config file's notifications.webhookUrl. Never printed.
+    #[arg(long, env = "EPH_WEBHOOK_URL", hide_env_values = true)]
+    webhook_url: Option<String>,
+    /// Longest time one Kubernetes API request may take (e.g. 30s).
+    #[arg(long, env = "EPH_API_TIMEOUT", value_parser = parse_seconds, default_value = "30s")]
+    api_timeout: Duration,
     /// Most reconciles at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: u16,
@@ -41,17 +53,16 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    ephemerator_core::logging::init(args.log_json);
 
     let config = Config::load(&args.config)?;
+    let webhook_url = webhook_url(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the metrics/health listener on {}", args.listen))?;
+    // The bound address (a port 0 in --listen picks a free one).
+    let bound = listener.local_addr().context("the listener's address")?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
     // In-cluster, else KUBECONFIG / ~/.kube/config: the standard kube-rs inference.
     let kube_config = kube::Config::infer()
         .await
@@ -59,17 +70,60 @@ async fn main() -> anyhow::Result<()> {
     let namespace = args
         .namespace
         .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
+    let api_health = ApiHealth::default();
+    let client = bounded_client(kube_config, args.api_timeout, api_health.clone())
+        .context("building the Kubernetes client")?;
 
     let mut settings = Settings::new(client, namespace, config);
-    settings.listen = Some(args.listen);
+    settings.api_health = api_health;
+    settings.listener = Some(listener);
     settings.tilt_url_template = args.tilt_url_template;
     settings.concurrency = args.concurrency;
+    if webhook_url.is_some() {
+        settings.webhook_url = webhook_url;
+    }
     tokio::select! {
         result = ephctrl::run(settings) => result?,
         () = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// The webhook URL from a Secret (file or environment), if one is given.
+fn webhook_url(args: &Args) -> anyhow::Result<Option<SecretUrl>> {
+    let (text, source) = match (&args.webhook_url_file, &args.webhook_url) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the webhook URL file {}", path.display()))?,
+            format!("{}", path.display()),
+        ),
+        (None, Some(url)) => (url.clone(), "--webhook-url / EPH_WEBHOOK_URL".to_string()),
+        (None, None) => return Ok(None),
+    };
+    SecretUrl::parse(&text)
+        .map(Some)
+        .map_err(|problem| anyhow::anyhow!("{source}: the webhook URL {problem}"))
+}
+
+/// `30s`, `2m` or a bare number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration like 30s or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number.saturating_mul(60),
+        _ => return Err(format!("{text:?}: use s or m")),
+    };
+    if seconds == 0 {
+        return Err(format!("{text:?}: must be at least 1s"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends).

@@ -4,25 +4,22 @@
 //! posts it with bounded retries and backoff (connect errors, timeouts, 5xx, 429) and logs what
 //! happened. A full queue drops the notice with a warning rather than grow without bound.
 //! Webhook URLs carry their secret in the path, so logs and errors name only scheme and host.
+//! Posts go through the crate's one outgoing client ([`crate::outbound`]).
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode, Uri, header};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::tilt::describe;
+use crate::outbound::{Head, Outbound, OutboundError};
 
 /// Something worth telling the env's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,8 +154,6 @@ pub enum Queued {
     Dropped,
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// Posts [`Notice`]s to the configured webhook. Cheap to clone; `None` URL = disabled.
 #[derive(Clone)]
 pub struct Notifier {
@@ -169,7 +164,7 @@ struct Webhook {
     uri: Uri,
     /// Scheme and host only: the path of a webhook URL is its secret.
     shown: String,
-    client: HttpsClient,
+    client: Outbound,
     policy: RetryPolicy,
     queued: AtomicUsize,
     /// Posts at once; the rest wait their turn (Slack allows about one message a second).
@@ -187,6 +182,8 @@ impl fmt::Debug for Notifier {
 
 impl Notifier {
     const MAX_CONCURRENT_POSTS: usize = 4;
+    /// Of the webhook's answer only this much is read (Slack explains refusals in a few words).
+    const MAX_ANSWER_BYTES: usize = 1024;
 
     /// A notifier posting to `webhook_url` (config `notifications.webhookUrl`) with the default
     /// [`RetryPolicy`]. `None`, or a URL that cannot be used (logged), disables it.
@@ -207,7 +204,12 @@ impl Notifier {
                 return Notifier { inner: None };
             }
         };
-        let client = match https_client(&policy, uri.scheme_str() == Some("https")) {
+        // The system's CA bundle is read only when the webhook needs TLS.
+        let client = match uri.scheme_str() {
+            Some("https") => Outbound::with_native_roots(policy.connect_timeout),
+            _ => Ok(Outbound::plain(policy.connect_timeout)),
+        };
+        let client = match client {
             Ok(client) => client,
             Err(reason) => {
                 warn!(webhook = %shown, %reason, "notifications disabled: cannot set up TLS");
@@ -278,31 +280,6 @@ impl Notifier {
     }
 }
 
-fn https_client(policy: &RetryPolicy, need_roots: bool) -> Result<HttpsClient, String> {
-    // The same rustls + ring stack kube uses; set explicitly so no process-wide default matters.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    // The system's CA bundle is read only when the webhook needs TLS.
-    let builder = if need_roots {
-        HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|err| err.to_string())?
-    } else {
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| err.to_string())?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        HttpsConnectorBuilder::new().with_tls_config(tls)
-    };
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(policy.connect_timeout));
-    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
-        .build(connector))
-}
-
 /// One attempt's failure: whether trying again may help, how long the server asked to wait.
 struct AttemptError {
     retry: bool,
@@ -371,54 +348,66 @@ impl Webhook {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|err| failed(false, format!("cannot build the request: {err}")))?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|err| {
-                let what = if err.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
-                failed(
-                    true,
-                    format!("{what} to {}: {}", self.shown, describe(&err)),
-                )
-            })?;
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            // Read (a little of) the body so the connection can be reused; Slack explains
-            // refusals there (`invalid_token`, `no_service`).
-            let detail = http_body_util::Limited::new(response.into_body(), 1024)
-                .collect()
-                .await
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
-                .unwrap_or_default();
-            if status.is_success() {
-                return Ok(());
+        let answered = self
+            .client
+            .send(
+                request,
+                self.policy.request_timeout,
+                Notifier::MAX_ANSWER_BYTES,
+            )
+            .await;
+        // The whole answer is read so the connection can be reused; Slack explains refusals in
+        // the body (`invalid_token`, `no_service`). A body that does not arrive whole (too long,
+        // broken off) leaves the detail empty: the status still counts.
+        let (status, headers, detail) = match answered {
+            Ok(answer) => (
+                answer.status,
+                answer.headers,
+                String::from_utf8_lossy(&answer.body).trim().to_string(),
+            ),
+            Err(
+                OutboundError::TooLarge { head, .. }
+                | OutboundError::Request {
+                    head: Some(head), ..
+                },
+            ) => {
+                let Head { status, headers } = *head;
+                (status, headers, String::new())
             }
-            let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            Err(AttemptError {
-                retry,
-                retry_after: retry_after.filter(|_| retry),
-                status: Some(status.as_u16()),
-                reason: format!("{} answered HTTP {status} {detail:?}", self.shown),
-            })
-        };
-        tokio::time::timeout(self.policy.request_timeout, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(failed(
+            Err(OutboundError::Connect { reason }) => {
+                return Err(failed(
                     true,
-                    format!(
-                        "{} did not answer within {:?}",
-                        self.shown, self.policy.request_timeout
-                    ),
-                ))
-            })
+                    format!("cannot connect to {}: {reason}", self.shown),
+                ));
+            }
+            Err(OutboundError::Request { reason, head: None }) => {
+                return Err(failed(
+                    true,
+                    format!("request failed to {}: {reason}", self.shown),
+                ));
+            }
+            Err(OutboundError::Timeout { after, .. }) => {
+                return Err(failed(
+                    true,
+                    format!("{} did not answer within {after:?}", self.shown),
+                ));
+            }
+        };
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        Err(AttemptError {
+            retry,
+            retry_after: retry_after.filter(|_| retry),
+            status: Some(status.as_u16()),
+            reason: format!("{} answered HTTP {status} {detail:?}", self.shown),
+        })
     }
 }
 
@@ -442,146 +431,10 @@ fn log_delivery(webhook: &str, notice: &Notice, delivery: &Delivery) {
     }
 }
 
-/// A stand-in webhook receiver for tests: records every JSON body posted to it on 127.0.0.1 and
-/// answers with scripted status codes (then 200).
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing {
-    use std::collections::VecDeque;
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex, PoisonError};
-    use std::time::Duration;
-
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::{Bytes, Incoming};
-    use hyper::{Request, Response, StatusCode};
-    use serde_json::Value;
-    use tokio::net::TcpListener;
-    use tokio::sync::Notify;
-    use tokio::task::JoinHandle;
-
-    /// One request the stand-in received.
-    #[derive(Debug, Clone)]
-    pub struct Received {
-        pub path: String,
-        pub content_type: Option<String>,
-        /// The body as JSON (`Value::Null` if it was not JSON).
-        pub body: Value,
-    }
-
-    #[derive(Default)]
-    struct Shared {
-        statuses: Mutex<VecDeque<u16>>,
-        received: Mutex<Vec<Received>>,
-        arrived: Notify,
-    }
-
-    /// The running receiver; stops when dropped.
-    pub struct StandInWebhook {
-        addr: SocketAddr,
-        shared: Arc<Shared>,
-        server: JoinHandle<()>,
-    }
-
-    impl StandInWebhook {
-        /// Starts a receiver that answers the first requests with `statuses`, then 200.
-        pub async fn start(statuses: &[u16]) -> std::io::Result<Self> {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let shared = Arc::new(Shared {
-                statuses: Mutex::new(statuses.iter().copied().collect()),
-                ..Shared::default()
-            });
-            let server = tokio::spawn(crate::stand_in::serve(
-                listener,
-                shared.clone(),
-                |shared, request| async move { answer(&shared, request).await },
-            ));
-            Ok(StandInWebhook {
-                addr,
-                shared,
-                server,
-            })
-        }
-
-        /// A webhook URL on the receiver, with a secret-looking path like Slack's.
-        pub fn url(&self) -> url::Url {
-            let text = format!("http://{}/services/T000/B000/s3cr3tpath", self.addr);
-            url::Url::parse(&text).unwrap_or_else(|err| unreachable!("{text}: {err}"))
-        }
-
-        /// Everything received so far.
-        pub fn received(&self) -> Vec<Received> {
-            self.shared
-                .received
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-        }
-
-        /// Waits until at least `count` requests arrived or `deadline` passed; returns them.
-        pub async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
-            let _ = tokio::time::timeout(deadline, async {
-                loop {
-                    let arrived = self.shared.arrived.notified();
-                    if self.received().len() >= count {
-                        return;
-                    }
-                    arrived.await;
-                }
-            })
-            .await;
-            self.received()
-        }
-    }
-
-    impl Drop for StandInWebhook {
-        fn drop(&mut self) {
-            self.server.abort();
-        }
-    }
-
-    async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = request.uri().path().to_string();
-        let content_type = request
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = match request.into_body().collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => Bytes::new(),
-        };
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let status = shared
-            .statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
-            .unwrap_or(200);
-        shared
-            .received
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Received {
-                path,
-                content_type,
-                body,
-            });
-        shared.arrived.notify_waiters();
-        let mut response = Response::new(Full::new(Bytes::from(if status == 200 {
-            "ok"
-        } else {
-            "no_service"
-        })));
-        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        response
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::StandInWebhook;
     use super::*;
+    use crate::testing::webhook::StandInWebhook;
 
     const WAIT: Duration = Duration::from_secs(10);
 

@@ -6,6 +6,35 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cached::RunnerDeployment;
 
+/// The children of an env.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// The runner Deployment.
+    Deployment = 0,
+    /// Its Service.
+    Service = 1,
+    /// Its Ingress (Ingress mode).
+    Ingress = 2,
+}
+
+impl ChildKind {
+    /// Every kind, in the order they are written.
+    pub const ALL: [ChildKind; 3] = [
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::Ingress,
+    ];
+
+    /// The API kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+            ChildKind::Ingress => "Ingress",
+        }
+    }
+}
+
 /// Who an object with a child's name belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
@@ -57,7 +86,8 @@ pub struct RunnerState {
 }
 
 impl RunnerState {
-    fn new(phase: Phase, message: impl Into<String>) -> Self {
+    /// A state with its message.
+    pub fn new(phase: Phase, message: impl Into<String>) -> Self {
         RunnerState {
             phase,
             message: message.into(),

@@ -6,21 +6,20 @@
 //! following upstream's rules; see [`ports_from_uiresources`]. Reading the list over HTTP needs
 //! no `pods/exec` permission, unlike upstream.
 //!
-//! The client is hyper-util's, which kube already builds into this binary: plain HTTP is all
-//! Tilt serves inside the cluster, so nothing new needs compiling and no second TLS stack.
+//! The request goes through the crate's one outgoing client ([`crate::outbound`]), with Tilt's
+//! own timeouts and size cap; plain HTTP is all Tilt serves inside the cluster, so only
+//! `http://` URLs are taken and no CA bundle is read.
 
 use std::collections::BTreeSet;
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use ephemerator_core::Port;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode, Uri, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
+
+use crate::outbound::{Outbound, OutboundError};
 
 /// Tilt's own web port; the Service always exposes it as [`TILT_PORT_NAME`], so discovery never
 /// returns it.
@@ -247,7 +246,7 @@ fn unique_name(base: &str, used: &mut BTreeSet<String>) -> String {
 /// Asks running Tilts for their resources. Cheap to clone (one shared connection pool).
 #[derive(Clone)]
 pub struct TiltClient {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    outbound: Outbound,
     request_timeout: Duration,
     max_body: usize,
 }
@@ -281,17 +280,9 @@ impl TiltClient {
         request_timeout: Duration,
         max_body: usize,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            // One idle connection per runner is enough for a poll every few seconds.
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         TiltClient {
-            client,
+            // Tilt serves plain HTTP inside the cluster: no CA bundle needed.
+            outbound: Outbound::plain(connect_timeout),
             request_timeout,
             max_body,
         }
@@ -324,269 +315,52 @@ impl TiltClient {
         let request = Request::get(uri)
             .header(TOKEN_HEADER, token)
             .header(header::ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|err| invalid(err.to_string()))?;
 
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|err| {
-                let reason = describe(&err);
-                if err.is_connect() {
-                    TiltError::Connect {
-                        url: url.clone(),
-                        reason,
-                    }
-                } else {
-                    TiltError::Request {
-                        url: url.clone(),
-                        reason,
-                    }
-                }
-            })?;
-            let status = response.status();
+        let answered = self
+            .outbound
+            .send(request, self.request_timeout, self.max_body)
+            .await;
+        // The status decides first, even when the body then failed to arrive whole.
+        let status = match &answered {
+            Ok(answer) => Some(answer.status),
+            Err(err) => err.head().map(|head| head.status),
+        };
+        if let Some(status) = status {
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 return Err(TiltError::Unauthorized {
-                    url: url.clone(),
+                    url,
                     status: status.as_u16(),
                 });
             }
             if !status.is_success() {
                 return Err(TiltError::Status {
-                    url: url.clone(),
+                    url,
                     status: status.as_u16(),
                 });
             }
-            let too_large = || TiltError::TooLarge {
-                url: url.clone(),
-                limit: self.max_body,
-            };
-            let declared = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > self.max_body as u64) {
-                return Err(too_large());
-            }
-            let collected = Limited::new(response.into_body(), self.max_body)
-                .collect()
-                .await
-                .map_err(|err| {
-                    if err.is::<http_body_util::LengthLimitError>() {
-                        too_large()
-                    } else {
-                        TiltError::Request {
-                            url: url.clone(),
-                            reason: describe(err.as_ref()),
-                        }
-                    }
-                })?;
-            Ok(collected.to_bytes())
-        };
-        tokio::time::timeout(self.request_timeout, exchange)
-            .await
-            .map_err(|_| TiltError::Timeout {
-                url: url.clone(),
+        }
+        match answered {
+            Ok(answer) => Ok(answer.body),
+            Err(OutboundError::Connect { reason }) => Err(TiltError::Connect { url, reason }),
+            Err(OutboundError::Request { reason, .. }) => Err(TiltError::Request { url, reason }),
+            Err(OutboundError::Timeout { .. }) => Err(TiltError::Timeout {
+                url,
                 timeout: self.request_timeout,
-            })?
-    }
-}
-
-/// An error and its causes on one line (hyper's own messages are terse). Shared with the
-/// webhook notifier.
-pub(crate) fn describe(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// A stand-in Tilt for tests: serves a UIResourceList at [`UIRESOURCES_PATH`] on 127.0.0.1 to
-/// requests carrying the right token (401 otherwise); the list can be changed while it runs.
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing {
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex, PoisonError};
-
-    use http_body_util::Full;
-    use hyper::body::{Bytes, Incoming};
-    use hyper::{Method, Request, Response, StatusCode, header};
-    use serde_json::json;
-    use tokio::net::TcpListener;
-    use tokio::task::JoinHandle;
-
-    use super::{TOKEN_HEADER, UIRESOURCES_PATH};
-
-    struct Shared {
-        token: String,
-        body: Mutex<Bytes>,
-        requests: AtomicUsize,
-        refused: AtomicUsize,
-    }
-
-    /// The running stand-in; stops when dropped.
-    pub struct StandInTilt {
-        addr: SocketAddr,
-        shared: Arc<Shared>,
-        server: JoinHandle<()>,
-    }
-
-    impl StandInTilt {
-        /// Starts serving `uiresources` (a UIResourceList JSON body) to holders of `token`.
-        pub async fn start(token: &str, uiresources: impl Into<Bytes>) -> std::io::Result<Self> {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let shared = Arc::new(Shared {
-                token: token.to_string(),
-                body: Mutex::new(uiresources.into()),
-                requests: AtomicUsize::new(0),
-                refused: AtomicUsize::new(0),
-            });
-            let server = tokio::spawn(crate::stand_in::serve(
-                listener,
-                shared.clone(),
-                |shared, request| async move { answer(&shared, &request) },
-            ));
-            Ok(StandInTilt {
-                addr,
-                shared,
-                server,
-            })
+            }),
+            Err(OutboundError::TooLarge { .. }) => Err(TiltError::TooLarge {
+                url,
+                limit: self.max_body,
+            }),
         }
-
-        /// `http://127.0.0.1:PORT`, what [`super::TiltClient::discover_ports`] takes.
-        pub fn base_url(&self) -> String {
-            format!("http://{}", self.addr)
-        }
-
-        /// The listening address.
-        pub fn addr(&self) -> SocketAddr {
-            self.addr
-        }
-
-        /// Serves `uiresources` from now on.
-        pub fn set_uiresources(&self, uiresources: impl Into<Bytes>) {
-            *self
-                .shared
-                .body
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = uiresources.into();
-        }
-
-        /// Requests for the list so far, refused ones included.
-        pub fn requests(&self) -> usize {
-            self.shared.requests.load(Ordering::SeqCst)
-        }
-
-        /// Requests refused for a missing or wrong token.
-        pub fn refused(&self) -> usize {
-            self.shared.refused.load(Ordering::SeqCst)
-        }
-    }
-
-    impl Drop for StandInTilt {
-        fn drop(&mut self) {
-            self.server.abort();
-        }
-    }
-
-    fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let reply = |status: StatusCode, body: Bytes| {
-            let mut response = Response::new(Full::new(body));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            response
-        };
-        if request.uri().path() != UIRESOURCES_PATH {
-            return reply(StatusCode::NOT_FOUND, Bytes::from_static(b"{}"));
-        }
-        if request.method() != Method::GET {
-            return reply(StatusCode::METHOD_NOT_ALLOWED, Bytes::from_static(b"{}"));
-        }
-        shared.requests.fetch_add(1, Ordering::SeqCst);
-        let token_ok = request
-            .headers()
-            .get(TOKEN_HEADER)
-            .is_some_and(|value| value.as_bytes() == shared.token.as_bytes());
-        if !token_ok {
-            shared.refused.fetch_add(1, Ordering::SeqCst);
-            return reply(
-                StatusCode::UNAUTHORIZED,
-                Bytes::from_static(br#"{"kind":"Status","status":"Failure","code":401}"#),
-            );
-        }
-        let body = shared
-            .body
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        reply(StatusCode::OK, body)
-    }
-
-    /// One resource of a fake UIResourceList.
-    #[derive(Debug, Clone)]
-    pub struct FakeResource {
-        pub name: String,
-        /// `ok`, `pending`, `error`, `not_applicable`, `unknown`, `none`, or "" (absent).
-        pub runtime_status: String,
-        pub endpoint_links: Vec<String>,
-    }
-
-    impl FakeResource {
-        /// A resource with the given runtime status and endpoint link URLs.
-        pub fn new(name: &str, runtime_status: &str, links: &[&str]) -> Self {
-            FakeResource {
-                name: name.to_string(),
-                runtime_status: runtime_status.to_string(),
-                endpoint_links: links.iter().map(|l| l.to_string()).collect(),
-            }
-        }
-    }
-
-    /// A UIResourceList body shaped like Tilt's, with a loaded `(Tiltfile)` resource first.
-    pub fn uiresource_list(resources: &[FakeResource]) -> String {
-        let mut items = vec![json!({
-            "metadata": {"name": "(Tiltfile)"},
-            "status": {"runtimeStatus": "not_applicable", "updateStatus": "ok", "order": 1},
-        })];
-        for (i, resource) in resources.iter().enumerate() {
-            let mut status = json!({
-                "updateStatus": "ok",
-                "order": i + 2,
-                "endpointLinks": resource.endpoint_links.iter().map(|url| json!({"url": url})).collect::<Vec<_>>(),
-            });
-            if !resource.runtime_status.is_empty() {
-                status["runtimeStatus"] = json!(resource.runtime_status);
-            }
-            items.push(json!({
-                "kind": "UIResource",
-                "apiVersion": "tilt.dev/v1alpha1",
-                "metadata": {"name": resource.name},
-                "spec": {},
-                "status": status,
-            }));
-        }
-        json!({
-            "kind": "UIResourceList",
-            "apiVersion": "tilt.dev/v1alpha1",
-            "metadata": {},
-            "items": items,
-        })
-        .to_string()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{FakeResource, StandInTilt, uiresource_list};
     use super::*;
+    use crate::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
     use proptest::prelude::*;
 
     /// What `tilt get uiresources -o json` prints for a small web app: the Tiltfile, two

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -18,20 +17,14 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
     cluster.write_kubeconfig(&kubeconfig).unwrap();
     let config = dir.path().join("ephemerator.yaml");
     std::fs::write(&config, CONFIG_YAML).unwrap();
-    let port = free_port();
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ephctrl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ephctrl"));
+    command
         .arg("--config")
         .arg(&config)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--listen", "127.0.0.1:0", "--log-json"])
         .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ephctrl starts");
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let (mut child, port) = spawn_with_listener(command).await;
 
     wait_for("/readyz to answer 200", || async {
         let (status, _) = http_get(port, "/readyz").await?;
@@ -41,11 +34,14 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
     // The namespace came from the kubeconfig (`default`).
     create_env(&client, "olga", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "olga", Phase::Ready).await;
-    let (_, metrics) = http_get(port, "/metrics").await.unwrap();
-    assert!(
-        metrics.contains("ephctrl_envs{phase=\"Ready\"} 1"),
-        "{metrics}"
-    );
+    // The gauge counts the controller's cache, which sees the status write a moment later.
+    wait_for("ephctrl_envs to count the Ready env", || async {
+        let (_, metrics) = http_get(port, "/metrics").await?;
+        metrics
+            .contains("ephctrl_envs{phase=\"Ready\"} 1")
+            .then_some(())
+    })
+    .await;
     child.kill().await.unwrap();
 }
 
@@ -73,4 +69,87 @@ async fn a_broken_config_file_stops_the_binary_with_its_location() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken.yaml"), "{stderr}");
     assert!(stderr.contains("expiration.defaultTTL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_tilt_url_template_without_the_env_is_refused_at_start() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).unwrap();
+    let config = dir.path().join("ephemerator.yaml");
+    std::fs::write(&config, CONFIG_YAML).unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(env!("CARGO_BIN_EXE_ephctrl"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--tilt-url-template", "http://127.0.0.1:10350"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output(),
+    )
+    .await
+    .expect("ephctrl exits")
+    .expect("ephctrl runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--tilt-url-template"), "{stderr}");
+    assert!(stderr.contains("must contain {env}"), "{stderr}");
+}
+
+#[tokio::test]
+async fn logs_have_no_colour_codes_when_not_on_a_terminal_and_hide_the_webhook() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).unwrap();
+    let config = dir.path().join("ephemerator.yaml");
+    std::fs::write(&config, CONFIG_YAML).unwrap();
+    let secret = dir.path().join("webhook-url");
+    std::fs::write(
+        &secret,
+        "https://hooks.example.com/services/T0/B0/SECRET-PATH\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ephctrl"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--webhook-url-file")
+        .arg(&secret)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ephctrl starts");
+    let stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+    };
+    wait_for("ephctrl to list its envs", || {
+        let ready = seen.lock().unwrap().contains("ready");
+        async move { ready.then_some(()) }
+    })
+    .await;
+    child.kill().await.unwrap();
+    reader.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.contains('\u{1b}'), "escape codes in: {seen}");
+    assert!(
+        !seen.contains("SECRET-PATH"),
+        "the webhook's secret logged: {seen}"
+    );
 }

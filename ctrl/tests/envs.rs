@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::*;
 use ephctrl::Settings;
 use ephctrl::desired::{template_hash_of, tilt_token_of};
-use ephctrl::tilt::testing::{FakeResource, StandInTilt, uiresource_list};
+use ephctrl::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
 use ephemerator_core::labels::{OWNER_NAME_LABEL, PHASE_LABEL, PORTS_ANNOTATION};
 use ephemerator_core::{Phase, Port};
@@ -379,7 +379,8 @@ async fn ports_discovered_from_tilt_end_up_on_the_service() {
     .await
     .unwrap();
     let mut settings = Settings::new(client.clone(), NAMESPACE, config());
-    settings.tilt_url_template = tilt.base_url();
+    // Every env's Tilt is at its own path of the stand-in.
+    settings.tilt_url_template = format!("{}/envs/{{env}}", tilt.base_url());
     let _ctrl = Ctrl::start(settings);
 
     let with_web = wait_for("port 8000 on the Service", || async {

@@ -176,7 +176,7 @@ async fn a_full_event_queue_drops_events_instead_of_waiting() {
 
 #[tokio::test]
 async fn the_expiry_warning_says_where_to_extend_the_env() {
-    use ephctrl::notify::testing::StandInWebhook;
+    use ephctrl::testing::webhook::StandInWebhook;
 
     let webhook = StandInWebhook::start(&[]).await.unwrap();
     let cluster = cluster().await;
@@ -185,7 +185,7 @@ async fn the_expiry_warning_says_where_to_extend_the_env() {
     // Warned two seconds after creation, long before it expires.
     config.expiration.default_ttl = SignedDuration::from_secs(60);
     config.expiration.warn_before = SignedDuration::from_secs(58);
-    config.notifications.webhook_url = Some(webhook.url());
+    config.notifications.webhook_url = Some(ephemerator_core::SecretUrl::new(webhook.url()));
     let _ctrl = Ctrl::with_config(client.clone(), config);
     create_env(&client, "carol", &spec(HTML_REPO, "master", "0-base")).await;
 

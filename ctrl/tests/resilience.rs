@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::*;
 use ephctrl::Settings;
 use ephemerator_core::labels::env_label_selector;
@@ -107,9 +105,9 @@ async fn killed_mid_way_and_restarted_the_controller_converges_without_duplicate
 async fn dropped_watches_410s_and_bursts_of_500s_are_survived() {
     let cluster = cluster().await;
     let client = cluster.client();
-    let port = free_port();
+    let (listener, port) = listener().await;
     let mut settings = Settings::new(client.clone(), NAMESPACE, config());
-    settings.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    settings.listener = Some(listener);
     let _ctrl = Ctrl::start(settings);
     wait_for("/readyz", || async {
         let (status, _) = http_get(port, "/readyz").await?;

@@ -199,12 +199,13 @@ pub fn controller_of(object: &impl kube::Resource) -> Option<(String, String, St
         .map(|owner| (owner.kind.clone(), owner.name.clone(), owner.uid.clone()))
 }
 
-/// A free local port for the metrics listener.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+/// A listener on a port of its own for the controller's metrics, and that port.
+pub async fn listener() -> (tokio::net::TcpListener, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local listener");
+    let port = listener.local_addr().expect("a bound address").port();
+    (listener, port)
 }
 
 /// A plain HTTP GET against the metrics/health listener: (status line, body).
@@ -263,4 +264,35 @@ pub async fn kubectl(cluster: &DevCluster, args: &[&str], files: &[(&str, &str)]
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Starts `command` (the ephctrl binary with `--listen 127.0.0.1:0 --log-json`) and returns
+/// it with the port its listener got, read from its log; the rest of its output is drained.
+pub async fn spawn_with_listener(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, u16) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let port = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(addr) = entry["fields"]["addr"].as_str() {
+                let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+                return addr.port();
+            }
+        }
+        panic!("the binary exited before logging its listener");
+    })
+    .await
+    .expect("the binary logs its listener");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
 }

@@ -1,5 +1,10 @@
-//! The HTTP loop the test stand-ins (Tilt, the notification webhook) share: an HTTP/1 server on
-//! a loopback listener that answers every request with `answer`.
+//! Stand-ins for the servers ephctrl talks to, for tests (and, with the `test-support` feature,
+//! for the integration tests and benchmarks): a Tilt serving its UIResource list ([`tilt`]) and
+//! a notification webhook receiver ([`webhook`]). Both are HTTP/1 servers on 127.0.0.1 that stop
+//! when dropped.
+
+pub mod tilt;
+pub mod webhook;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,8 +18,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Serves `listener` until the task is aborted, one task per connection.
-pub(crate) async fn serve<S, F, Fut>(listener: TcpListener, shared: Arc<S>, answer: F)
+/// The loop the stand-ins share: serves `listener` until the task is aborted, one task per
+/// connection, answering every request with `answer`.
+async fn serve<S, F, Fut>(listener: TcpListener, shared: Arc<S>, answer: F)
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,

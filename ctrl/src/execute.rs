@@ -1,0 +1,297 @@
+//! Carries out a [`Plan`]: the writes, in order, and what the controller remembers of them.
+//! Nothing here decides anything.
+
+use std::fmt::Debug;
+
+use ephemerator_core::env::expiration_patch;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{debug, info};
+
+use crate::cached::{ChildMeta, RunnerDeployment};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::Result;
+use crate::memory::{AppliedChild, StatusWrite};
+use crate::observe::ChildKind;
+use crate::plan::{Plan, PlannedEvent, ShownStatus, read_back};
+
+/// Carries out `plan` for `config_map`, whose status was shown as `shown` when planning.
+pub async fn execute(
+    ctx: &Context,
+    config_map: &ConfigMap,
+    shown: &ShownStatus,
+    tilt_token: &str,
+    plan: Plan,
+) -> Result<()> {
+    let name = config_map.name_any();
+    let mut versions = shown.versions.clone();
+    if let Some(expiration) = plan.write_expiration {
+        // The cache may show the ConfigMap before or after this write for a while.
+        versions.push(write_expiration(ctx, config_map, expiration).await?);
+    }
+    if let Some(expiry) = plan.expire {
+        if expire(ctx, config_map).await? {
+            ctx.metrics.expired();
+            ctx.notifier.send(expiry.notice);
+            publish(
+                ctx,
+                config_map,
+                &PlannedEvent {
+                    type_: crate::events::EventType::Normal,
+                    reason: "Expired".to_string(),
+                    note: "the env expired and was deleted".to_string(),
+                },
+            );
+            ctx.memory.forget(&name);
+        }
+        return Ok(());
+    }
+    if let Some(warning) = plan.warn {
+        ctx.notifier.send(warning.notice);
+        ctx.memory.warned(&name, warning.deadline);
+        publish(ctx, config_map, &warning.event);
+    }
+    for kind in &plan.delete {
+        match kind {
+            ChildKind::Deployment => delete_child::<Deployment>(ctx, &name).await?,
+            ChildKind::Service => delete_child::<Service>(ctx, &name).await?,
+            ChildKind::Ingress => delete_child::<Ingress>(ctx, &name).await?,
+        }
+    }
+    if let Some(children) = &plan.children {
+        let digest = plan.children_digest;
+        let applies = |kind| plan.apply.contains(&kind);
+        if applies(ChildKind::Deployment) {
+            let uid = config_map.uid().unwrap_or_default();
+            ctx.memory.gave_token(&name, &uid, tilt_token);
+        }
+        // The children do not depend on each other: written at once.
+        let deployment = async {
+            if applies(ChildKind::Deployment) {
+                apply_child::<RunnerDeployment, _>(
+                    ctx,
+                    &name,
+                    ChildKind::Deployment,
+                    digest,
+                    &children.deployment,
+                )
+                .await?;
+            }
+            Ok::<_, crate::error::Error>(())
+        };
+        let service = async {
+            if applies(ChildKind::Service) {
+                apply_child::<ChildMeta<Service>, _>(
+                    ctx,
+                    &name,
+                    ChildKind::Service,
+                    digest,
+                    &children.service,
+                )
+                .await?;
+            }
+            Ok(())
+        };
+        let ingress = async {
+            if let Some(ingress) = children
+                .ingress
+                .as_ref()
+                .filter(|_| applies(ChildKind::Ingress))
+            {
+                apply_child::<ChildMeta<Ingress>, _>(
+                    ctx,
+                    &name,
+                    ChildKind::Ingress,
+                    digest,
+                    ingress,
+                )
+                .await?;
+            }
+            Ok(())
+        };
+        futures::try_join!(deployment, service, ingress)?;
+    }
+    if let Some(change) = plan.status {
+        let to_version = write_status(ctx, config_map, &change.status).await?;
+        if let Some(event) = &change.event {
+            info!(from = %shown.status.phase, to = %change.status.phase, message = ?change.status.message, "phase changed");
+            publish(ctx, config_map, event);
+        }
+        if let Some(latency) = change.first_ready_after {
+            ctx.metrics.became_ready(latency);
+        }
+        ctx.memory.wrote_status(
+            &name,
+            StatusWrite {
+                from_versions: versions,
+                to_version,
+                // As it reads back, so the next comparison is like for like.
+                status: read_back(&change.status),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Writes `data.expiration`, guarded by the cached resourceVersion: if anyone changed the
+/// ConfigMap meanwhile (an extend, say) the write fails with a conflict and the next
+/// reconcile sees their value, which is never overwritten. Returns the new resourceVersion.
+async fn write_expiration(
+    ctx: &Context,
+    config_map: &ConfigMap,
+    expiration: Timestamp,
+) -> Result<String> {
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = expiration_patch(
+        &config_map.resource_version().unwrap_or_default(),
+        expiration,
+    );
+    let patched = api
+        .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    info!(%expiration, "wrote the expiration");
+    Ok(patched.resource_version().unwrap_or_default())
+}
+
+/// Deletes an expired env ConfigMap (only this one: a ConfigMap re-created under the same name
+/// is a new env); garbage collection removes its children. Whether it was deleted now.
+async fn expire(ctx: &Context, config_map: &ConfigMap) -> Result<bool> {
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: config_map.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&config_map.name_any(), &params).await {
+        Ok(_) => {
+            info!("env expired and was deleted");
+            Ok(true)
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+            debug!("already gone or replaced");
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Deletes a child of ours. The delete is guarded by the child's uid, read just before, so a
+/// foreign object created meanwhile under that name is never deleted.
+async fn delete_child<K>(ctx: &Context, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    let api: Api<ChildMeta<K>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let child_uid = api
+        .get_opt(name)
+        .await?
+        .filter(|child| {
+            ephemerator_core::labels::has_ephemerator_labels(child.metadata.labels.as_ref())
+        })
+        .and_then(|child| child.metadata.uid);
+    let Some(child_uid) = child_uid else {
+        return Ok(());
+    };
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(child_uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    let kind = K::kind(&());
+    match api.delete(name, &params).await {
+        Ok(_) => info!(
+            kind = kind.as_ref(),
+            "deleted a child that is no longer desired"
+        ),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+        Err(error) => return Err(error.into()),
+    }
+    let kind = ChildKind::ALL
+        .into_iter()
+        .find(|child| child.as_str() == kind.as_ref());
+    if let Some(kind) = kind {
+        ctx.memory.deleted(name, kind);
+    }
+    Ok(())
+}
+
+/// Server-side applies a child with field manager `ephctrl`, forcing ownership of every field
+/// it sets, and remembers the apply. The answer is read as `O`, the slim form the controller
+/// caches.
+async fn apply_child<O, D>(
+    ctx: &Context,
+    name: &str,
+    kind: ChildKind,
+    digest: u64,
+    desired: &D,
+) -> Result<()>
+where
+    O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    D: Serialize + Debug,
+{
+    let api: Api<O> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api.patch(name, &params, &Patch::Apply(desired)).await?;
+    debug!(kind = kind.as_str(), "applied");
+    ctx.memory
+        .applied(name, kind, AppliedChild::new(kind, digest, applied.meta()));
+    Ok(())
+}
+
+/// Applies the status: the phase label and the status annotations, never `data` (those are
+/// ephctrl's alone, so the forced apply takes nothing from anyone). Returns the new
+/// resourceVersion.
+async fn write_status(
+    ctx: &Context,
+    config_map: &ConfigMap,
+    status: &ephemerator_core::EnvStatus,
+) -> Result<String> {
+    let name = config_map.name_any();
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": ctx.namespace,
+            "labels": status.labels(),
+            "annotations": status.annotations(),
+        },
+    });
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version().unwrap_or_default())
+}
+
+/// Queues an Event on the env ConfigMap; never holds up the reconcile.
+fn publish(ctx: &Context, config_map: &ConfigMap, event: &PlannedEvent) {
+    ctx.events.publish(
+        config_map.object_ref(&()),
+        event.type_,
+        &event.reason,
+        event.note.clone(),
+    );
+}
