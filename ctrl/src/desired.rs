@@ -127,6 +127,11 @@ pub fn template_hash_of(deployment: &Deployment) -> Option<String> {
 
 /// The Tilt token a runner Deployment was given, if any.
 pub fn tilt_token_of(deployment: &Deployment) -> Option<String> {
+    tilt_upper_env(deployment, TILT_TOKEN_ENV).filter(|token| !token.is_empty())
+}
+
+/// The value of the runner's `tilt-upper` environment variable `name`, if set.
+pub fn tilt_upper_env(deployment: &Deployment, name: &str) -> Option<String> {
     deployment
         .spec
         .as_ref()?
@@ -139,10 +144,9 @@ pub fn tilt_token_of(deployment: &Deployment) -> Option<String> {
         .env
         .as_ref()?
         .iter()
-        .find(|var| var.name == TILT_TOKEN_ENV)?
+        .find(|var| var.name == name)?
         .value
         .clone()
-        .filter(|token| !token.is_empty())
 }
 
 /// The ports of an env's Service: Tilt's port first (always), then the repo's static ports from

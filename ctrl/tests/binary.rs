@@ -1,29 +1,61 @@
-//! The `ephctrl` binary as an operator runs it: config file, kubeconfig, listener.
+//! The `ephctrl` binary as an operator runs it: config file, kubeconfig, listener, flags.
 
 mod common;
 
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
+use devcluster::DevCluster;
 use ephemerator_core::Phase;
 use tokio::process::Command;
 
+/// A devcluster, its kubeconfig and a config file in a temp dir.
+struct Setup {
+    cluster: DevCluster,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(config_yaml: &str) -> Setup {
+        let cluster = cluster().await;
+        let dir = tempfile::tempdir().unwrap();
+        cluster
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        std::fs::write(dir.path().join("ephemerator.yaml"), config_yaml).unwrap();
+        Setup { cluster, dir }
+    }
+
+    /// The binary with this config and kubeconfig, its listener on a free port.
+    fn ephctrl(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ephctrl"));
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("ephemerator.yaml"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        command
+    }
+}
+
+/// Runs a command that must exit by itself.
+async fn exits(mut command: Command) -> Output {
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("ephctrl exits")
+        .expect("ephctrl runs");
+    assert!(!output.status.success());
+    output
+}
+
 #[tokio::test]
 async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
-    let cluster = cluster().await;
-    let client = cluster.client();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig).unwrap();
-    let config = dir.path().join("ephemerator.yaml");
-    std::fs::write(&config, CONFIG_YAML).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ephctrl"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--log-json"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST");
+    let setup = Setup::new(CONFIG_YAML).await;
+    let client = setup.cluster.client();
+    let mut command = setup.ephctrl();
+    command.arg("--log-json");
     let (mut child, port) = spawn_with_listener(command).await;
 
     wait_for("/readyz to answer 200", || async {
@@ -47,52 +79,20 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
 
 #[tokio::test]
 async fn a_broken_config_file_stops_the_binary_with_its_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broken.yaml");
-    std::fs::write(
-        &config,
-        "gatewayHost: preview.localhost\nexpiration:\n  defaultTTL: soon\n",
-    )
-    .unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        Command::new(env!("CARGO_BIN_EXE_ephctrl"))
-            .arg("--config")
-            .arg(&config)
-            .env("KUBECONFIG", dir.path().join("missing"))
-            .output(),
-    )
-    .await
-    .expect("ephctrl exits")
-    .expect("ephctrl runs");
-    assert!(!output.status.success());
+    let setup =
+        Setup::new("gatewayHost: preview.localhost\nexpiration:\n  defaultTTL: soon\n").await;
+    let output = exits(setup.ephctrl()).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    assert!(stderr.contains("ephemerator.yaml:3:"), "{stderr}");
     assert!(stderr.contains("expiration.defaultTTL"), "{stderr}");
 }
 
 #[tokio::test]
 async fn a_tilt_url_template_without_the_env_is_refused_at_start() {
-    let cluster = cluster().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig).unwrap();
-    let config = dir.path().join("ephemerator.yaml");
-    std::fs::write(&config, CONFIG_YAML).unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        Command::new(env!("CARGO_BIN_EXE_ephctrl"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--tilt-url-template", "http://127.0.0.1:10350"])
-            .env("KUBECONFIG", &kubeconfig)
-            .output(),
-    )
-    .await
-    .expect("ephctrl exits")
-    .expect("ephctrl runs");
-    assert!(!output.status.success());
+    let setup = Setup::new(CONFIG_YAML).await;
+    let mut command = setup.ephctrl();
+    command.args(["--tilt-url-template", "http://127.0.0.1:10350"]);
+    let output = exits(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--tilt-url-template"), "{stderr}");
     assert!(stderr.contains("must contain {env}"), "{stderr}");
@@ -100,28 +100,19 @@ async fn a_tilt_url_template_without_the_env_is_refused_at_start() {
 
 #[tokio::test]
 async fn logs_have_no_colour_codes_when_not_on_a_terminal_and_hide_the_webhook() {
-    let cluster = cluster().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig).unwrap();
-    let config = dir.path().join("ephemerator.yaml");
-    std::fs::write(&config, CONFIG_YAML).unwrap();
-    let secret = dir.path().join("webhook-url");
+    let setup = Setup::new(CONFIG_YAML).await;
+    let secret = setup.dir.path().join("webhook-url");
     std::fs::write(
         &secret,
         "https://hooks.example.com/services/T0/B0/SECRET-PATH\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ephctrl"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--webhook-url-file")
-        .arg(&secret)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "debug")
+    let mut command = setup.ephctrl();
+    command.arg("--webhook-url-file").arg(&secret);
+    command.env("RUST_LOG", "debug");
+    let mut child = command
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("ephctrl starts");

@@ -17,21 +17,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 
-fn env_var(deployment: &Deployment, name: &str) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .iter()
-        .flat_map(|c| c.env.iter().flatten())
-        .find(|v| v.name == name)?
-        .value
-        .clone()
-}
-
 fn service_ports(service: &Service) -> Vec<(String, i32)> {
     service
         .spec

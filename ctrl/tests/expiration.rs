@@ -133,15 +133,7 @@ async fn server_side_applies_by_another_manager_do_not_conflict_with_ephctrl() {
     apply("main").await;
     wait_for("the runner to roll out main", || async {
         let deployment: Deployment = get(&client, "ops").await?;
-        let template = deployment.spec?.template.spec?;
-        let branch = template
-            .containers
-            .iter()
-            .flat_map(|c| c.env.iter().flatten())
-            .find(|var| var.name == "TILT_UPPER_BRANCH")?
-            .value
-            .clone()?;
-        (branch == "main").then_some(())
+        (env_var(&deployment, "TILT_UPPER_BRANCH")? == "main").then_some(())
     })
     .await;
     let after: ConfigMap = get(&client, "ops").await.unwrap();

@@ -24,21 +24,6 @@ async fn devcluster(data: &std::path::Path, listen: Option<std::net::SocketAddr>
     builder.start().await.expect("devcluster starts")
 }
 
-fn branch_of(deployment: &Deployment) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .iter()
-        .flat_map(|c| c.env.iter().flatten())
-        .find(|var| var.name == "TILT_UPPER_BRANCH")?
-        .value
-        .clone()
-}
-
 async fn readyz(port: u16) -> Option<String> {
     Some(http_get(port, "/readyz").await?.0)
 }
@@ -116,7 +101,7 @@ async fn envs_converge_after_the_api_server_restarts() {
     wait_for_phase(&client, "late", Phase::Ready).await;
     let rolled = wait_for("kept to roll out the new branch", || async {
         let deployment: Deployment = get(&client, "kept").await?;
-        (branch_of(&deployment).as_deref() == Some("main")).then_some(deployment)
+        (env_var(&deployment, "TILT_UPPER_BRANCH").as_deref() == Some("main")).then_some(deployment)
     })
     .await;
     assert_eq!(rolled.metadata.generation, Some(2), "rolled out once");

@@ -163,6 +163,10 @@ pub async fn wait_for_children(client: &Client, name: &str) -> (Deployment, Serv
     .await
 }
 
+/// The value of environment variable `name` of a runner's `tilt-upper` container.
+#[allow(unused_imports)]
+pub use ephctrl::desired::tilt_upper_env as env_var;
+
 /// Every Deployment labelled as a child of env `name`.
 pub async fn labelled_deployments(client: &Client, name: &str) -> Vec<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
