@@ -1,3 +1,129 @@
-fn main() {
-    println!("dash: coming");
+//! The `ephdash` binary: flags, logging, the Kubernetes client, then [`ephdash::startup`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ephdash::csrf::CsrfKey;
+use ephdash::identity::IdentitySource;
+use ephdash::startup::{self, Settings};
+use ephemerator_core::Config;
+use ephemerator_core::cluster::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
+
+/// The ephemerator dashboard.
+#[derive(Parser, Debug)]
+#[command(name = "ephdash", version)]
+struct Args {
+    /// The ephemerator config file (YAML).
+    #[arg(long, env = "EPH_CONFIG")]
+    config: PathBuf,
+    /// Namespace of the envs; default: the pod's namespace in-cluster, else the kubeconfig's.
+    #[arg(long, env = "EPH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address to serve on; port 0 picks a free port (logged as `addr`).
+    #[arg(long, env = "EPH_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Which headers carry the signed-in user: `auth-request` (X-Auth-Request-User/-Email, set
+    /// by the gateway from oauth2-proxy's answer) or `forwarded` (X-Forwarded-User/-Email, with
+    /// oauth2-proxy in front).
+    #[arg(long, env = "EPH_IDENTITY_HEADERS", default_value = "auth-request")]
+    identity_headers: String,
+    /// Treat every request as signed in as NAME (local runs only).
+    #[arg(long, env = "EPH_AUTH_FAKE_USER")]
+    auth_fake_user: Option<String>,
+    /// A file with the key that signs CSRF tokens (a Secret shared by every replica, at least
+    /// 32 bytes); without it a random key is made, which only one replica can use.
+    #[arg(long, env = "EPH_CSRF_KEY_FILE")]
+    csrf_key_file: Option<PathBuf>,
+    /// The templates directory.
+    #[arg(long, env = "EPH_TEMPLATES", default_value = "templates")]
+    templates: PathBuf,
+    /// The static files directory.
+    #[arg(long, env = "EPH_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ephemerator_core::logging::init(args.log_json);
+    let config = Config::load(&args.config)?;
+    let identity = match (&args.auth_fake_user, args.identity_headers.as_str()) {
+        (Some(user), _) => {
+            tracing::warn!(%user, "every request is signed in as the fake user (local runs only)");
+            IdentitySource::Fake(user.clone())
+        }
+        (None, "auth-request") => IdentitySource::AuthRequest,
+        (None, "forwarded") => IdentitySource::Forwarded,
+        (None, other) => {
+            anyhow::bail!("--identity-headers {other:?}: use auth-request or forwarded")
+        }
+    };
+    let csrf = match &args.csrf_key_file {
+        Some(path) => CsrfKey::from_bytes(
+            &std::fs::read(path)
+                .with_context(|| format!("reading the CSRF key file {}", path.display()))?,
+        )
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?,
+        None => {
+            tracing::warn!("no --csrf-key-file: a random key, so only one replica can serve");
+            CsrfKey::random().map_err(anyhow::Error::msg)?
+        }
+    };
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("finding the cluster (in-cluster or kubeconfig)")?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| kube_config.default_namespace.clone());
+    let api_health = ApiHealth::default();
+    let client = bounded_client(kube_config, DEFAULT_REQUEST_TIMEOUT, api_health.clone())
+        .context("building the Kubernetes client")?;
+    let running = startup::start(
+        Settings {
+            client,
+            api_health,
+            namespace,
+            config,
+            identity,
+            csrf,
+            templates: args.templates,
+            assets: args.assets,
+            workers: args.workers,
+        },
+        listener,
+    )?;
+    tracing::info!(addr = %running.addr, "serving the dashboard");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    tokio::time::timeout(Duration::from_secs(30), running.stop())
+        .await
+        .ok();
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

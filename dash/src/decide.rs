@@ -1,0 +1,331 @@
+//! What the dashboard's actions decide, as pure functions over core's types: whether a user may
+//! create, extend or delete an env, and exactly what to write. The routes only carry the
+//! decisions out (see `routes::actions`).
+
+use ephemerator_core::env::expiration_patch;
+use ephemerator_core::labels::has_ephemerator_labels;
+use ephemerator_core::lifecycle::Extension;
+use ephemerator_core::names::nth_env_name;
+use ephemerator_core::{Config, Env, EnvSpec, ValidationErrors, env_config_map};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+
+/// Why an action is refused; each says what the user can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The repo, branch or path is not allowed (core's messages, one per field).
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    /// The user owns as many envs as allowed.
+    #[error("you have {used} of {max} environments already: delete one first")]
+    OverQuota {
+        /// Envs the user owns.
+        used: usize,
+        /// `maxEnvsPerUser`.
+        max: usize,
+    },
+    /// The env belongs to someone else and the user is no admin.
+    #[error("{env} belongs to {owner}: only its owner or an admin can change it")]
+    NotYours {
+        /// The env.
+        env: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// No env of that name (deleted meanwhile, or never there).
+    #[error("there is no environment {0}")]
+    NoSuchEnv(String),
+    /// A ConfigMap of that name exists and is not an env: never changed.
+    #[error("a ConfigMap named {0} exists and is not an environment: it was left untouched")]
+    Conflict(String),
+    /// The env lives until its cap already.
+    #[error("{env} already lives as long as allowed (until {cap})")]
+    AtCap {
+        /// The env.
+        env: String,
+        /// Its cap.
+        cap: Timestamp,
+    },
+    /// The env's ConfigMap cannot be read as an env.
+    #[error("{env} cannot be changed: {reason}")]
+    Broken {
+        /// The env.
+        env: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Refusal {
+    /// The HTTP status a refusal is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Invalid(_) | Refusal::Broken { .. } => 422,
+            Refusal::OverQuota { .. } | Refusal::AtCap { .. } | Refusal::Conflict(_) => 409,
+            Refusal::NotYours { .. } => 403,
+            Refusal::NoSuchEnv(_) => 404,
+        }
+    }
+}
+
+/// The envs a user owns among `envs`.
+pub fn owned_by<'a>(envs: &'a [Env], user: &str) -> impl Iterator<Item = &'a Env> {
+    envs.iter().filter(move |env| env.owner == user)
+}
+
+/// How many envs `user` owns and may own.
+pub fn quota(envs: &[Env], user: &str, config: &Config) -> (usize, usize) {
+    (
+        owned_by(envs, user).count(),
+        config.max_envs_per_user as usize,
+    )
+}
+
+/// Decides a create: the env ConfigMap to create (named by core's rules, the first free
+/// `BASE`, `BASE--2`, … among the user's), or why not. `envs` are the env ConfigMaps known.
+pub fn create(
+    user: &str,
+    spec: &EnvSpec,
+    config: &Config,
+    envs: &[Env],
+    now: Timestamp,
+) -> Result<ConfigMap, Refusal> {
+    config.validate_spec(spec).map_err(Refusal::Invalid)?;
+    let (used, max) = quota(envs, user, config);
+    if used >= max {
+        return Err(Refusal::OverQuota { used, max });
+    }
+    let taken = |name: &str| envs.iter().any(|env| env.name == name);
+    let name = (1..=u32::try_from(max).unwrap_or(u32::MAX))
+        .filter_map(|n| nth_env_name(user, n).ok())
+        .find(|name| !taken(name))
+        // Every name of the user is taken by envs someone else owns (hand-made ConfigMaps).
+        .ok_or_else(|| Refusal::Conflict(nth_env_name(user, 1).unwrap_or_default()))?;
+    let expiration = config.expiration.initial_expiration(now);
+    Ok(env_config_map(&name, user, spec, Some(expiration)))
+}
+
+/// Checks that `user` may change env `name`, given its ConfigMap (as cached or just read).
+pub fn may_change<'a>(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&'a ConfigMap>,
+) -> Result<(&'a ConfigMap, Env), Refusal> {
+    let config_map = config_map.ok_or_else(|| Refusal::NoSuchEnv(name.to_string()))?;
+    if !has_ephemerator_labels(config_map.metadata.labels.as_ref()) {
+        return Err(Refusal::Conflict(name.to_string()));
+    }
+    let env = Env::from_config_map(config_map).map_err(|error| Refusal::Broken {
+        env: name.to_string(),
+        reason: error.to_string(),
+    })?;
+    if env.owner != user && !config.is_admin(user) {
+        return Err(Refusal::NotYours {
+            env: name.to_string(),
+            owner: env.owner,
+        });
+    }
+    Ok((config_map, env))
+}
+
+/// Decides an extend at `now`: the merge patch (guarded by the resourceVersion read) and the
+/// new expiration, or why not.
+pub fn extend(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+    now: Timestamp,
+) -> Result<(serde_json::Value, Timestamp), Refusal> {
+    let (config_map, env) = may_change(user, config, name, config_map)?;
+    let created = config_map.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    // An env whose expiration ephctrl has not filled in yet lives from its creation.
+    let current = env
+        .expiration
+        .unwrap_or_else(|| config.expiration.initial_expiration(created.unwrap_or(now)));
+    match config.expiration.extend(created, current, now) {
+        Extension::Extended { to, .. } => Ok((
+            expiration_patch(&config_map.resource_version().unwrap_or_default(), to),
+            to,
+        )),
+        Extension::AtCap { cap } => Err(Refusal::AtCap {
+            env: name.to_string(),
+            cap,
+        }),
+    }
+}
+
+/// Decides a delete: the uid to guard the delete with, or why not.
+pub fn delete(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+) -> Result<String, Refusal> {
+    let (config_map, _) = may_change(user, config, name, config_map)?;
+    config_map
+        .uid()
+        .ok_or_else(|| Refusal::NoSuchEnv(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ephemerator_core::labels::OWNER_ANNOTATION;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const CONFIG: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repoBase: https://github.com/tilt-dev
+  repoNames: [tilt-example-html]
+expiration: {defaultTTL: 15m, extendBy: 15m, maxLifetime: 1h}
+maxEnvsPerUser: 2
+admins: [root@example.com]
+"#;
+    const HTML: &str = "https://github.com/tilt-dev/tilt-example-html";
+
+    fn config() -> Config {
+        Config::from_yaml_str(CONFIG, "t.yaml").unwrap()
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn spec(repo: &str, branch: &str) -> EnvSpec {
+        EnvSpec {
+            repo: repo.into(),
+            branch: branch.into(),
+            path: "Tiltfile".into(),
+        }
+    }
+
+    fn stored(name: &str, owner: &str, expiration: &str) -> ConfigMap {
+        let mut cm = env_config_map(name, owner, &spec(HTML, "main"), Some(at(expiration)));
+        cm.metadata.uid = Some(format!("uid-{name}"));
+        cm.metadata.resource_version = Some("7".into());
+        cm.metadata.creation_timestamp = Some(Time(at("2030-01-01T10:00:00Z")));
+        cm
+    }
+
+    fn envs(config_maps: &[ConfigMap]) -> Vec<Env> {
+        config_maps
+            .iter()
+            .map(|cm| Env::from_config_map(cm).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn create_names_the_env_after_the_user_within_the_quota() {
+        let now = at("2030-01-01T10:00:00Z");
+        let first = create("nicks", &spec(HTML, "main"), &config(), &[], now).unwrap();
+        assert_eq!(first.name_any(), "nicks");
+        assert_eq!(
+            first
+                .annotations()
+                .get(OWNER_ANNOTATION)
+                .map(String::as_str),
+            Some("nicks")
+        );
+        assert_eq!(
+            first.data.as_ref().unwrap()["expiration"],
+            "2030-01-01T10:15:00Z"
+        );
+        let known = envs(&[stored("nicks", "nicks", "2030-01-01T10:15:00Z")]);
+        let second = create("nicks", &spec(HTML, "main"), &config(), &known, now).unwrap();
+        assert_eq!(second.name_any(), "nicks--2");
+        let known = envs(&[
+            stored("nicks", "nicks", "2030-01-01T10:15:00Z"),
+            stored("nicks--2", "nicks", "2030-01-01T10:15:00Z"),
+        ]);
+        assert_eq!(
+            create("nicks", &spec(HTML, "main"), &config(), &known, now),
+            Err(Refusal::OverQuota { used: 2, max: 2 })
+        );
+    }
+
+    #[test]
+    fn create_refuses_what_core_refuses() {
+        let refusal = create(
+            "nicks",
+            &spec("https://evil.example/x", "a..b"),
+            &config(),
+            &[],
+            at("2030-01-01T10:00:00Z"),
+        )
+        .unwrap_err();
+        let Refusal::Invalid(errors) = &refusal else {
+            panic!("{refusal:?}")
+        };
+        assert!(errors.for_field("repo").is_some(), "{errors}");
+        assert!(errors.for_field("branch").is_some(), "{errors}");
+        assert_eq!(refusal.status(), 422);
+    }
+
+    #[test]
+    fn only_owners_and_admins_change_an_env_and_never_a_foreign_config_map() {
+        let cm = stored("nicks", "nicks", "2030-01-01T10:15:00Z");
+        assert!(delete("nicks", &config(), "nicks", Some(&cm)).is_ok());
+        assert!(delete("root@example.com", &config(), "nicks", Some(&cm)).is_ok());
+        assert_eq!(
+            delete("mallory", &config(), "nicks", Some(&cm)),
+            Err(Refusal::NotYours {
+                env: "nicks".into(),
+                owner: "nicks".into()
+            })
+        );
+        let mut plain = cm.clone();
+        plain.metadata.labels = None;
+        assert_eq!(
+            delete("nicks", &config(), "nicks", Some(&plain)),
+            Err(Refusal::Conflict("nicks".into()))
+        );
+        assert_eq!(
+            delete("nicks", &config(), "gone", None),
+            Err(Refusal::NoSuchEnv("gone".into()))
+        );
+    }
+
+    #[test]
+    fn extend_follows_the_lifecycle_and_guards_the_write() {
+        let cm = stored("nicks", "nicks", "2030-01-01T10:15:00Z");
+        let (patch, to) = extend(
+            "nicks",
+            &config(),
+            "nicks",
+            Some(&cm),
+            at("2030-01-01T10:05:00Z"),
+        )
+        .unwrap();
+        assert_eq!(to, at("2030-01-01T10:30:00Z"));
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        assert_eq!(patch["data"]["expiration"], "2030-01-01T10:30:00Z");
+        let capped = stored("nicks", "nicks", "2030-01-01T11:00:00Z");
+        assert_eq!(
+            extend(
+                "nicks",
+                &config(),
+                "nicks",
+                Some(&capped),
+                at("2030-01-01T10:50:00Z")
+            ),
+            Err(Refusal::AtCap {
+                env: "nicks".into(),
+                cap: at("2030-01-01T11:00:00Z")
+            })
+        );
+        assert!(matches!(
+            extend(
+                "mallory",
+                &config(),
+                "nicks",
+                Some(&cm),
+                at("2030-01-01T10:05:00Z")
+            ),
+            Err(Refusal::NotYours { .. })
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! ephdash: the dashboard where a team lists, creates, extends and deletes its envs.
+//!
+//! [`startup::start`] builds the app around a listener; the route table is
+//! [`routes`]; decisions are pure functions in [`decide`]; `main.rs` only parses flags.
+
+pub mod csrf;
+pub mod decide;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod views;

@@ -1,0 +1,91 @@
+//! `/metrics`: requests by route and status, their latency, and ConfigMap writes by outcome.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+/// The dashboard's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram>,
+    writes: Family<WriteLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ephdash");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0])
+        });
+        let writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Request latency by route and status",
+            latency.clone(),
+        );
+        registry.register(
+            "configmap_writes",
+            "Env ConfigMap writes by action and outcome",
+            writes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            writes,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            route: route.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts one ConfigMap write (`action`: create, extend, delete).
+    pub fn write(&self, action: &'static str, outcome: &'static str) {
+        self.writes
+            .get_or_create(&WriteLabels { action, outcome })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

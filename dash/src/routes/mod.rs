@@ -1,0 +1,31 @@
+//! The route table of ephdash. Every route is thin: read the request, call a decision in
+//! [`crate::decide`] or a view in [`crate::views`], write, render.
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | GET | `/` | the page: env list, quota, create form (`?show=mine`) |
+//! | GET | `/envs` | the env list fragment (htmx polls it) |
+//! | POST | `/envs` | create an env |
+//! | POST | `/envs/{name}/extend` | extend an env |
+//! | POST | `/envs/{name}/delete` | delete an env |
+//! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
+//! | GET | `/assets/...` | static files |
+
+pub mod actions;
+pub mod health;
+pub mod page;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(page::page))
+        .route("/envs", web::get().to(page::env_list))
+        .route("/envs", web::post().to(actions::create))
+        .route("/envs/{name}/extend", web::post().to(actions::extend))
+        .route("/envs/{name}/delete", web::post().to(actions::delete))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics));
+}

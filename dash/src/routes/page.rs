@@ -1,0 +1,138 @@
+//! The page and its env-list fragment: the same templates render both.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::decide::quota;
+use crate::error::DashError;
+use crate::identity::User;
+use crate::state::AppState;
+use crate::views::{FormView, Notice, QuotaView, env_views};
+
+/// `?show=mine` or `?show=all` (the default).
+#[derive(Debug, Deserialize, Default)]
+pub struct Show {
+    #[serde(default)]
+    pub show: Option<String>,
+}
+
+impl Show {
+    fn mine_only(&self) -> bool {
+        self.show.as_deref() == Some("mine")
+    }
+}
+
+pub async fn page(
+    request: HttpRequest,
+    user: User,
+    show: web::Query<Show>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    render_page(
+        &request,
+        &user,
+        &state,
+        show.mine_only(),
+        FormView::default(),
+        None,
+        200,
+    )
+}
+
+pub async fn env_list(
+    request: HttpRequest,
+    user: User,
+    show: web::Query<Show>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    let context = context(
+        &request,
+        &user,
+        &state,
+        show.mine_only(),
+        FormView::default(),
+        None,
+    );
+    html(200, state.templates.render("env_list.html", &context)?)
+}
+
+/// The whole page, with the form as given and an optional notice (a refused action).
+pub fn render_page(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+    mine_only: bool,
+    form: FormView,
+    notice: Option<Notice>,
+    status: u16,
+) -> Result<HttpResponse, DashError> {
+    let context = context(request, user, state, mine_only, form, notice);
+    html(status, state.templates.render("page.html", &context)?)
+}
+
+/// Renders one fragment template with the full context.
+pub fn render_fragment(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+    template: &str,
+    form: FormView,
+    notice: Option<Notice>,
+    status: u16,
+) -> Result<HttpResponse, DashError> {
+    let context = context(request, user, state, false, form, notice);
+    html(status, state.templates.render(template, &context)?)
+}
+
+/// Everything the templates read.
+pub fn context(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+    mine_only: bool,
+    form: FormView,
+    notice: Option<Notice>,
+) -> tera::Context {
+    let envs = state.env_list();
+    let parsed: Vec<_> = envs.iter().map(|(_, env)| env.clone()).collect();
+    let (used, max) = quota(&parsed, &user.identity, &state.config);
+    let scheme = request.connection_info().scheme().to_string();
+    let mut context = tera::Context::new();
+    context.insert("user", &user.identity);
+    context.insert("admin", &user.admin);
+    context.insert("csrf", &state.csrf.token(&user.identity));
+    context.insert("show", if mine_only { "mine" } else { "all" });
+    context.insert(
+        "envs",
+        &env_views(
+            &envs,
+            user,
+            &state.config,
+            &scheme,
+            Timestamp::now(),
+            mine_only,
+        ),
+    );
+    context.insert(
+        "quota",
+        &QuotaView {
+            used,
+            max,
+            full: used >= max,
+        },
+    );
+    context.insert("repos", &state.config.allowed_repo_urls());
+    context.insert("form", &form);
+    context.insert("notice", &notice);
+    context.insert("gateway_host", &state.config.gateway_host);
+    context
+}
+
+pub fn html(status: u16, body: String) -> Result<HttpResponse, DashError> {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .map_err(|error| DashError::Internal(error.to_string()))?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}

@@ -1,0 +1,191 @@
+//! Builds the dashboard around a bound listener (port 0 in tests): the env watch, the state,
+//! the app with its middleware and routes. [`start`] returns a handle with the address.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use actix_web::dev::{ServerHandle, Service};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use ephemerator_core::Config;
+use ephemerator_core::cluster::{ApiHealth, reflected_watch};
+use ephemerator_core::labels::env_label_selector;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::{reflector, watcher};
+
+use crate::csrf::CsrfKey;
+use crate::identity::IdentitySource;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::AppState;
+
+/// The Content-Security-Policy of every answer: nothing but the dashboard's own files, no
+/// inline script or style, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// Everything [`start`] needs.
+pub struct Settings {
+    /// The cluster (see `ephemerator_core::cluster::bounded_client`).
+    pub client: kube::Client,
+    /// Whether the API server answers, as the client reports it.
+    pub api_health: ApiHealth,
+    /// The namespace of the envs.
+    pub namespace: String,
+    /// The loaded config.
+    pub config: Config,
+    /// Where identities come from.
+    pub identity: IdentitySource,
+    /// Signs CSRF tokens; every replica needs the same.
+    pub csrf: CsrfKey,
+    /// The tera templates (`templates/` at the top of the repo).
+    pub templates: PathBuf,
+    /// The static files (`assets/`).
+    pub assets: PathBuf,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+/// A running dashboard.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Stops it (gracefully: in-flight requests finish).
+    pub handle: ServerHandle,
+    /// Ends when the server has stopped.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving, letting requests in flight finish.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.watch.abort();
+        let _ = self.server.await;
+    }
+}
+
+/// Why the dashboard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The templates are missing or do not parse.
+    #[error("loading the templates from {path}: {source}")]
+    Templates {
+        /// The directory.
+        path: String,
+        /// What tera said.
+        #[source]
+        source: tera::Error,
+    },
+    /// The listener cannot be served.
+    #[error("serving on the listener: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Starts the dashboard on `listener`.
+pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, StartError> {
+    let Settings {
+        client,
+        api_health,
+        namespace,
+        config,
+        identity,
+        csrf,
+        templates,
+        assets,
+        workers,
+    } = settings;
+    let pattern = templates.join("**").join("*.html");
+    let templates =
+        tera::Tera::new(&pattern.to_string_lossy()).map_err(|source| StartError::Templates {
+            path: templates.display().to_string(),
+            source,
+        })?;
+
+    let (envs, writer) = reflector::store::<ConfigMap>();
+    let listed = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let listed = listed.clone();
+        let events = reflected_watch(
+            Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+            watcher::Config::default().labels(&env_label_selector()),
+            writer,
+            |cm| cm.metadata.managed_fields = None,
+        );
+        tokio::spawn(events.for_each(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed.store(true, Ordering::Release);
+            }
+            futures::future::ready(())
+        }))
+    };
+
+    let state = web::Data::new(AppState {
+        client,
+        api_health,
+        namespace,
+        config: Arc::new(config),
+        identity,
+        csrf,
+        envs,
+        listed,
+        templates,
+        metrics: Metrics::new(),
+    });
+    let server = HttpServer::new(move || {
+        let metrics_state = state.clone();
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::FormConfig::default().limit(16 * 1024))
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .wrap_fn(move |request, service| {
+                let started = Instant::now();
+                let route = request
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".into());
+                let metrics = metrics_state.clone();
+                let answer = service.call(request);
+                async move {
+                    let response = answer.await?;
+                    metrics.metrics.request(
+                        &route,
+                        response.status().as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    Ok(response)
+                }
+            })
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(routes::configure)
+            .service(actix_files::Files::new("/assets", &assets).prefer_utf8(true))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .listen(listener)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("the server has no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    Ok(Running {
+        addr,
+        handle,
+        server: tokio::spawn(server),
+        watch,
+    })
+}

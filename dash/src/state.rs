@@ -1,0 +1,68 @@
+//! What every request shares: the client, the config, the env cache, templates, the CSRF key
+//! and metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ephemerator_core::cluster::ApiHealth;
+use ephemerator_core::{Config, Env};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::csrf::CsrfKey;
+use crate::identity::IdentitySource;
+use crate::metrics::Metrics;
+
+/// Shared state of the dashboard (one per process, behind `web::Data`).
+pub struct AppState {
+    /// The Kubernetes client, for writes.
+    pub client: kube::Client,
+    /// Whether the API server answers.
+    pub api_health: ApiHealth,
+    /// The namespace of the envs.
+    pub namespace: String,
+    /// The loaded config.
+    pub config: Arc<Config>,
+    /// Where identities come from.
+    pub identity: IdentitySource,
+    /// Signs CSRF tokens.
+    pub csrf: CsrfKey,
+    /// Every env ConfigMap, kept by a watch: pages make no API call.
+    pub envs: Store<ConfigMap>,
+    /// Set once the env ConfigMaps have been listed.
+    pub listed: Arc<AtomicBool>,
+    /// The page and fragment templates.
+    pub templates: tera::Tera,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Every env that parses, as cached.
+    pub fn env_list(&self) -> Vec<(Arc<ConfigMap>, Env)> {
+        self.envs
+            .state()
+            .into_iter()
+            .filter_map(|cm| {
+                let env = Env::from_config_map(&cm).ok()?;
+                Some((cm, env))
+            })
+            .collect()
+    }
+
+    /// The cached ConfigMap of env `name`.
+    pub fn cached(&self, name: &str) -> Option<Arc<ConfigMap>> {
+        self.envs.get(&ObjectRef::new(name).within(&self.namespace))
+    }
+
+    /// Whether the caches are listed and the API server answers.
+    pub fn is_ready(&self) -> Result<(), &'static str> {
+        if !self.listed.load(Ordering::Acquire) {
+            return Err("env ConfigMaps not listed yet");
+        }
+        if !self.api_health.is_answering() {
+            return Err("the Kubernetes API server does not answer");
+        }
+        Ok(())
+    }
+}

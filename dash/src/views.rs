@@ -1,0 +1,214 @@
+//! What the templates show: envs, the quota and the create form as plain serializable values.
+//! Every string is escaped by tera's autoescape when rendered.
+
+use ephemerator_core::hosts::env_port_host;
+use ephemerator_core::lifecycle::Extension;
+use ephemerator_core::{Config, Env, Phase, ValidationErrors};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Serialize;
+
+use crate::identity::User;
+
+/// One env row.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvView {
+    pub name: String,
+    pub owner: String,
+    pub mine: bool,
+    /// The user may extend and delete it (owner or admin).
+    pub can_change: bool,
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    pub phase: &'static str,
+    /// CSS class of the phase badge.
+    pub phase_class: &'static str,
+    pub message: String,
+    pub endpoints: Vec<Endpoint>,
+    /// RFC 3339, for the live countdown and `<time datetime>`.
+    pub expires_at: String,
+    /// The deadline for people: `2030-01-01 10:15 UTC`.
+    pub expires_label: String,
+    /// "in 12 min", "expired".
+    pub expires_in: String,
+    /// Why Extend is not offered, if it is not (the cap is reached).
+    pub extend_refused: Option<String>,
+}
+
+/// A link to one of an env's ports through the gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub port: u16,
+    pub url: String,
+}
+
+/// A message above the list: an action's outcome.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    /// Whether it reports success (else a refusal or failure).
+    pub ok: bool,
+}
+
+impl Notice {
+    /// A success.
+    pub fn ok(text: impl Into<String>) -> Notice {
+        Notice {
+            text: text.into(),
+            ok: true,
+        }
+    }
+
+    /// A refusal or failure.
+    pub fn error(text: impl Into<String>) -> Notice {
+        Notice {
+            text: text.into(),
+            ok: false,
+        }
+    }
+}
+
+/// The quota line above the form.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaView {
+    pub used: usize,
+    pub max: usize,
+    pub full: bool,
+}
+
+/// The create form, with what the user typed and what was wrong with it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FormView {
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    /// Field errors, by field (`repo`, `branch`, `path`).
+    pub errors: std::collections::BTreeMap<String, String>,
+    /// An error about the whole form (quota, conflict, cluster).
+    pub error: Option<String>,
+}
+
+impl FormView {
+    /// Field errors from core's validation.
+    pub fn with_errors(mut self, errors: &ValidationErrors) -> Self {
+        for error in &errors.errors {
+            let field = error.field.trim_start_matches("data.").to_string();
+            self.errors.insert(field, error.message.clone());
+        }
+        self
+    }
+}
+
+/// The env rows the user sees: theirs first, then the team's (unless `mine_only`), each group
+/// by name.
+pub fn env_views(
+    envs: &[(std::sync::Arc<ConfigMap>, Env)],
+    user: &User,
+    config: &Config,
+    scheme: &str,
+    now: Timestamp,
+    mine_only: bool,
+) -> Vec<EnvView> {
+    let mut views: Vec<EnvView> = envs
+        .iter()
+        .filter(|(_, env)| !mine_only || env.owner == user.identity)
+        .map(|(cm, env)| env_view(cm, env, user, config, scheme, now))
+        .collect();
+    views.sort_by(|a, b| b.mine.cmp(&a.mine).then_with(|| a.name.cmp(&b.name)));
+    views
+}
+
+fn env_view(
+    cm: &ConfigMap,
+    env: &Env,
+    user: &User,
+    config: &Config,
+    scheme: &str,
+    now: Timestamp,
+) -> EnvView {
+    let mine = env.owner == user.identity;
+    let created = cm.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let policy = &config.expiration;
+    let deadline = env
+        .expiration
+        .map(|written| policy.deadline(created, written));
+    let extend_refused =
+        env.expiration
+            .and_then(|written| match policy.extend(created, written, now) {
+                Extension::AtCap { cap } => Some(format!(
+                    "the longest lifetime is reached (until {})",
+                    cap.strftime("%Y-%m-%d %H:%M UTC")
+                )),
+                Extension::Extended { .. } => None,
+            });
+    let status = &env.status;
+    let endpoints = status
+        .ports
+        .iter()
+        .map(|port| Endpoint {
+            name: port.name.clone(),
+            port: port.port,
+            url: format!(
+                "{scheme}://{}/",
+                env_port_host(port.port, &env.name, &config.gateway_host)
+            ),
+        })
+        .collect();
+    EnvView {
+        name: env.name.clone(),
+        owner: env.owner.clone(),
+        mine,
+        can_change: mine || user.admin,
+        repo: env.spec.repo.clone(),
+        branch: env.spec.branch.clone(),
+        path: env.spec.path.clone(),
+        phase: status.phase.as_str(),
+        phase_class: match status.phase {
+            Phase::Ready => "ok",
+            Phase::Failed | Phase::Rejected => "bad",
+            _ => "busy",
+        },
+        message: status.message.clone().unwrap_or_default(),
+        endpoints,
+        expires_at: deadline.map(|d| d.to_string()).unwrap_or_default(),
+        expires_label: deadline
+            .map(|d| d.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default(),
+        expires_in: deadline.map_or_else(
+            || "not set yet".to_string(),
+            |deadline| time_left(deadline.duration_since(now)),
+        ),
+        extend_refused,
+    }
+}
+
+/// "in 1 h 5 min", "in 40 s", "expired".
+pub fn time_left(left: SignedDuration) -> String {
+    let seconds = left.as_secs();
+    if seconds <= 0 {
+        return "expired".to_string();
+    }
+    let (hours, minutes) = (seconds / 3600, (seconds % 3600) / 60);
+    match (hours, minutes) {
+        (0, 0) => format!("in {seconds} s"),
+        (0, m) => format!("in {m} min"),
+        (h, 0) => format!("in {h} h"),
+        (h, m) => format!("in {h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_reads_like_a_person_would_say_it() {
+        assert_eq!(time_left(SignedDuration::from_secs(-5)), "expired");
+        assert_eq!(time_left(SignedDuration::from_secs(40)), "in 40 s");
+        assert_eq!(time_left(SignedDuration::from_mins(12)), "in 12 min");
+        assert_eq!(time_left(SignedDuration::from_mins(60)), "in 1 h");
+        assert_eq!(time_left(SignedDuration::from_mins(65)), "in 1 h 5 min");
+    }
+}

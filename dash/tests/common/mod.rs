@@ -1,0 +1,213 @@
+//! The dashboard on a free port with a devcluster behind it, and a small HTTP client that
+//! speaks to it as a browser (or htmx) would.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use devcluster::DevCluster;
+use ephdash::csrf::CsrfKey;
+use ephdash::identity::IdentitySource;
+use ephdash::startup::{self, Running, Settings};
+use ephemerator_core::Config;
+use ephemerator_core::cluster::ApiHealth;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const HTML_REPO: &str = "https://github.com/tilt-dev/tilt-example-html";
+pub const HOST: &str = "preview.localhost";
+
+pub const CONFIG_YAML: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repoBase: https://github.com/tilt-dev
+  repoNames: [tilt-example-html, tilt-example-python]
+expiration: {defaultTTL: 15m, extendBy: 15m, maxLifetime: 1h}
+maxEnvsPerUser: 1
+admins: [root@example.com]
+"#;
+
+/// One key for every test dashboard, so tests can mint any user's token.
+pub fn csrf_key() -> CsrfKey {
+    CsrfKey::from_bytes(&[42u8; 32]).unwrap()
+}
+
+pub struct Dash {
+    pub cluster: DevCluster,
+    pub running: Running,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An answer: status, headers (lower-case names), body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Dash {
+    /// A dashboard reading identities from X-Auth-Request-* headers.
+    pub async fn start() -> Dash {
+        Dash::start_with(CONFIG_YAML, IdentitySource::AuthRequest).await
+    }
+
+    pub async fn start_with(config_yaml: &str, identity: IdentitySource) -> Dash {
+        let cluster = DevCluster::builder()
+            .pod_ready_delay(Duration::from_millis(200))
+            .start()
+            .await
+            .expect("devcluster starts");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let running = startup::start(
+            Settings {
+                client: cluster.client(),
+                api_health: ApiHealth::default(),
+                namespace: "default".into(),
+                config: Config::from_yaml_str(config_yaml, "test.yaml").unwrap(),
+                identity,
+                csrf: csrf_key(),
+                templates: root.join("templates"),
+                assets: root.join("assets"),
+                workers: 1,
+            },
+            listener,
+        )
+        .expect("the dashboard starts");
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        let dash = Dash {
+            cluster,
+            running,
+            http,
+        };
+        wait_for("/readyz", || async {
+            (dash.get("/readyz", None).await.status == 200).then_some(())
+        })
+        .await;
+        dash
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.cluster.client()
+    }
+
+    /// GET as `user` (no identity header when `None`).
+    pub async fn get(&self, path: &str, user: Option<&str>) -> Answer {
+        self.request("GET", path, user, &[], None).await
+    }
+
+    /// A plain form POST as `user` with `fields` (the CSRF token is one of them).
+    pub async fn post(&self, path: &str, user: &str, fields: &[(&str, &str)]) -> Answer {
+        self.request("POST", path, Some(user), &[], Some(fields))
+            .await
+    }
+
+    /// An htmx form POST (`HX-Request: true`).
+    pub async fn hx_post(&self, path: &str, user: &str, fields: &[(&str, &str)]) -> Answer {
+        self.request(
+            "POST",
+            path,
+            Some(user),
+            &[("hx-request", "true")],
+            Some(fields),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        headers: &[(&str, &str)],
+        form: Option<&[(&str, &str)]>,
+    ) -> Answer {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.running.addr))
+            .header("host", HOST);
+        if let Some(user) = user {
+            request = request.header("x-auth-request-user", user);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = match form {
+            Some(fields) => {
+                request = request.header("content-type", "application/x-www-form-urlencoded");
+                Bytes::from(encode_form(fields))
+            }
+            None => Bytes::new(),
+        };
+        let response = tokio::time::timeout(
+            DEADLINE,
+            self.http.request(request.body(Full::new(body)).unwrap()),
+        )
+        .await
+        .expect("the dashboard answers in time")
+        .expect("the dashboard answers");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    value.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded`.
+pub fn encode_form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(name, value)| format!("{}={}", escape(name), escape(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `check` until it yields a value; fails the test after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,464 @@
+//! ephdash over HTTP, as browsers (with and without JavaScript) and htmx use it, against a
+//! devcluster: who may do what, what is written, what is refused and how, and that hostile
+//! input renders inert.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use ephemerator_core::env::EXPIRATION_KEY;
+use ephemerator_core::labels::OWNER_ANNOTATION;
+use ephemerator_core::{EnvSpec, env_config_map};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+fn token(user: &str) -> String {
+    csrf_key().token(user)
+}
+
+fn spec(branch: &str) -> EnvSpec {
+    EnvSpec {
+        repo: HTML_REPO.into(),
+        branch: branch.into(),
+        path: "0-base/Tiltfile".into(),
+    }
+}
+
+async fn config_map(dash: &Dash, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(dash.client(), "default")
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+/// Creates env `name` of `owner` directly in the cluster (as kubectl would) and waits until
+/// the dashboard lists it.
+async fn seed_env(dash: &Dash, name: &str, owner: &str, expiration: Option<Timestamp>) {
+    Api::<ConfigMap>::namespaced(dash.client(), "default")
+        .create(
+            &PostParams::default(),
+            &env_config_map(name, owner, &spec("main"), expiration),
+        )
+        .await
+        .unwrap();
+    wait_for(&format!("{name} on the page"), || async {
+        dash.get("/envs", Some(owner))
+            .await
+            .body
+            .contains(&format!("id=\"env-{name}\""))
+            .then_some(())
+    })
+    .await;
+}
+
+fn create_fields<'a>(csrf: &'a str, branch: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("repo", HTML_REPO),
+        ("branch", branch),
+        ("path", "0-base/Tiltfile"),
+        ("csrf", csrf),
+    ]
+}
+
+#[tokio::test]
+async fn without_an_identity_the_answer_is_a_sign_in_page_never_an_error() {
+    let dash = Dash::start().await;
+    for path in ["/", "/envs"] {
+        let answer = dash.get(path, None).await;
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(answer.body.contains("/oauth2/sign_in"), "{}", answer.body);
+    }
+    let answer = dash
+        .request(
+            "POST",
+            "/envs",
+            None,
+            &[],
+            Some(&create_fields("x", "main")),
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+    // A header a client could only forge is not the configured one: still not signed in.
+    let forged = dash
+        .request(
+            "GET",
+            "/",
+            None,
+            &[("x-forwarded-user", "root@example.com")],
+            None,
+        )
+        .await;
+    assert_eq!(forged.status, 401);
+}
+
+#[tokio::test]
+async fn the_page_lists_the_team_yours_first_with_a_mine_filter() {
+    let dash = Dash::start().await;
+    let later = Timestamp::now() + SignedDuration::from_mins(10);
+    seed_env(&dash, "alice", "alice", Some(later)).await;
+    seed_env(&dash, "zed", "zed", Some(later)).await;
+    let page = dash.get("/", Some("zed")).await;
+    assert_eq!(page.status, 200);
+    let zed = page.body.find("id=\"env-zed\"").unwrap();
+    let alice = page.body.find("id=\"env-alice\"").unwrap();
+    assert!(zed < alice, "the user's own env comes first");
+    assert!(
+        page.body.contains("1 of 1 environment in use"),
+        "{}",
+        page.body
+    );
+    let absolute = later.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(
+        page.body.contains(&absolute),
+        "the absolute time, without JavaScript"
+    );
+    let mine = dash.get("/?show=mine", Some("zed")).await;
+    assert!(mine.body.contains("id=\"env-zed\"") && !mine.body.contains("id=\"env-alice\""));
+    // A strict policy holds: no inline script or style.
+    let csp = page.headers.get("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert!(!page.body.contains("style="), "no inline style");
+}
+
+#[tokio::test]
+async fn create_writes_the_env_config_map_and_redirects_without_javascript() {
+    let dash = Dash::start().await;
+    let answer = dash
+        .post(
+            "/envs",
+            "Nick.S@example.com",
+            &create_fields(&token("Nick.S@example.com"), "main"),
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(
+        answer.headers.get("location").map(String::as_str),
+        Some("/")
+    );
+    let name = ephemerator_core::names::base_env_name("Nick.S@example.com");
+    let cm = config_map(&dash, &name).await.expect("the env ConfigMap");
+    assert_eq!(
+        cm.annotations().get(OWNER_ANNOTATION).map(String::as_str),
+        Some("Nick.S@example.com")
+    );
+    assert_eq!(
+        cm.labels()["app.kubernetes.io/part-of"],
+        "ephemerator.tilt.dev"
+    );
+    assert_eq!(cm.labels()["app.kubernetes.io/name"], "ephrunner");
+    let data = cm.data.unwrap();
+    assert_eq!(data["repo"], HTML_REPO);
+    assert_eq!(data["branch"], "main");
+    let expiration: Timestamp = data[EXPIRATION_KEY].parse().unwrap();
+    let ttl = expiration.duration_since(Timestamp::now());
+    assert!(ttl > SignedDuration::from_mins(14) && ttl <= SignedDuration::from_mins(15));
+    let managers: Vec<_> = cm
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| entry.manager)
+        .collect();
+    assert_eq!(managers, vec!["ephdash".to_string()]);
+}
+
+#[tokio::test]
+async fn create_with_htmx_answers_a_fragment_and_refreshes_the_list() {
+    let dash = Dash::start().await;
+    let answer = dash
+        .hx_post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.headers.get("hx-trigger").map(String::as_str),
+        Some("envs-changed")
+    );
+    assert!(answer.body.contains("Creating nicks"), "{}", answer.body);
+    assert!(!answer.body.contains("<html"), "a fragment, not the page");
+    assert!(config_map(&dash, "nicks").await.is_some());
+}
+
+#[tokio::test]
+async fn refusals_come_in_place_with_the_input_kept() {
+    let dash = Dash::start().await;
+    let csrf = token("nicks");
+    // Off the allow-list.
+    let off = dash
+        .hx_post(
+            "/envs",
+            "nicks",
+            &[
+                ("repo", "https://github.com/evil/repo"),
+                ("branch", "main"),
+                ("path", "Tiltfile"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(off.status, 422);
+    assert!(off.body.contains("not on the allow-list"), "{}", off.body);
+    // A malformed branch: core's message, the typed value kept.
+    let bad = dash
+        .hx_post("/envs", "nicks", &create_fields(&csrf, "fix..it"))
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("value=\"fix..it\""), "{}", bad.body);
+    assert!(bad.body.contains(".."), "{}", bad.body);
+    // The same without JavaScript: the whole page, the refusal shown, the input kept.
+    let plain = dash
+        .post("/envs", "nicks", &create_fields(&csrf, "fix..it"))
+        .await;
+    assert_eq!(plain.status, 422);
+    assert!(plain.body.contains("<html") && plain.body.contains("value=\"fix..it\""));
+    assert!(
+        config_map(&dash, "nicks").await.is_none(),
+        "nothing written"
+    );
+
+    // Over quota: said before the click, and refused if clicked anyway.
+    seed_env(&dash, "nicks", "nicks", None).await;
+    let page = dash.get("/", Some("nicks")).await;
+    assert!(page.body.contains("1 of 1 environment in use"));
+    assert!(
+        page.body.contains("as many environments as allowed"),
+        "{}",
+        page.body
+    );
+    let over = dash
+        .hx_post("/envs", "nicks", &create_fields(&csrf, "other"))
+        .await;
+    assert_eq!(over.status, 409);
+    assert!(over.body.contains("1 of 1"), "{}", over.body);
+}
+
+#[tokio::test]
+async fn a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touched() {
+    let dash = Dash::start().await;
+    let plain = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("olga".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([("keep".to_string(), "me".to_string())])),
+        ..ConfigMap::default()
+    };
+    Api::<ConfigMap>::namespaced(dash.client(), "default")
+        .create(&PostParams::default(), &plain)
+        .await
+        .unwrap();
+    let create = dash
+        .hx_post("/envs", "olga", &create_fields(&token("olga"), "main"))
+        .await;
+    assert_eq!(create.status, 409);
+    assert!(
+        create.body.contains("not an environment"),
+        "{}",
+        create.body
+    );
+    let delete = dash
+        .hx_post("/envs/olga/delete", "olga", &[("csrf", &token("olga"))])
+        .await;
+    assert_eq!(delete.status, 409, "{}", delete.body);
+    let still = config_map(&dash, "olga").await.unwrap();
+    assert_eq!(still.data.unwrap()["keep"], "me");
+}
+
+#[tokio::test]
+async fn every_mutation_needs_the_users_own_token_from_the_dashboards_origin() {
+    let dash = Dash::start().await;
+    let path = "/envs";
+    // No token, another user's token, a made-up token.
+    for csrf in ["", &token("mallory"), "00"] {
+        let answer = dash.post(path, "nicks", &create_fields(csrf, "main")).await;
+        assert_eq!(answer.status, 403, "token {csrf:?}");
+    }
+    // The right token, posted from an env's page (a sibling subdomain).
+    let cross = dash
+        .request(
+            "POST",
+            path,
+            Some("nicks"),
+            &[("origin", "http://8000---mallory.preview.localhost")],
+            Some(&create_fields(&token("nicks"), "main")),
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+    assert!(
+        config_map(&dash, "nicks").await.is_none(),
+        "nothing written"
+    );
+    // From the dashboard itself it works.
+    let same = dash
+        .request(
+            "POST",
+            path,
+            Some("nicks"),
+            &[("origin", "http://preview.localhost")],
+            Some(&create_fields(&token("nicks"), "main")),
+        )
+        .await;
+    assert_eq!(same.status, 303, "{}", same.body);
+}
+
+#[tokio::test]
+async fn only_owners_and_admins_extend_and_delete() {
+    let dash = Dash::start().await;
+    let expiration = Timestamp::now() + SignedDuration::from_mins(10);
+    seed_env(&dash, "nicks", "nicks", Some(expiration)).await;
+
+    // Mallory crafts the forms with her own valid token: refused, nothing changes.
+    for action in ["extend", "delete"] {
+        let answer = dash
+            .hx_post(
+                &format!("/envs/nicks/{action}"),
+                "mallory",
+                &[("csrf", &token("mallory"))],
+            )
+            .await;
+        assert_eq!(answer.status, 403, "{action}: {}", answer.body);
+        assert!(answer.body.contains("belongs to nicks"), "{}", answer.body);
+    }
+    let unchanged = config_map(&dash, "nicks").await.unwrap();
+    assert_eq!(
+        unchanged.data.unwrap()[EXPIRATION_KEY],
+        expiration.to_string()
+    );
+    // Her page offers no buttons for it.
+    let page = dash.get("/", Some("mallory")).await;
+    assert!(!page.body.contains("/envs/nicks/delete"));
+
+    // The owner extends: extendBy later, guarded by the resourceVersion.
+    let extended = dash
+        .hx_post("/envs/nicks/extend", "nicks", &[("csrf", &token("nicks"))])
+        .await;
+    assert_eq!(extended.status, 200, "{}", extended.body);
+    let now: Timestamp = config_map(&dash, "nicks").await.unwrap().data.unwrap()[EXPIRATION_KEY]
+        .parse()
+        .unwrap();
+    assert_eq!(now, expiration + SignedDuration::from_mins(15));
+
+    // An admin deletes it (plain form: redirect).
+    let deleted = dash
+        .post(
+            "/envs/nicks/delete",
+            "root@example.com",
+            &[("csrf", &token("root@example.com"))],
+        )
+        .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    wait_for("nicks deleted", || async {
+        config_map(&dash, "nicks").await.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn extend_stops_at_the_cap_and_says_so() {
+    let dash = Dash::start().await;
+    // Created now, cap in 1h: an expiration at the cap cannot grow.
+    let cap = Timestamp::now() + SignedDuration::from_mins(59);
+    seed_env(
+        &dash,
+        "nicks",
+        "nicks",
+        Some(cap + SignedDuration::from_mins(5)),
+    )
+    .await;
+    let page = dash.get("/", Some("nicks")).await;
+    assert!(
+        page.body.contains("longest lifetime is reached"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("/envs/nicks/extend"));
+    let answer = dash
+        .hx_post("/envs/nicks/extend", "nicks", &[("csrf", &token("nicks"))])
+        .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    assert!(
+        answer.body.contains("as long as allowed"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn hostile_text_renders_inert() {
+    let dash = Dash::start().await;
+    let markup = "<script>alert(1)</script>";
+    // A user name with markup owns an env made with kubectl; a refused branch echoes markup.
+    let owner = "evil\"><img src=x onerror=alert(1)>";
+    Api::<ConfigMap>::namespaced(dash.client(), "default")
+        .create(
+            &PostParams::default(),
+            &env_config_map("evil", owner, &spec("main"), None),
+        )
+        .await
+        .unwrap();
+    wait_for("the hostile env listed", || async {
+        dash.get("/envs", Some("nicks"))
+            .await
+            .body
+            .contains("id=\"env-evil\"")
+            .then_some(())
+    })
+    .await;
+    let page = dash.get("/", Some("nicks")).await;
+    assert!(!page.body.contains("<img src=x"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        page.body
+    );
+    let refused = dash
+        .hx_post("/envs", "nicks", &create_fields(&token("nicks"), markup))
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(!refused.body.contains(markup), "{}", refused.body);
+    assert!(refused.body.contains("&lt;script&gt;"), "{}", refused.body);
+}
+
+#[tokio::test]
+async fn operations_endpoints_and_vendored_assets() {
+    let dash = Dash::start().await;
+    assert_eq!(dash.get("/healthz", None).await.status, 200);
+    assert_eq!(dash.get("/readyz", None).await.status, 200);
+    dash.post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
+        .await;
+    let metrics = dash.get("/metrics", None).await.body;
+    assert!(
+        metrics.contains("ephdash_configmap_writes_total{action=\"create\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ephdash_http_requests_total{route=\"/envs\",status=\"303\"} 1"),
+        "{metrics}"
+    );
+    let htmx = dash.get("/assets/vendor/htmx-2.0.11.min.js", None).await;
+    assert_eq!(htmx.status, 200);
+    let on_disk = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/vendor/htmx-2.0.11.min.js"),
+    )
+    .unwrap();
+    assert_eq!(htmx.body, on_disk);
+}
+
+#[tokio::test]
+async fn the_fake_user_is_signed_in_everywhere_for_local_runs() {
+    let dash = Dash::start_with(
+        CONFIG_YAML,
+        ephdash::identity::IdentitySource::Fake("dev".into()),
+    )
+    .await;
+    let page = dash.get("/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Signed in as <strong>dev</strong>"));
+}
