@@ -15,6 +15,7 @@ use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher};
 
@@ -60,14 +61,16 @@ pub struct Running {
     pub handle: ServerHandle,
     /// Ends when the server has stopped.
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
-    watch: tokio::task::JoinHandle<()>,
+    watches: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops serving, letting requests in flight finish.
     pub async fn stop(self) {
         self.handle.stop(true).await;
-        self.watch.abort();
+        for watch in &self.watches {
+            watch.abort();
+        }
         let _ = self.server.await;
     }
 }
@@ -127,6 +130,18 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         }))
     };
 
+    // Events about ConfigMaps (ephctrl's): shown on the page, never required to be ready.
+    let (events, event_writer) = reflector::store::<Event>();
+    let event_watch = tokio::spawn(
+        reflected_watch(
+            Api::<Event>::namespaced(client.clone(), &namespace),
+            watcher::Config::default().fields("regarding.kind=ConfigMap"),
+            event_writer,
+            |event| event.metadata.managed_fields = None,
+        )
+        .for_each(|_| futures::future::ready(())),
+    );
+
     let state = web::Data::new(AppState {
         client,
         api_health,
@@ -135,6 +150,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         identity,
         csrf,
         envs,
+        events,
         listed,
         templates,
         metrics: Metrics::new(),
@@ -186,6 +202,6 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         addr,
         handle,
         server: tokio::spawn(server),
-        watch,
+        watches: vec![watch, event_watch],
     })
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ephemerator_core::cluster::ApiHealth;
 use ephemerator_core::{Config, Env};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::csrf::CsrfKey;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub csrf: CsrfKey,
     /// Every env ConfigMap, kept by a watch: pages make no API call.
     pub envs: Store<ConfigMap>,
+    /// Events about ConfigMaps, kept by a watch.
+    pub events: Store<Event>,
     /// Set once the env ConfigMaps have been listed.
     pub listed: Arc<AtomicBool>,
     /// The page and fragment templates.

@@ -1,11 +1,15 @@
 //! What the templates show: envs, the quota and the create form as plain serializable values.
 //! Every string is escaped by tera's autoescape when rendered.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use ephemerator_core::hosts::env_port_host;
 use ephemerator_core::lifecycle::Extension;
 use ephemerator_core::{Config, Env, Phase, ValidationErrors};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use serde::Serialize;
 
 use crate::identity::User;
@@ -34,6 +38,62 @@ pub struct EnvView {
     pub expires_in: String,
     /// Why Extend is not offered, if it is not (the cap is reached).
     pub extend_refused: Option<String>,
+    /// The env's most recent Events, newest first.
+    pub events: Vec<EventView>,
+}
+
+/// An Event about an env (ephctrl's transitions and warnings).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventView {
+    /// `2030-01-01 10:15:00 UTC`.
+    pub at: String,
+    /// Normal or Warning.
+    pub kind: String,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Events shown per env.
+pub const EVENTS_PER_ENV: usize = 5;
+
+/// The recent Events of each env ConfigMap, by env name, newest first.
+pub fn events_by_env(events: &[Arc<Event>]) -> HashMap<String, Vec<EventView>> {
+    let mut by_env: HashMap<String, Vec<(Timestamp, EventView)>> = HashMap::new();
+    for event in events {
+        let Some(regarding) = event.regarding.as_ref() else {
+            continue;
+        };
+        if regarding.kind.as_deref() != Some("ConfigMap") {
+            continue;
+        }
+        let Some(name) = regarding.name.clone() else {
+            continue;
+        };
+        let at = event
+            .event_time
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
+            .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        by_env.entry(name).or_default().push((
+            at,
+            EventView {
+                at: at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                kind: event.type_.clone().unwrap_or_default(),
+                reason: event.reason.clone().unwrap_or_default(),
+                note: event.note.clone().unwrap_or_default(),
+            },
+        ));
+    }
+    by_env
+        .into_iter()
+        .map(|(name, mut events)| {
+            events.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+            events.truncate(EVENTS_PER_ENV);
+            (name, events.into_iter().map(|(_, view)| view).collect())
+        })
+        .collect()
 }
 
 /// A link to one of an env's ports through the gateway.
@@ -104,17 +164,23 @@ impl FormView {
 /// The env rows the user sees: theirs first, then the team's (unless `mine_only`), each group
 /// by name.
 pub fn env_views(
-    envs: &[(std::sync::Arc<ConfigMap>, Env)],
+    envs: &[(Arc<ConfigMap>, Env)],
+    events: &[Arc<Event>],
     user: &User,
     config: &Config,
     scheme: &str,
     now: Timestamp,
     mine_only: bool,
 ) -> Vec<EnvView> {
+    let mut events = events_by_env(events);
     let mut views: Vec<EnvView> = envs
         .iter()
         .filter(|(_, env)| !mine_only || env.owner == user.identity)
-        .map(|(cm, env)| env_view(cm, env, user, config, scheme, now))
+        .map(|(cm, env)| {
+            let mut view = env_view(cm, env, user, config, scheme, now);
+            view.events = events.remove(&env.name).unwrap_or_default();
+            view
+        })
         .collect();
     views.sort_by(|a, b| b.mine.cmp(&a.mine).then_with(|| a.name.cmp(&b.name)));
     views
@@ -181,6 +247,7 @@ fn env_view(
             |deadline| time_left(deadline.duration_since(now)),
         ),
         extend_refused,
+        events: Vec::new(),
     }
 }
 

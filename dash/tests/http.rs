@@ -462,3 +462,48 @@ async fn the_fake_user_is_signed_in_everywhere_for_local_runs() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Signed in as <strong>dev</strong>"));
 }
+
+/// With the controller running: the phase reaches Ready on the list (what htmx polls), and
+/// the env's page shows ephctrl's Events and the runner's setup logs, escaped.
+#[tokio::test]
+async fn the_env_page_shows_events_and_setup_logs() {
+    let dash = Dash::start().await;
+    let config = ephemerator_core::Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+    let ctrl = tokio::spawn(ephctrl::run(ephctrl::Settings::new(
+        dash.client(),
+        "default",
+        config,
+    )));
+    let created = dash
+        .post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
+        .await;
+    assert_eq!(created.status, 303);
+    wait_for("Ready on the list fragment", || async {
+        let list = dash.get("/envs", Some("nicks")).await.body;
+        list.contains("data-phase=\"Ready\"").then_some(())
+    })
+    .await;
+    let page = wait_for("the Ready Event and the runner's logs", || async {
+        let page = dash.get("/envs/nicks", Some("nicks")).await;
+        (page.body.contains("<strong>Ready</strong>")
+            && page.body.contains("container tilt-upper started"))
+        .then_some(page)
+    })
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<strong>Starting</strong>"),
+        "{}",
+        page.body
+    );
+    let logs = dash.get("/envs/nicks/logs", Some("mallory")).await;
+    assert_eq!(logs.status, 200, "everyone signed in may read setup logs");
+    assert!(
+        logs.body.contains("container tilt-upper started"),
+        "{}",
+        logs.body
+    );
+    assert!(!logs.body.contains("<html"), "a fragment");
+    assert_eq!(dash.get("/envs/nobody", Some("nicks")).await.status, 404);
+    ctrl.abort();
+}

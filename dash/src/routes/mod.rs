@@ -6,12 +6,15 @@
 //! | GET | `/` | the page: env list, quota, create form (`?show=mine`) |
 //! | GET | `/envs` | the env list fragment (htmx polls it) |
 //! | POST | `/envs` | create an env |
+//! | GET | `/envs/{name}` | one env: status, Events, setup logs |
+//! | GET | `/envs/{name}/logs` | the setup logs fragment (htmx follows it) |
 //! | POST | `/envs/{name}/extend` | extend an env |
 //! | POST | `/envs/{name}/delete` | delete an env |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
 //! | GET | `/assets/...` | static files |
 
 pub mod actions;
+pub mod env_page;
 pub mod health;
 pub mod page;
 
@@ -23,6 +26,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/", web::get().to(page::page))
         .route("/envs", web::get().to(page::env_list))
         .route("/envs", web::post().to(actions::create))
+        .route("/envs/{name}", web::get().to(env_page::env_page))
+        .route("/envs/{name}/logs", web::get().to(env_page::env_logs))
         .route("/envs/{name}/extend", web::post().to(actions::extend))
         .route("/envs/{name}/delete", web::post().to(actions::delete))
         .route("/healthz", web::get().to(health::healthz))

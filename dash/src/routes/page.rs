@@ -107,6 +107,7 @@ pub fn context(
         "envs",
         &env_views(
             &envs,
+            &state.events.state(),
             user,
             &state.config,
             &scheme,
