@@ -5,6 +5,7 @@
 
 pub mod csrf;
 pub mod decide;
+pub mod discovery;
 pub mod error;
 pub mod identity;
 pub mod metrics;

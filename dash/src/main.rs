@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephdash::csrf::CsrfKey;
+use ephdash::discovery::DiscoverySettings;
 use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
@@ -100,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             templates: args.templates,
             assets: args.assets,
             workers: args.workers,
+            discovery: DiscoverySettings::default(),
         },
         listener,
     )?;

@@ -20,6 +20,7 @@ use kube::api::Api;
 use kube::runtime::{reflector, watcher};
 
 use crate::csrf::CsrfKey;
+use crate::discovery::{Discovery, DiscoverySettings};
 use crate::identity::IdentitySource;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub assets: PathBuf,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Limits of branch and Tiltfile discovery.
+    pub discovery: DiscoverySettings,
 }
 
 /// A running dashboard.
@@ -104,6 +107,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         templates,
         assets,
         workers,
+        discovery,
     } = settings;
     let pattern = templates.join("**").join("*.html");
     let templates =
@@ -154,6 +158,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         listed,
         templates,
         metrics: Metrics::new(),
+        discovery: Discovery::new(discovery),
     });
     let server = HttpServer::new(move || {
         let metrics_state = state.clone();

@@ -11,6 +11,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::csrf::CsrfKey;
+use crate::discovery::Discovery;
 use crate::identity::IdentitySource;
 use crate::metrics::Metrics;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub templates: tera::Tera,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Branches and Tiltfiles of allow-listed repos.
+    pub discovery: Discovery,
 }
 
 impl AppState {

@@ -127,6 +127,14 @@ pub fn context(
     context.insert("form", &form);
     context.insert("notice", &notice);
     context.insert("gateway_host", &state.config.gateway_host);
+    // The form's lists load after the page (git discovery never delays it); see `form.rs`.
+    let none: Vec<String> = Vec::new();
+    context.insert("discovered", &false);
+    context.insert("oob", &false);
+    context.insert("branch_options", &none);
+    context.insert("branch_note", &None::<String>);
+    context.insert("path_options", &none);
+    context.insert("path_note", &None::<String>);
     context
 }
 

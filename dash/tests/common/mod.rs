@@ -76,6 +76,10 @@ impl Dash {
                 templates: root.join("templates"),
                 assets: root.join("assets"),
                 workers: 1,
+                discovery: ephdash::discovery::DiscoverySettings {
+                    timeout: Duration::from_secs(5),
+                    ..Default::default()
+                },
             },
             listener,
         )

@@ -1,0 +1,318 @@
+//! The create form's branch and Tiltfile lists, discovered from real git repositories served
+//! over smart HTTP on loopback (`git http-backend` behind a small CGI bridge), with the limits
+//! that matter: only allow-listed URLs are contacted, no redirect is followed, a silent host
+//! costs a bounded time, answers are cached, and the form falls back to typing.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use ephdash::identity::IdentitySource;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+/// Runs git in `dir`, failing the test on error.
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A bare repo `app.git` under `root` with three branches and Tiltfiles here and there.
+fn make_repo(root: &Path) {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    for (path, content) in [
+        ("Tiltfile", "k8s_yaml('app.yaml')\n"),
+        ("deploy/app.tiltfile", "# more\n"),
+        ("services/api/Tiltfile", "# api\n"),
+        ("README.md", "# app\n"),
+        ("docs/Tiltfile.md", "# not a Tiltfile\n"),
+    ] {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["branch", "feature/login"]);
+    git(&work, &["checkout", "-q", "-b", "release-1.2"]);
+    std::fs::create_dir_all(work.join("release")).unwrap();
+    std::fs::write(work.join("release/Tiltfile"), "# release\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "release"]);
+    let bare = root.join("app.git");
+    git(root, &["clone", "-q", "--bare", "work", "app.git"]);
+    git(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    git(&bare, &["config", "http.receivepack", "false"]);
+}
+
+/// What the stand-in git host saw: request paths.
+#[derive(Default, Clone)]
+struct Seen(Arc<Mutex<Vec<String>>>);
+
+impl Seen {
+    fn count(&self, prefix: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|path| path.starts_with(prefix))
+            .count()
+    }
+}
+
+/// A git host on 127.0.0.1: `/app.git` is served by `git http-backend`; `/moved.git` redirects
+/// to another host; `/silent.git` never answers.
+async fn git_host(root: PathBuf) -> (SocketAddr, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let shared = (root, seen.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(answer(&shared.0, &shared.1, request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+async fn answer(root: &Path, seen: &Seen, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    seen.0.lock().unwrap().push(path.clone());
+    if path.starts_with("/moved.git") {
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", format!("http://127.0.0.2:9{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    if path.starts_with("/silent.git") {
+        std::future::pending::<()>().await;
+    }
+    cgi(root, request).await
+}
+
+/// `git http-backend` as a CGI program, as a web server would run it.
+async fn cgi(root: &Path, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut command = tokio::process::Command::new("git");
+    command
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", root)
+        .env("REQUEST_METHOD", request.method().as_str())
+        .env("PATH_INFO", request.uri().path())
+        .env("QUERY_STRING", request.uri().query().unwrap_or(""))
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let mut child = command.spawn().expect("git http-backend runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&body).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    let raw = output.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .expect("CGI headers");
+    let head = String::from_utf8_lossy(&raw[..split.0]).into_owned();
+    let mut response = Response::builder();
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("status") {
+            let code: u16 = value.trim()[..3].parse().unwrap();
+            response = response.status(code);
+        } else {
+            response = response.header(name.trim(), value.trim());
+        }
+    }
+    response
+        .body(Full::new(Bytes::copy_from_slice(&raw[split.0 + split.1..])))
+        .unwrap()
+}
+
+fn config(addr: SocketAddr) -> String {
+    format!(
+        r#"
+gatewayHost: preview.localhost
+allowlist:
+  repos:
+    - url: http://{addr}/app.git
+    - url: http://{addr}/moved.git
+    - url: http://{addr}/silent.git
+    - url: http://{addr}/pinned.git
+      branches: [stable]
+      paths: [ci/Tiltfile]
+"#
+    )
+}
+
+fn options(body: &str, list: &str) -> Vec<String> {
+    let start = body
+        .find(&format!("<datalist id=\"{list}\">"))
+        .unwrap_or_else(|| panic!("no {list} in {body}"));
+    let end = start + body[start..].find("</datalist>").unwrap();
+    body[start..end]
+        .split("<option value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().replace("&#x2F;", "/"))
+        .collect()
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    encode_form(pairs)
+}
+
+#[tokio::test]
+async fn branches_then_tiltfiles_come_from_the_repository() {
+    let root = tempfile::tempdir().unwrap();
+    make_repo(root.path());
+    let (addr, seen) = git_host(root.path().to_path_buf()).await;
+    let dash = Dash::start_with(&config(addr), IdentitySource::Fake("nicks".into())).await;
+    let repo = format!("http://{addr}/app.git");
+
+    let answer = dash
+        .get(&format!("/form/branches?{}", query(&[("repo", &repo)])), None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        options(&answer.body, "branch-options"),
+        vec!["main", "feature/login", "release-1.2"],
+        "main first"
+    );
+    // The Tiltfiles of the first branch come along, out of band.
+    assert!(answer.body.contains("hx-swap-oob=\"true\""));
+    assert_eq!(
+        options(&answer.body, "path-options"),
+        vec!["Tiltfile", "deploy/app.tiltfile", "services/api/Tiltfile"]
+    );
+    let paths = dash
+        .get(
+            &format!("/form/paths?{}", query(&[("repo", &repo), ("branch", "release-1.2")])),
+            None,
+        )
+        .await;
+    assert!(
+        options(&paths.body, "path-options").contains(&"release/Tiltfile".to_string()),
+        "{}",
+        paths.body
+    );
+
+    // Cached: asking again contacts the host no more.
+    let before = seen.count("/app.git");
+    dash.get(&format!("/form/branches?{}", query(&[("repo", &repo)])), None)
+        .await;
+    assert_eq!(seen.count("/app.git"), before);
+}
+
+#[tokio::test]
+async fn only_allow_listed_repos_are_contacted_and_nothing_is_injected() {
+    let root = tempfile::tempdir().unwrap();
+    make_repo(root.path());
+    let (addr, seen) = git_host(root.path().to_path_buf()).await;
+    let dash = Dash::start_with(&config(addr), IdentitySource::Fake("nicks".into())).await;
+
+    let typed = format!("http://{addr}/app.git/../secret.git");
+    let refused = dash
+        .get(&format!("/form/branches?{}", query(&[("repo", &typed)])), None)
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("not on the allow-list"));
+    // A branch that would be a git option is no branch: no git call at all.
+    let marker = root.path().join("pwned");
+    let injected = format!("--upload-pack=touch {}", marker.display());
+    let repo = format!("http://{addr}/app.git");
+    let answer = dash
+        .get(
+            &format!("/form/paths?{}", query(&[("repo", &repo), ("branch", &injected)])),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(options(&answer.body, "path-options").is_empty());
+    assert!(!marker.exists());
+    // Listed branches and paths of an entry are used as they are: no contact.
+    let pinned = format!("http://{addr}/pinned.git");
+    let answer = dash
+        .get(&format!("/form/branches?{}", query(&[("repo", &pinned)])), None)
+        .await;
+    assert_eq!(options(&answer.body, "branch-options"), vec!["stable"]);
+    assert_eq!(options(&answer.body, "path-options"), vec!["ci/Tiltfile"]);
+    assert_eq!(seen.count("/"), 0, "the git host saw: {:?}", seen.0.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_redirecting_or_silent_host_falls_back_to_typing() {
+    let root = tempfile::tempdir().unwrap();
+    make_repo(root.path());
+    let (addr, seen) = git_host(root.path().to_path_buf()).await;
+    let dash = Dash::start_with(&config(addr), IdentitySource::Fake("nicks".into())).await;
+
+    let moved = format!("http://{addr}/moved.git");
+    let answer = dash
+        .get(&format!("/form/branches?{}", query(&[("repo", &moved)])), None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(options(&answer.body, "branch-options").is_empty());
+    assert!(answer.body.contains("Could not list the branches"), "{}", answer.body);
+    assert_eq!(seen.count("/moved.git"), 1, "asked once, the redirect not followed");
+
+    let silent = format!("http://{addr}/silent.git");
+    let started = std::time::Instant::now();
+    let answer = dash
+        .get(&format!("/form/branches?{}", query(&[("repo", &silent)])), None)
+        .await;
+    assert!(answer.body.contains("did not answer within"), "{}", answer.body);
+    assert!(started.elapsed() < DEADLINE);
+    // The field is still a plain text field that takes a typed branch.
+    assert!(answer.body.contains("<input id=\"branch\" name=\"branch\""));
+}
+
