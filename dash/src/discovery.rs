@@ -103,8 +103,14 @@ impl Discovery {
         result
     }
 
-    fn cached(&self, key: &(String, Option<String>)) -> Option<Result<Vec<String>, DiscoveryError>> {
-        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn cached(
+        &self,
+        key: &(String, Option<String>),
+    ) -> Option<Result<Vec<String>, DiscoveryError>> {
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (at, result) = cache.get(key)?;
         let ttl = if result.is_ok() {
             self.settings.ttl
@@ -114,8 +120,15 @@ impl Discovery {
         (at.elapsed() < ttl).then(|| result.clone())
     }
 
-    fn remember(&self, key: (String, Option<String>), result: &Result<Vec<String>, DiscoveryError>) {
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn remember(
+        &self,
+        key: (String, Option<String>),
+        result: &Result<Vec<String>, DiscoveryError>,
+    ) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A small bound: entries are per repo (and branch); old ones are dropped wholesale.
         if cache.len() > 1024 {
             cache.clear();
@@ -126,7 +139,10 @@ impl Discovery {
     async fn list_branches(&self, repo: &str) -> Result<Vec<String>, DiscoveryError> {
         let scratch = tempfile::tempdir().map_err(|e| DiscoveryError::Spawn(e.to_string()))?;
         let output = self
-            .git(scratch.path(), &["ls-remote", "--heads", "--refs", "--", repo])
+            .git(
+                scratch.path(),
+                &["ls-remote", "--heads", "--refs", "--", repo],
+            )
             .await?;
         let mut branches: Vec<String> = output
             .lines()
@@ -135,11 +151,20 @@ impl Discovery {
             .map(str::to_string)
             .take(self.settings.max_items)
             .collect();
-        branches.sort_by_key(|branch| (!matches!(branch.as_str(), "main" | "master"), branch.clone()));
+        branches.sort_by_key(|branch| {
+            (
+                !matches!(branch.as_str(), "main" | "master"),
+                branch.clone(),
+            )
+        });
         Ok(branches)
     }
 
-    async fn list_tiltfiles(&self, repo: &str, branch: &str) -> Result<Vec<String>, DiscoveryError> {
+    async fn list_tiltfiles(
+        &self,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Vec<String>, DiscoveryError> {
         let scratch = tempfile::tempdir().map_err(|e| DiscoveryError::Spawn(e.to_string()))?;
         let clone = scratch.path().join("repo.git");
         let clone_arg = clone.to_string_lossy().into_owned();
@@ -165,7 +190,14 @@ impl Discovery {
         let listing = self
             .git(
                 scratch.path(),
-                &["--git-dir", &clone_arg, "ls-tree", "-r", "--name-only", "HEAD"],
+                &[
+                    "--git-dir",
+                    &clone_arg,
+                    "ls-tree",
+                    "-r",
+                    "--name-only",
+                    "HEAD",
+                ],
             )
             .await?;
         let mut files: Vec<String> = listing

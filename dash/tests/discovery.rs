@@ -220,7 +220,10 @@ async fn branches_then_tiltfiles_come_from_the_repository() {
     let repo = format!("http://{addr}/app.git");
 
     let answer = dash
-        .get(&format!("/form/branches?{}", query(&[("repo", &repo)])), None)
+        .get(
+            &format!("/form/branches?{}", query(&[("repo", &repo)])),
+            None,
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
@@ -236,7 +239,10 @@ async fn branches_then_tiltfiles_come_from_the_repository() {
     );
     let paths = dash
         .get(
-            &format!("/form/paths?{}", query(&[("repo", &repo), ("branch", "release-1.2")])),
+            &format!(
+                "/form/paths?{}",
+                query(&[("repo", &repo), ("branch", "release-1.2")])
+            ),
             None,
         )
         .await;
@@ -248,8 +254,11 @@ async fn branches_then_tiltfiles_come_from_the_repository() {
 
     // Cached: asking again contacts the host no more.
     let before = seen.count("/app.git");
-    dash.get(&format!("/form/branches?{}", query(&[("repo", &repo)])), None)
-        .await;
+    dash.get(
+        &format!("/form/branches?{}", query(&[("repo", &repo)])),
+        None,
+    )
+    .await;
     assert_eq!(seen.count("/app.git"), before);
 }
 
@@ -262,7 +271,10 @@ async fn only_allow_listed_repos_are_contacted_and_nothing_is_injected() {
 
     let typed = format!("http://{addr}/app.git/../secret.git");
     let refused = dash
-        .get(&format!("/form/branches?{}", query(&[("repo", &typed)])), None)
+        .get(
+            &format!("/form/branches?{}", query(&[("repo", &typed)])),
+            None,
+        )
         .await;
     assert_eq!(refused.status, 422);
     assert!(refused.body.contains("not on the allow-list"));
@@ -272,7 +284,10 @@ async fn only_allow_listed_repos_are_contacted_and_nothing_is_injected() {
     let repo = format!("http://{addr}/app.git");
     let answer = dash
         .get(
-            &format!("/form/paths?{}", query(&[("repo", &repo), ("branch", &injected)])),
+            &format!(
+                "/form/paths?{}",
+                query(&[("repo", &repo), ("branch", &injected)])
+            ),
             None,
         )
         .await;
@@ -282,11 +297,19 @@ async fn only_allow_listed_repos_are_contacted_and_nothing_is_injected() {
     // Listed branches and paths of an entry are used as they are: no contact.
     let pinned = format!("http://{addr}/pinned.git");
     let answer = dash
-        .get(&format!("/form/branches?{}", query(&[("repo", &pinned)])), None)
+        .get(
+            &format!("/form/branches?{}", query(&[("repo", &pinned)])),
+            None,
+        )
         .await;
     assert_eq!(options(&answer.body, "branch-options"), vec!["stable"]);
     assert_eq!(options(&answer.body, "path-options"), vec!["ci/Tiltfile"]);
-    assert_eq!(seen.count("/"), 0, "the git host saw: {:?}", seen.0.lock().unwrap());
+    assert_eq!(
+        seen.count("/"),
+        0,
+        "the git host saw: {:?}",
+        seen.0.lock().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -298,21 +321,38 @@ async fn a_redirecting_or_silent_host_falls_back_to_typing() {
 
     let moved = format!("http://{addr}/moved.git");
     let answer = dash
-        .get(&format!("/form/branches?{}", query(&[("repo", &moved)])), None)
+        .get(
+            &format!("/form/branches?{}", query(&[("repo", &moved)])),
+            None,
+        )
         .await;
     assert_eq!(answer.status, 200);
     assert!(options(&answer.body, "branch-options").is_empty());
-    assert!(answer.body.contains("Could not list the branches"), "{}", answer.body);
-    assert_eq!(seen.count("/moved.git"), 1, "asked once, the redirect not followed");
+    assert!(
+        answer.body.contains("Could not list the branches"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        seen.count("/moved.git"),
+        1,
+        "asked once, the redirect not followed"
+    );
 
     let silent = format!("http://{addr}/silent.git");
     let started = std::time::Instant::now();
     let answer = dash
-        .get(&format!("/form/branches?{}", query(&[("repo", &silent)])), None)
+        .get(
+            &format!("/form/branches?{}", query(&[("repo", &silent)])),
+            None,
+        )
         .await;
-    assert!(answer.body.contains("did not answer within"), "{}", answer.body);
+    assert!(
+        answer.body.contains("did not answer within"),
+        "{}",
+        answer.body
+    );
     assert!(started.elapsed() < DEADLINE);
     // The field is still a plain text field that takes a typed branch.
     assert!(answer.body.contains("<input id=\"branch\" name=\"branch\""));
 }
-

@@ -140,12 +140,19 @@ fn form_context(
 }
 
 /// A repo that is not on the allow-list: nothing is fetched.
-fn not_allowed(request: &HttpRequest, user: &User, state: &AppState) -> Result<HttpResponse, DashError> {
+fn not_allowed(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+) -> Result<HttpResponse, DashError> {
     let none: Vec<String> = Vec::new();
     let mut context = context(request, user, state, false, FormView::default(), None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &none);
-    context.insert("branch_note", &Some("That repository is not on the allow-list."));
+    context.insert(
+        "branch_note",
+        &Some("That repository is not on the allow-list."),
+    );
     html(422, state.templates.render("branch_field.html", &context)?)
 }
