@@ -4,7 +4,7 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use ephemerator_core::validate::validate_identity;
 
 use crate::error::DashError;
@@ -76,9 +76,16 @@ impl FromRequest for User {
         let Some(state) = request.app_data::<web::Data<AppState>>() else {
             return ready(Err(DashError::Internal("no application state".into())));
         };
-        ready(state.identity.identify(request).map(|identity| User {
-            admin: state.config.is_admin(&identity),
-            identity,
-        }))
+        let user = state.identity.identify(request).map(|identity| {
+            // The request's log line names who made it.
+            if let Some(span) = request.extensions().get::<tracing_actix_web::RootSpan>() {
+                span.record("user", identity.as_str());
+            }
+            User {
+                admin: state.config.is_admin(&identity),
+                identity,
+            }
+        });
+        ready(user)
     }
 }

@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod views;

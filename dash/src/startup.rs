@@ -25,6 +25,7 @@ use crate::identity::IdentitySource;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
+use crate::telemetry::DashRootSpan;
 
 /// The Content-Security-Policy of every answer: nothing but the dashboard's own files, no
 /// inline script or style, no framing.
@@ -189,7 +190,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
                     Ok(response)
                 }
             })
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<DashRootSpan>::new())
             .configure(routes::configure)
             .service(actix_files::Files::new("/assets", &assets).prefer_utf8(true))
     })
