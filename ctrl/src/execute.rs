@@ -37,7 +37,13 @@ pub async fn execute(
         versions.push(write_expiration(ctx, config_map, expiration).await?);
     }
     if let Some(expiry) = plan.expire {
-        if expire(ctx, config_map).await? {
+        // Before the delete: its watch event must not read as someone else's deletion.
+        ctx.memory.expiring(&name, true);
+        let expired = expire(ctx, config_map).await;
+        if !matches!(expired, Ok(true)) {
+            ctx.memory.expiring(&name, false);
+        }
+        if expired? {
             ctx.metrics.expired();
             ctx.notifier.send(expiry.notice);
             publish(
@@ -49,7 +55,6 @@ pub async fn execute(
                     note: "the env expired and was deleted".to_string(),
                 },
             );
-            ctx.memory.forget(&name);
         }
         return Ok(());
     }
@@ -126,6 +131,9 @@ pub async fn execute(
         }
         if let Some(latency) = change.first_ready_after {
             ctx.metrics.became_ready(latency);
+        }
+        if let Some(notice) = change.notice {
+            ctx.notifier.send(notice);
         }
         ctx.memory.wrote_status(
             &name,

@@ -149,6 +149,14 @@ pub async fn run(settings: Settings) -> Result<()> {
             |cm| slim_meta(&mut cm.metadata),
         )
         .inspect(mark_listed(synced.clone(), Synced::CONFIG_MAPS))
+        .inspect({
+            let ctx = ctx.clone();
+            move |event| {
+                if let watcher::Event::Delete(cm) = event {
+                    deleted(&ctx, cm);
+                }
+            }
+        })
         .flat_map(|event| futures::stream::iter(applied(event)))
         // The echo of the controller's own status write: nothing new to reconcile.
         .filter(move |cm| {
@@ -260,6 +268,22 @@ pub async fn run(settings: Settings) -> Result<()> {
         () = event_writer => {}
     }
     Ok(())
+}
+
+/// An env ConfigMap was deleted: its owner is told, unless the controller expired it (that
+/// notice is sent already), and its memory goes.
+fn deleted(ctx: &Context, config_map: &ConfigMap) {
+    let name = config_map.name_any();
+    if !ctx.memory.of(&name).was_expired()
+        && let Ok(env) = ephemerator_core::Env::from_config_map(config_map)
+    {
+        tracing::info!(env = %name, "env deleted");
+        ctx.notifier.send(notify::Notice::Deleted {
+            env: env.name,
+            owner: env.owner,
+        });
+    }
+    ctx.memory.forget(&name);
 }
 
 /// The objects an event brings to reconcile: every object listed or changed (deletions need

@@ -32,6 +32,9 @@ pub struct EnvMemory {
     runner_token: Option<(String, String)>,
     status_written: Option<StatusWrite>,
     failures: u32,
+    /// The controller deletes it at its deadline (set before the delete is sent: its watch
+    /// event may arrive before the delete's answer).
+    expired: bool,
 }
 
 /// What Tilt said about an env's ports.
@@ -113,6 +116,11 @@ impl EnvMemory {
             .as_ref()
             .filter(|(uid, _)| uid == config_map_uid)
             .map(|(_, token)| token.as_str())
+    }
+
+    /// Whether the controller deleted the env at its deadline.
+    pub fn was_expired(&self) -> bool {
+        self.expired
     }
 
     /// The controller's last status write.
@@ -215,6 +223,12 @@ impl Memory {
         if let Some(env) = envs.get_mut(name) {
             env.failures = 0;
         }
+    }
+
+    /// Records that the controller deletes (`true`) env `name` at its deadline, or could not
+    /// (`false`).
+    pub fn expiring(&self, name: &str, expiring: bool) {
+        self.change(name, |env| env.expired = expiring);
     }
 
     /// Forgets env `name` (deleted).

@@ -33,13 +33,26 @@ pub enum Notice {
     },
     /// The env expired and was deleted.
     Expired { env: String, owner: String },
+    /// A new env was accepted and its runner is being made; `url` is the dashboard.
+    Created {
+        env: String,
+        owner: String,
+        repo: String,
+        branch: String,
+        url: Option<String>,
+    },
+    /// The env was deleted (by its owner, an admin or an operator; expiry says `Expired`).
+    Deleted { env: String, owner: String },
 }
 
 impl Notice {
     /// The env the notice is about.
     pub fn env(&self) -> &str {
         match self {
-            Notice::ExpiresSoon { env, .. } | Notice::Expired { env, .. } => env,
+            Notice::ExpiresSoon { env, .. }
+            | Notice::Expired { env, .. }
+            | Notice::Created { env, .. }
+            | Notice::Deleted { env, .. } => env,
         }
     }
 
@@ -77,6 +90,33 @@ impl Notice {
                     escape(env),
                     escape(owner)
                 );
+                (text.clone(), format!(":wastebasket: {text}"))
+            }
+            Notice::Created {
+                env,
+                owner,
+                repo,
+                branch,
+                url,
+            } => {
+                let open = url
+                    .as_deref()
+                    .map(|url| {
+                        let url = escape_link(url);
+                        format!(" See it at <{url}|{url}>.")
+                    })
+                    .unwrap_or_default();
+                let text = format!(
+                    "Env *{}* of {} was created from {} ({}).{open}",
+                    escape(env),
+                    escape(owner),
+                    escape(repo),
+                    escape(branch)
+                );
+                (text.clone(), format!(":rocket: {text}"))
+            }
+            Notice::Deleted { env, owner } => {
+                let text = format!("Env *{}* of {} was deleted.", escape(env), escape(owner));
                 (text.clone(), format!(":wastebasket: {text}"))
             }
         };

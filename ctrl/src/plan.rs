@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use ephemerator_core::env::EXPIRATION_KEY;
+use ephemerator_core::labels::PHASE_LABEL;
 use ephemerator_core::lifecycle::Due;
 use ephemerator_core::status::normalize_ports;
 use ephemerator_core::{Config, Env, EnvStatus, Phase, Port};
@@ -141,6 +142,9 @@ pub struct StatusChange {
     pub event: Option<PlannedEvent>,
     /// Time from creation to the first Ready, when this write is that moment.
     pub first_ready_after: Option<Duration>,
+    /// The "created" notice, sent with the env's first status (once, even across restarts:
+    /// the phase label is there from then on).
+    pub notice: Option<Notice>,
 }
 
 /// A warning to send.
@@ -433,10 +437,30 @@ fn status_change(inputs: &Inputs, shown: &ShownStatus, status: EnvStatus) -> Opt
         .filter(|_| shown.status.ready_at.is_none())
         .and_then(|created| Some((created.0, status.ready_at?)))
         .and_then(|(created, ready)| Duration::try_from(ready.duration_since(created)).ok());
+    let first_status = shown.cached
+        && !meta
+            .labels
+            .as_ref()
+            .is_some_and(|labels| labels.contains_key(PHASE_LABEL));
+    let notice = (first_status
+        && matches!(
+            status.phase,
+            Phase::Pending | Phase::Starting | Phase::Ready
+        ))
+    .then(|| Env::from_config_map(inputs.config_map).ok())
+    .flatten()
+    .map(|env| Notice::Created {
+        env: env.name,
+        owner: env.owner,
+        repo: env.spec.repo,
+        branch: env.spec.branch,
+        url: Some(inputs.dashboard_url.to_string()),
+    });
     Some(StatusChange {
         status,
         event,
         first_ready_after,
+        notice,
     })
 }
 

@@ -9,7 +9,7 @@ use common::*;
 use ephctrl::events::{self, EventSink, EventType, QUEUE_CAPACITY, REPORTING_CONTROLLER};
 use ephemerator_core::Phase;
 use jiff::SignedDuration;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -189,12 +189,13 @@ async fn the_expiry_warning_says_where_to_extend_the_env() {
     let _ctrl = Ctrl::with_config(client.clone(), config);
     create_env(&client, "carol", &spec(HTML_REPO, "master", "0-base")).await;
 
-    let received = webhook.wait_for(1, DEADLINE).await;
+    // The "created" notice, then the warning.
+    let received = webhook.wait_for(2, DEADLINE).await;
     let body = received
-        .first()
-        .unwrap_or_else(|| panic!("no notice arrived within {DEADLINE:?}"))
-        .body
-        .to_string();
+        .iter()
+        .map(|notice| notice.body.to_string())
+        .find(|body| body.contains("expires"))
+        .unwrap_or_else(|| panic!("no warning arrived within {DEADLINE:?}: {received:?}"));
     assert!(body.contains("carol"), "{body}");
     assert!(body.contains("http://preview.localhost/"), "{body}");
     wait_for("the ExpiresSoon event", || async {
@@ -204,4 +205,86 @@ async fn the_expiry_warning_says_where_to_extend_the_env() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn owners_are_told_once_when_an_env_is_created_and_when_it_is_deleted() {
+    use ephctrl::testing::webhook::StandInWebhook;
+
+    let webhook = StandInWebhook::start(&[]).await.unwrap();
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let mut config = config();
+    config.notifications.webhook_url = Some(ephemerator_core::SecretUrl::new(webhook.url()));
+    let ctrl = Ctrl::with_config(client.clone(), config.clone());
+    create_env(&client, "dora", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&client, "dora", Phase::Ready).await;
+    let created = webhook.wait_for(1, DEADLINE).await;
+    let body = created[0].body.to_string();
+    assert!(
+        body.contains("dora") && body.contains("was created from"),
+        "{body}"
+    );
+    assert!(body.contains(HTML_REPO), "{body}");
+
+    // A restarted controller does not announce the env again; a deletion is announced.
+    ctrl.kill().await;
+    let (listener, port) = listener().await;
+    let mut settings = ephctrl::Settings::new(client.clone(), NAMESPACE, config);
+    settings.listener = Some(listener);
+    let _ctrl = Ctrl::start(settings);
+    // Ready: it has listed the envs, so it sees the deletion that follows.
+    wait_for("the new controller to be ready", || async {
+        let (status, _) = http_get(port, "/readyz").await?;
+        status.contains("200").then_some(())
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    api.delete("dora", &Default::default()).await.unwrap();
+    let received = webhook.wait_for(2, DEADLINE).await;
+    let bodies: Vec<String> = received.iter().map(|n| n.body.to_string()).collect();
+    assert_eq!(
+        bodies.iter().filter(|b| b.contains("was created")).count(),
+        1,
+        "{bodies:?}"
+    );
+    assert!(
+        bodies[1].contains("dora") && bodies[1].contains("was deleted"),
+        "{bodies:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_env_is_announced_as_expired_not_as_deleted() {
+    use ephctrl::testing::webhook::StandInWebhook;
+
+    let webhook = StandInWebhook::start(&[]).await.unwrap();
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let mut config = config();
+    config.expiration.default_ttl = SignedDuration::from_secs(2);
+    config.expiration.warn_before = SignedDuration::ZERO;
+    config.notifications.webhook_url = Some(ephemerator_core::SecretUrl::new(webhook.url()));
+    let _ctrl = Ctrl::with_config(client.clone(), config);
+    create_env(&client, "eve", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for("eve to expire", || async {
+        get::<ConfigMap>(&client, "eve")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Created, then expired; a "deleted" notice would be a third.
+    let received = webhook.wait_for(2, DEADLINE).await;
+    let bodies: Vec<String> = received.iter().map(|n| n.body.to_string()).collect();
+    assert!(bodies[0].contains("was created"), "{bodies:?}");
+    assert!(bodies[1].contains("expired and was deleted"), "{bodies:?}");
+    // The same env again, to flush: its "created" notice comes after anything eve caused.
+    create_env(&client, "eve", &spec(HTML_REPO, "master", "0-base")).await;
+    let received = webhook.wait_for(3, DEADLINE).await;
+    let bodies: Vec<String> = received.iter().map(|n| n.body.to_string()).collect();
+    assert!(
+        bodies[2].contains("was created"),
+        "no deleted notice for an expiry: {bodies:?}"
+    );
 }
