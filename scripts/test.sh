@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # kubectl drives devcluster in the integration tests (the same client operators use).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# Headless Chromium and its WebDriver for the dashboard's browser test (dash/tests/browser.rs).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -27,13 +27,19 @@ impl Setup {
         Setup { cluster, dir }
     }
 
-    /// The binary with this config and kubeconfig, its listener on a free port.
+    /// The binary with this config and kubeconfig, its listener on a free port, Tilt on a
+    /// closed loopback port.
     fn ephctrl(&self) -> Command {
+        self.ephctrl_with_tilt(ephctrl::testing::NO_TILT_URL_TEMPLATE)
+    }
+
+    fn ephctrl_with_tilt(&self, tilt_url_template: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ephctrl"));
         command
             .arg("--config")
             .arg(self.dir.path().join("ephemerator.yaml"))
             .args(["--listen", "127.0.0.1:0"])
+            .args(["--tilt-url-template", tilt_url_template])
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
             .env_remove("KUBERNETES_SERVICE_HOST");
         command
@@ -90,9 +96,7 @@ async fn a_broken_config_file_stops_the_binary_with_its_location() {
 #[tokio::test]
 async fn a_tilt_url_template_without_the_env_is_refused_at_start() {
     let setup = Setup::new(CONFIG_YAML).await;
-    let mut command = setup.ephctrl();
-    command.args(["--tilt-url-template", "http://127.0.0.1:10350"]);
-    let output = exits(command).await;
+    let output = exits(setup.ephctrl_with_tilt("http://127.0.0.1:10350")).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--tilt-url-template"), "{stderr}");
     assert!(stderr.contains("must contain {env}"), "{stderr}");

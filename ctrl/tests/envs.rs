@@ -5,7 +5,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use ephctrl::Settings;
 use ephctrl::desired::{template_hash_of, tilt_token_of};
 use ephctrl::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
@@ -363,7 +362,7 @@ async fn ports_discovered_from_tilt_end_up_on_the_service() {
     )
     .await
     .unwrap();
-    let mut settings = Settings::new(client.clone(), NAMESPACE, config());
+    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
     // Every env's Tilt is at its own path of the stand-in.
     settings.tilt_url_template = format!("{}/envs/{{env}}", tilt.base_url());
     let _ctrl = Ctrl::start(settings);

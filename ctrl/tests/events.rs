@@ -230,7 +230,7 @@ async fn owners_are_told_once_when_an_env_is_created_and_when_it_is_deleted() {
     // A restarted controller does not announce the env again; a deletion is announced.
     ctrl.kill().await;
     let (listener, port) = listener().await;
-    let mut settings = ephctrl::Settings::new(client.clone(), NAMESPACE, config);
+    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config);
     settings.listener = Some(listener);
     let _ctrl = Ctrl::start(settings);
     // Ready: it has listed the envs, so it sees the deletion that follows.

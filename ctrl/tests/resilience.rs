@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use ephctrl::Settings;
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{EnvStatus, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -106,7 +105,7 @@ async fn dropped_watches_410s_and_bursts_of_500s_are_survived() {
     let cluster = cluster().await;
     let client = cluster.client();
     let (listener, port) = listener().await;
-    let mut settings = Settings::new(client.clone(), NAMESPACE, config());
+    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
     settings.listener = Some(listener);
     let _ctrl = Ctrl::start(settings);
     wait_for("/readyz", || async {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::*;
 use devcluster::DevCluster;
-use ephctrl::Settings;
 use ephemerator_core::Phase;
 use ephemerator_core::cluster::{ApiHealth, bounded_client};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -44,7 +43,7 @@ async fn envs_converge_after_the_api_server_restarts() {
     )
     .unwrap();
     let (listener, port) = listener().await;
-    let mut settings = Settings::new(ctrl_client, NAMESPACE, config());
+    let mut settings = ephctrl::testing::settings(ctrl_client, NAMESPACE, config());
     settings.api_health = health;
     settings.listener = Some(listener);
     let _ctrl = Ctrl::start(settings);

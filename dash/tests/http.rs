@@ -180,7 +180,14 @@ async fn create_with_htmx_answers_a_fragment_and_refreshes_the_list() {
         answer.headers.get("hx-trigger").map(String::as_str),
         Some("envs-changed")
     );
-    assert!(answer.body.contains("Creating nicks"), "{}", answer.body);
+    assert!(answer.body.contains("Created nicks"), "{}", answer.body);
+    // The answer already counts the new env: the quota is reached, the form gives way.
+    assert!(
+        answer.body.contains("1 of 1 environment in use"),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("<form"), "{}", answer.body);
     assert!(!answer.body.contains("<html"), "a fragment, not the page");
     assert!(config_map(&dash, "nicks").await.is_some());
 }
@@ -469,7 +476,7 @@ async fn the_fake_user_is_signed_in_everywhere_for_local_runs() {
 async fn the_env_page_shows_events_and_setup_logs() {
     let dash = Dash::start().await;
     let config = ephemerator_core::Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
-    let ctrl = tokio::spawn(ephctrl::run(ephctrl::Settings::new(
+    let ctrl = tokio::spawn(ephctrl::run(ephctrl::testing::settings(
         dash.client(),
         "default",
         config,

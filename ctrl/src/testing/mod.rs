@@ -43,3 +43,18 @@ where
         });
     }
 }
+
+/// Where tests point ephctrl for Tilt when they run no stand-in: a closed port on loopback, so
+/// asking fails at once and no test looks up a cluster DNS name off this machine.
+pub const NO_TILT_URL_TEMPLATE: &str = "http://127.0.0.1:9/{env}";
+
+/// [`crate::Settings::new`] for tests: the same, with Tilt at [`NO_TILT_URL_TEMPLATE`].
+pub fn settings(
+    client: kube::Client,
+    namespace: &str,
+    config: ephemerator_core::Config,
+) -> crate::Settings {
+    let mut settings = crate::Settings::new(client, namespace, config);
+    settings.tilt_url_template = NO_TILT_URL_TEMPLATE.to_string();
+    settings
+}

@@ -66,7 +66,7 @@ impl Ctrl {
 
     /// The controller against `client` with `config` and default settings otherwise.
     pub fn with_config(client: Client, config: Config) -> Ctrl {
-        Ctrl::start(Settings::new(client, NAMESPACE, config))
+        Ctrl::start(ephctrl::testing::settings(client, NAMESPACE, config))
     }
 
     /// Kills the controller wherever it is, as a crash would.

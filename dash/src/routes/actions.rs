@@ -82,12 +82,14 @@ pub async fn create(
         Ok(_) => {
             state.metrics.write("create", "ok");
             tracing::info!(user = %user.identity, env = %name, "env created");
+            // The answer shows the new quota, so it waits (briefly) for the cache to see it.
+            cache_catches_up(&state, &name, true).await;
             done(
                 &request,
                 &user,
                 &state,
                 "create_form.html",
-                Notice::ok(format!("Creating {name}: it appears below in a moment.")),
+                Notice::ok(format!("Created {name}: its runner is starting.")),
             )
         }
         // AlreadyExists: never an overwrite.
@@ -195,6 +197,7 @@ pub async fn delete(
         Ok(_) => {
             state.metrics.write("delete", "ok");
             tracing::info!(user = %user.identity, env = %name.as_str(), "env deleted");
+            cache_catches_up(&state, &name, false).await;
             done(
                 &request,
                 &user,
@@ -216,6 +219,18 @@ pub async fn delete(
             state.metrics.write("delete", "error");
             Err(error.into())
         }
+    }
+}
+
+/// Longest wait for the env cache to show a write the user just made.
+const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the cache shows env `name` (`present`) or not, at most [`CACHE_CATCH_UP`]
+/// (the watch event usually arrives within milliseconds), so the answer shows what was done.
+async fn cache_catches_up(state: &AppState, name: &str, present: bool) {
+    let until = tokio::time::Instant::now() + CACHE_CATCH_UP;
+    while state.cached(name).is_some() != present && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

@@ -46,10 +46,21 @@ fn options(
             note: Some(format!("No {what} found: type one.")),
         },
         Some(Ok(values)) => Options { values, note: None },
-        Some(Err(error)) => Options {
-            values: Vec::new(),
-            note: Some(format!("Could not list the {what} ({error}): type one.")),
-        },
+        Some(Err(error)) => {
+            let mut reason = error.to_string();
+            if reason.len() > 160 {
+                let mut end = 160;
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                reason.truncate(end);
+                reason.push('…');
+            }
+            Options {
+                values: Vec::new(),
+                note: Some(format!("Could not list the {what} ({reason}): type one.")),
+            }
+        }
         None => Options {
             values: Vec::new(),
             note: None,
