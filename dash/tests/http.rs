@@ -485,11 +485,16 @@ async fn the_env_page_shows_events_and_setup_logs() {
         .post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
         .await;
     assert_eq!(created.status, 303);
-    wait_for("Ready on the list fragment", || async {
+    let list = wait_for("Ready on the list fragment", || async {
         let list = dash.get("/envs", Some("nicks")).await.body;
-        list.contains("data-phase=\"Ready\"").then_some(())
+        list.contains("data-phase=\"Ready\"").then_some(list)
     })
     .await;
+    // Every published port is a link through the gateway.
+    assert!(
+        list.contains("href=\"http:&#x2F;&#x2F;10350---nicks.preview.localhost&#x2F;\""),
+        "{list}"
+    );
     let page = wait_for("the Ready Event and the runner's logs", || async {
         let page = dash.get("/envs/nicks", Some("nicks")).await;
         (page.body.contains("<strong>Ready</strong>")
@@ -513,4 +518,29 @@ async fn the_env_page_shows_events_and_setup_logs() {
     assert!(!logs.body.contains("<html"), "a fragment");
     assert_eq!(dash.get("/envs/nobody", Some("nicks")).await.status, 404);
     ctrl.abort();
+}
+
+#[tokio::test]
+async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
+    let dash = Dash::start().await;
+    dash.cluster.fail_next_requests(3, 500);
+    let answer = dash
+        .hx_post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body.contains("the cluster did not answer"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("value=\"main\""),
+        "the input is kept: {}",
+        answer.body
+    );
+    let metrics = dash.get("/metrics", None).await.body;
+    assert!(
+        metrics.contains("ephdash_configmap_writes_total{action=\"create\",outcome=\"error\"} 1"),
+        "{metrics}"
+    );
 }
