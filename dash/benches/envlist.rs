@@ -157,23 +157,37 @@ async fn run(cluster: &DevCluster, knobs: &Knobs) -> anyhow::Result<()> {
         knobs.owners, knobs.events, knobs.seconds, knobs.repeat
     );
 
-    let dash = Dash::spawn(&config, &kubeconfig, 2).await?;
-    let idle = dash.settled_rss().await?;
+    let first = Dash::spawn(&config, &kubeconfig, 2).await?;
+    let idle = first.settled_rss().await?;
     println!("  idle (no env): {}", mib(idle));
 
     let seeding = Instant::now();
     seed(&client, knobs).await?;
     let seeded = seeding.elapsed();
-    let listed = dash.wait_rows(envs).await?;
+    let listed = first.wait_rows(envs).await?;
     println!(
         "  {envs} envs and {} Events written in {:.1} s, all listed {:.1} s later; fragment {} KiB",
         envs * knobs.events,
         seeded.as_secs_f64(),
         listed.as_secs_f64(),
-        dash.fragment().await?.len() / 1024
+        first.fragment().await?.len() / 1024
     );
+    let watched = first.settled_rss().await?;
+    println!(
+        "  the process that watched them arrive, after a few renders: {}",
+        mib(watched)
+    );
+    first.stop().await;
+
+    // A fresh process: once ready it has listed every env; measured before its first render.
+    let dash = Dash::spawn(&config, &kubeconfig, 2).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let cached = dash.settled_rss().await?;
-    println!("  {envs} envs cached: {}", mib(cached));
+    println!(
+        "  {envs} envs cached (a fresh process, before any render): {}",
+        mib(cached)
+    );
+    dash.wait_rows(envs).await?;
 
     let single = load(
         dash.addr,
@@ -215,7 +229,7 @@ async fn run(cluster: &DevCluster, knobs: &Knobs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "ephdash resident memory: idle {} (aim <= 20 MiB: {}), {envs} envs cached {}, after load {} (peak {})",
+        "ephdash resident memory: idle {} (aim <= 20 MiB: {}), {envs} envs cached {}, after load {} (peak {}; VmHWM)",
         mib(idle),
         if idle <= 20 * 1024 { "met" } else { "missed" },
         mib(cached),
@@ -226,8 +240,9 @@ async fn run(cluster: &DevCluster, knobs: &Knobs) -> anyhow::Result<()> {
 
     if knobs.workers_one {
         let dash = Dash::spawn(&config, &kubeconfig, 1).await?;
-        dash.wait_rows(envs).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let cached = dash.settled_rss().await?;
+        dash.wait_rows(envs).await?;
         let closed_runs = load_runs(&dash, closed, knobs).await?;
         let tab_runs = if knobs.tabs > 0 {
             load_runs(&dash, tabs, knobs).await?
@@ -708,14 +723,13 @@ async fn load(
                 let (mut millis, mut bytes) = (Vec::new(), 0);
                 let mut due = started + offset;
                 loop {
-                    if polling {
-                        tokio::time::sleep_until(due).await;
-                    } else {
+                    if !polling {
                         due = tokio::time::Instant::now();
                     }
                     if due >= until || issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
                         break;
                     }
+                    tokio::time::sleep_until(due).await;
                     let (status, body) =
                         tokio::time::timeout(REQUEST_LIMIT, send(&mut sender, addr, "/envs"))
                             .await
