@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod decide;
 pub mod discovery;
 pub mod error;
+pub mod fragment_cache;
 pub mod identity;
 pub mod metrics;
 pub mod routes;

@@ -21,6 +21,7 @@ use kube::runtime::{reflector, watcher};
 
 use crate::csrf::CsrfKey;
 use crate::discovery::{Discovery, DiscoverySettings};
+use crate::fragment_cache::{FragmentCache, Generation};
 use crate::identity::IdentitySource;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -119,8 +120,9 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
 
     let (envs, writer) = reflector::store::<ConfigMap>();
     let listed = Arc::new(AtomicBool::new(false));
+    let generation = Arc::new(Generation::default());
     let watch = {
-        let listed = listed.clone();
+        let (listed, generation) = (listed.clone(), generation.clone());
         let events = reflected_watch(
             Api::<ConfigMap>::namespaced(client.clone(), &namespace),
             watcher::Config::default().labels(&env_label_selector()),
@@ -128,6 +130,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
             |cm| cm.metadata.managed_fields = None,
         );
         tokio::spawn(events.for_each(move |event| {
+            generation.bump();
             if matches!(event, watcher::Event::InitDone) {
                 listed.store(true, Ordering::Release);
             }
@@ -137,15 +140,21 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
 
     // Events about ConfigMaps (ephctrl's): shown on the page, never required to be ready.
     let (events, event_writer) = reflector::store::<Event>();
-    let event_watch = tokio::spawn(
-        reflected_watch(
-            Api::<Event>::namespaced(client.clone(), &namespace),
-            watcher::Config::default().fields("regarding.kind=ConfigMap"),
-            event_writer,
-            |event| event.metadata.managed_fields = None,
+    let event_watch = {
+        let generation = generation.clone();
+        tokio::spawn(
+            reflected_watch(
+                Api::<Event>::namespaced(client.clone(), &namespace),
+                watcher::Config::default().fields("regarding.kind=ConfigMap"),
+                event_writer,
+                |event| event.metadata.managed_fields = None,
+            )
+            .for_each(move |_| {
+                generation.bump();
+                futures::future::ready(())
+            }),
         )
-        .for_each(|_| futures::future::ready(())),
-    );
+    };
 
     let state = web::Data::new(AppState {
         client,
@@ -160,6 +169,8 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         templates,
         metrics: Metrics::new(),
         discovery: Discovery::new(discovery),
+        generation,
+        fragments: FragmentCache::default(),
     });
     let server = HttpServer::new(move || {
         let metrics_state = state.clone();

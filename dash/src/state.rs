@@ -12,6 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::csrf::CsrfKey;
 use crate::discovery::Discovery;
+use crate::fragment_cache::{FragmentCache, Generation};
 use crate::identity::IdentitySource;
 use crate::metrics::Metrics;
 
@@ -41,6 +42,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Branches and Tiltfiles of allow-listed repos.
     pub discovery: Discovery,
+    /// Bumped by every watch event of the env and Event caches.
+    pub generation: Arc<Generation>,
+    /// The env-list fragment as last rendered per user.
+    pub fragments: FragmentCache,
 }
 
 impl AppState {

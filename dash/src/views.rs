@@ -251,7 +251,8 @@ fn env_view(
     }
 }
 
-/// "in 1 h 5 min", "in 40 s", "expired".
+/// "in 1 h 5 min", "in under a minute", "expired": whole minutes, so a rendered list stays
+/// right for a minute (the page's script shows the exact countdown).
 pub fn time_left(left: SignedDuration) -> String {
     let seconds = left.as_secs();
     if seconds <= 0 {
@@ -259,7 +260,7 @@ pub fn time_left(left: SignedDuration) -> String {
     }
     let (hours, minutes) = (seconds / 3600, (seconds % 3600) / 60);
     match (hours, minutes) {
-        (0, 0) => format!("in {seconds} s"),
+        (0, 0) => "in under a minute".to_string(),
         (0, m) => format!("in {m} min"),
         (h, 0) => format!("in {h} h"),
         (h, m) => format!("in {h} h {m} min"),
@@ -273,7 +274,10 @@ mod tests {
     #[test]
     fn time_left_reads_like_a_person_would_say_it() {
         assert_eq!(time_left(SignedDuration::from_secs(-5)), "expired");
-        assert_eq!(time_left(SignedDuration::from_secs(40)), "in 40 s");
+        assert_eq!(
+            time_left(SignedDuration::from_secs(40)),
+            "in under a minute"
+        );
         assert_eq!(time_left(SignedDuration::from_mins(12)), "in 12 min");
         assert_eq!(time_left(SignedDuration::from_mins(60)), "in 1 h");
         assert_eq!(time_left(SignedDuration::from_mins(65)), "in 1 h 5 min");

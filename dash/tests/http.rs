@@ -544,3 +544,50 @@ async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_polled_list_is_rendered_once_per_change_and_revalidates() {
+    let dash = Dash::start().await;
+    seed_env(&dash, "nicks", "nicks", None).await;
+    let first = dash.get("/envs", Some("nicks")).await;
+    let etag = first.headers.get("etag").cloned().expect("an ETag");
+    assert_eq!(
+        first.headers.get("cache-control").map(String::as_str),
+        Some("private, no-cache")
+    );
+    // The same poll again: the same fragment; with its tag, a 304 and no body.
+    assert_eq!(
+        dash.get("/envs", Some("nicks")).await.headers.get("etag"),
+        Some(&etag)
+    );
+    let revalidated = dash
+        .request(
+            "GET",
+            "/envs",
+            Some("nicks"),
+            &[("if-none-match", &etag)],
+            None,
+        )
+        .await;
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+    // Another user's fragment is their own (nicks's has the buttons and nicks's CSRF token).
+    assert_ne!(
+        dash.get("/envs", Some("mallory")).await.headers.get("etag"),
+        Some(&etag)
+    );
+    // A change in the cluster: a new fragment that shows it.
+    seed_env(&dash, "olga", "olga", None).await;
+    let changed = dash
+        .request(
+            "GET",
+            "/envs",
+            Some("nicks"),
+            &[("if-none-match", &etag)],
+            None,
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    assert!(changed.body.contains("id=\"env-olga\""));
+    assert_ne!(changed.headers.get("etag"), Some(&etag));
+}

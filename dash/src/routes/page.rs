@@ -1,11 +1,13 @@
 //! The page and its env-list fragment: the same templates render both.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::decide::quota;
 use crate::error::DashError;
+use crate::fragment_cache::Key;
 use crate::identity::User;
 use crate::state::AppState;
 use crate::views::{FormView, Notice, QuotaView, env_views};
@@ -46,15 +48,51 @@ pub async fn env_list(
     show: web::Query<Show>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let context = context(
-        &request,
-        &user,
-        &state,
-        show.mine_only(),
-        FormView::default(),
-        None,
-    );
-    html(200, state.templates.render("env_list.html", &context)?)
+    let key = Key {
+        user: user.identity.clone(),
+        mine_only: show.mine_only(),
+        scheme: request.connection_info().scheme().to_string(),
+    };
+    // Read before rendering: a change during the render makes the next poll render again.
+    let generation = state.generation.current();
+    let minute = Timestamp::now().as_second().div_euclid(60);
+    let rendered = match state.fragments.get(&key, generation, minute) {
+        Some(rendered) => rendered,
+        None => {
+            let mut context = context(
+                &request,
+                &user,
+                &state,
+                show.mine_only(),
+                FormView::default(),
+                None,
+            );
+            let list = state.templates.render("env_list.html", &context)?;
+            // The quota changes with the list (an expiry, a delete elsewhere): refreshed with it.
+            context.insert("oob", &true);
+            let body = list + &state.templates.render("quota.html", &context)?;
+            state.fragments.put(key, generation, minute, body)
+        }
+    };
+    let revalidated = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == rendered.etag));
+    let mut response = if revalidated {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, rendered.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    if revalidated {
+        return Ok(response.finish());
+    }
+    Ok(response
+        .content_type("text/html; charset=utf-8")
+        .body(rendered.body))
 }
 
 /// The whole page, with the form as given and an optional notice (a refused action).
