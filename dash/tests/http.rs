@@ -517,6 +517,28 @@ async fn the_env_page_shows_events_and_setup_logs() {
     );
     assert!(!logs.body.contains("<html"), "a fragment");
     assert_eq!(dash.get("/envs/nobody", Some("nicks")).await.status, 404);
+
+    // The runner's container crashes and restarts: its previous run's output is shown too.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(dash.client(), "default");
+    let pod = pods
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&ephemerator_core::labels::child_label_selector("nicks")),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    dash.cluster
+        .restart_container("default", &pod.name_any(), "tilt-upper")
+        .unwrap();
+    let logs = dash.get("/envs/nicks/logs", Some("nicks")).await;
+    assert!(
+        logs.body.contains("Before the last restart"),
+        "{}",
+        logs.body
+    );
+    assert!(logs.body.contains("exited with code 1"), "{}", logs.body);
     ctrl.abort();
 }
 

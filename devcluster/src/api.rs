@@ -715,7 +715,8 @@ fn pod_log(
     q: &Query,
 ) -> Result<HttpResponse, ApiError> {
     let pod = store.get(rt, ns, name)?;
-    let text = crate::workloads::pod_log(&pod, q.get("container").map(String::as_str))?;
+    let previous = q.get("previous").is_some_and(|v| v == "true" || v == "1");
+    let text = crate::workloads::pod_log(&pod, q.get("container").map(String::as_str), previous)?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(text))
 }
 

@@ -248,6 +248,25 @@ impl DevCluster {
         self.faults.fail_next_requests(count, status);
     }
 
+    /// Makes container `container` of pod `pod` crash and restart, as a kubelet reports it:
+    /// `restartCount` one higher, the terminated run in `lastState`, its output behind
+    /// `pods/log?previous=true`.
+    pub fn restart_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> anyhow::Result<()> {
+        let pods = resources::lookup("", "v1", "pods").context("the pods resource")?;
+        let current = self.store.get(pods, Some(namespace), pod)?;
+        let restarted =
+            workloads::restart_container(&current, container, &store::ids::now_rfc3339())
+                .with_context(|| format!("pod {pod} has no running container {container}"))?;
+        self.store
+            .update_status(pods, Some(namespace), restarted, workloads::KUBELET_MANAGER)?;
+        Ok(())
+    }
+
     /// Delays every request by `latency`.
     pub fn set_latency(&self, latency: Duration) {
         self.faults.set_latency(latency);

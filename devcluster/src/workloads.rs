@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use deployment::{DeploymentSpec, Strategy};
 pub use deployment_status::deployment_status;
 pub use logs::pod_log;
-pub use pods::{PodStage, desired_pod, pod_status};
+pub use pods::{PodStage, desired_pod, pod_status, restart_container};
 pub use rollout::{RolloutPlan, plan_rollout};
 pub use template_hash::pod_template_hash;
 
@@ -73,7 +73,8 @@ pub fn spawn(
 mod robustness_tests {
     //! Whatever the store holds, the simulator's computations return (never panic).
     use super::{
-        DeploymentSpec, PodStage, deployment_status, desired_pod, plan_rollout, pod_log, pod_status,
+        DeploymentSpec, PodStage, deployment_status, desired_pod, plan_rollout, pod_log,
+        pod_status, restart_container,
     };
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -124,7 +125,7 @@ mod robustness_tests {
 
     proptest! {
         #[test]
-        fn computations_never_panic(deploy in deployment_like(), pod_status_json in any_json(), container in proptest::option::of("[a-z]{0,2}")) {
+        fn computations_never_panic(deploy in deployment_like(), pod_status_json in any_json(), container in proptest::option::of("[a-z]{0,2}"), previous: bool) {
             if let Ok(spec) = DeploymentSpec::parse(&deploy) {
                 let mut pod = desired_pod(&spec);
                 pod["metadata"]["name"] = json!("p");
@@ -132,14 +133,15 @@ mod robustness_tests {
                 for stage in [PodStage::Pending, PodStage::Running, PodStage::Ready] {
                     let _ = pod_status(&pod, stage, "2025-01-01T00:00:00Z");
                 }
-                let _ = pod_log(&pod, container.as_deref());
+                let _ = pod_log(&pod, container.as_deref(), previous);
+                let _ = restart_container(&pod, container.as_deref().unwrap_or(""), "t");
                 let _ = PodStage::observed(&pod);
                 let _ = plan_rollout(&spec, &[&pod, &deploy]);
                 let _ = deployment_status(&spec, deploy.get("status"), &[&pod, &deploy], "2025-01-01T00:00:00Z");
             }
             // Garbage in place of a pod, too.
             let _ = pod_status(&deploy, PodStage::Ready, "t");
-            let _ = pod_log(&deploy, container.as_deref());
+            let _ = pod_log(&deploy, container.as_deref(), previous);
         }
     }
 }

@@ -448,6 +448,55 @@ async fn pods_have_simulated_logs_without_env_values() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_container_counts_its_restarts_and_keeps_its_previous_logs() {
+    let (cluster, pods, _) = cluster_with_ready_deployment(
+        Duration::from_millis(100),
+        "crashy",
+        1,
+        "registry.example/app:7",
+    )
+    .await;
+    let name = pods_of(&pods, "crashy").await[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let previous = LogParams {
+        previous: true,
+        ..LogParams::default()
+    };
+    // No restart yet: no previous run, as a real node answers.
+    assert_bad_request(
+        pods.logs(&name, &previous).await,
+        format!("previous terminated container \"main\" in pod \"{name}\" not found"),
+    );
+    cluster.restart_container("default", &name, "main").unwrap();
+    let pod = pods.get(&name).await.unwrap();
+    let status = &pod.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(status.restart_count, 1);
+    let terminated = status
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(terminated.exit_code, 1);
+    let log = pods.logs(&name, &previous).await.expect("previous logs");
+    assert!(
+        log.contains("container main run 1 exited with code 1"),
+        "{log}"
+    );
+    // The kubelet's later reports keep the count.
+    wait_for("the pod to stay ready with its restart counted", || async {
+        let pod = pods.get(&name).await.ok()?;
+        let status = pod.status?.container_statuses?.first()?.clone();
+        (status.restart_count == 1 && status.ready).then_some(())
+    })
+    .await;
+}
+
 /// Asserts that `result` is the API's 400 Bad Request with exactly `message`.
 fn assert_bad_request<T: std::fmt::Debug>(result: kube::Result<T>, message: impl AsRef<str>) {
     let status = common::status_of(result);

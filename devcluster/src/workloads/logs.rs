@@ -56,7 +56,7 @@ fn string_list(container: &Value, key: &str) -> Option<String> {
 /// The simulated output of `container` (None: the pod's only container) of `pod`: a line saying it
 /// started with its image, command and args, the names (never the values: they may be secrets)
 /// of its environment variables, and a line once it is ready.
-pub fn pod_log(pod: &Value, container: Option<&str>) -> Result<String, ApiError> {
+pub fn pod_log(pod: &Value, container: Option<&str>, previous: bool) -> Result<String, ApiError> {
     let pod_name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -86,6 +86,25 @@ pub fn pod_log(pod: &Value, container: Option<&str>) -> Result<String, ApiError>
                 .unwrap_or("ContainerCreating")
         }),
     };
+    let restarts = status
+        .and_then(|s| s.get("restartCount"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if previous {
+        // As a real node answers: only a container that restarted has a previous run.
+        if restarts == 0 {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container \"{name}\" in pod \"{pod_name}\" not found"
+            )));
+        }
+        let code = status
+            .and_then(|s| s.pointer("/lastState/terminated/exitCode"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        return Ok(format!(
+            "devcluster: container {name} run {restarts} started\ndevcluster: container {name} run {restarts} exited with code {code}\n"
+        ));
+    }
     if let Some(reason) = waiting_reason {
         return Err(ApiError::bad_request(format!(
             "container \"{name}\" in pod \"{pod_name}\" is waiting to start: {reason}"
@@ -161,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_running_container_logs_its_start_without_env_values() {
-        let log = pod_log(&pod(runner(), Some(PodStage::Running)), None).unwrap();
+        let log = pod_log(&pod(runner(), Some(PodStage::Running)), None, false).unwrap();
         assert!(
             log.contains("container tilt-upper started from image tilt:1"),
             "{log}"
@@ -179,14 +198,19 @@ mod tests {
 
     #[test]
     fn a_ready_container_says_so() {
-        let log = pod_log(&pod(runner(), Some(PodStage::Ready)), Some("tilt-upper")).unwrap();
+        let log = pod_log(
+            &pod(runner(), Some(PodStage::Ready)),
+            Some("tilt-upper"),
+            false,
+        )
+        .unwrap();
         assert!(log.ends_with("devcluster: ready\n"), "{log}");
     }
 
     #[test]
     fn a_container_that_has_not_started_is_an_error() {
         for stage in [None, Some(PodStage::Pending)] {
-            let err = pod_log(&pod(runner(), stage), None).unwrap_err();
+            let err = pod_log(&pod(runner(), stage), None, false).unwrap_err();
             assert_eq!(err.code, 400);
             assert_eq!(
                 err.message,
@@ -202,16 +226,20 @@ mod tests {
             "containers": [{"name": "dind", "image": "docker"}, {"name": "tilt-upper", "image": "tilt"}],
         });
         let p = pod(two, Some(PodStage::Ready));
-        let err = pod_log(&p, Some("nope")).unwrap_err();
+        let err = pod_log(&p, Some("nope"), false).unwrap_err();
         assert_eq!((err.code, err.reason), (400, "BadRequest"));
         assert_eq!(err.message, "container nope is not valid for pod web-1");
-        let err = pod_log(&p, None).unwrap_err();
+        let err = pod_log(&p, None, false).unwrap_err();
         assert_eq!(
             err.message,
             "a container name must be specified for pod web-1, choose one of: [dind tilt-upper] or one of the init containers: [setup]"
         );
-        let init = pod_log(&p, Some("setup")).unwrap();
+        let init = pod_log(&p, Some("setup"), false).unwrap();
         assert!(init.contains("exited with code 0"), "{init}");
-        assert!(pod_log(&p, Some("dind")).unwrap().contains("image docker"));
+        assert!(
+            pod_log(&p, Some("dind"), false)
+                .unwrap()
+                .contains("image docker")
+        );
     }
 }

@@ -291,21 +291,56 @@ fn container_status(
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
     let image = container.get("image").and_then(Value::as_str).unwrap_or("");
     let seed = format!("{}/{name}", pod_seed(pod));
+    // Restarts (see `restart_container`) are kept across the kubelet's reports.
+    let old = old_container_status(pod, "containerStatuses", name)
+        .or_else(|| old_container_status(pod, "initContainerStatuses", name));
+    let restarts = old
+        .and_then(|c| c.get("restartCount"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let last_state = old
+        .and_then(|c| c.get("lastState"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let mut status = json!({
         "name": name,
         "image": image,
         "imageID": "",
         "ready": ready,
-        "restartCount": 0,
+        "restartCount": restarts,
         "started": started,
         "state": state,
-        "lastState": {},
+        "lastState": last_state,
     });
     if started || state.get("terminated").is_some() {
         status["containerID"] = json!(format!("containerd://{}", fake_digest(&seed)));
         status["imageID"] = json!(format!("{image}@sha256:{}", fake_digest(image)));
     }
     status
+}
+
+/// `pod` after its container `name` crashed and was restarted by the kubelet: its
+/// `restartCount` one higher and its `lastState` the terminated run. None when the pod has no
+/// running container of that name.
+pub fn restart_container(pod: &Value, name: &str, now: &str) -> Option<Value> {
+    let mut pod = pod.clone();
+    let statuses = pod
+        .pointer_mut("/status/containerStatuses")
+        .and_then(Value::as_array_mut)?;
+    let status = statuses
+        .iter_mut()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(name))?;
+    let started = status.pointer("/state/running/startedAt")?.clone();
+    let restarts = status
+        .get("restartCount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    status["restartCount"] = json!(restarts + 1);
+    status["lastState"] = json!({"terminated": {
+        "exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now,
+    }});
+    status["state"] = json!({"running": {"startedAt": now}});
+    Some(pod)
 }
 
 /// The status the kubelet reports for `pod` at `stage`. Transition and start times are kept from
