@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
+use devcluster::measure::{mib, proc_status_kib, settled_rss};
 use ephctrl::context::FIELD_MANAGER;
 use ephctrl::desired::{self, ChildrenInputs};
 use ephctrl::{DEFAULT_CONCURRENCY, Settings};
@@ -636,30 +637,4 @@ async fn metric(addr: std::net::SocketAddr, prefix: &str) -> Option<f64> {
     body.lines()
         .find_map(|line| line.strip_prefix(prefix))
         .and_then(|value| value.trim().parse().ok())
-}
-
-/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
-fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
-}
-
-/// VmRSS once it stops moving: the median of samples taken over a second.
-async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        samples.push(proc_status_kib(pid, "VmRSS:")?);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    samples.sort_unstable();
-    Ok(samples[samples.len() / 2])
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
 }

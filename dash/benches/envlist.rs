@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
+use devcluster::measure::{mib, proc_status_kib, settled_rss};
 use ephctrl::context::FIELD_MANAGER;
 use ephemerator_core::names::nth_env_name;
 use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
@@ -761,33 +762,4 @@ async fn load(
     }
     latencies.millis.sort_by(f64::total_cmp);
     Ok(latencies)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Memory.
-
-/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
-fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
-}
-
-/// VmRSS once it stops moving: the median of samples taken over a second.
-async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        samples.push(proc_status_kib(pid, "VmRSS:")?);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    samples.sort_unstable();
-    Ok(samples[samples.len() / 2])
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod faults;
 pub mod field_validation;
 pub mod gc;
+pub mod measure;
 pub mod openapi;
 pub mod patch;
 pub mod persist;
