@@ -613,3 +613,39 @@ async fn the_polled_list_is_rendered_once_per_change_and_revalidates() {
     assert!(changed.body.contains("id=\"env-olga\""));
     assert_ne!(changed.headers.get("etag"), Some(&etag));
 }
+
+#[tokio::test]
+async fn with_oauth2_proxy_in_front_the_forwarded_headers_are_the_trusted_ones() {
+    let dash = Dash::start_with(CONFIG_YAML, ephdash::identity::IdentitySource::Forwarded).await;
+    let forwarded = dash
+        .request(
+            "GET",
+            "/",
+            None,
+            &[("x-forwarded-email", "nick@example.com")],
+            None,
+        )
+        .await;
+    assert_eq!(forwarded.status, 200);
+    assert!(
+        forwarded
+            .body
+            .contains("Signed in as <strong>nick@example.com</strong>")
+    );
+    // The gateway's headers are not trusted in this mode.
+    let other = dash.get("/", Some("root@example.com")).await;
+    assert_eq!(other.status, 401);
+}
+
+#[tokio::test]
+async fn every_form_field_has_a_label() {
+    let dash = Dash::start().await;
+    let page = dash.get("/", Some("nicks")).await.body;
+    for id in ["repo", "branch", "path"] {
+        assert!(
+            page.contains(&format!("<label for=\"{id}\">")),
+            "{id}: {page}"
+        );
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+}
