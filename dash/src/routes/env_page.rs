@@ -152,6 +152,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn logs_render_as_inert_text_whatever_they_hold() {
+        let pattern = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/**/*.html");
+        let templates = tera::Tera::new(pattern).unwrap();
+        let mut context = tera::Context::new();
+        let hostile = "\u{1b}[31m<script>alert(1)</script>\u{1b}[0m <img src=x onerror=alert(2)>";
+        context.insert(
+            "logs",
+            &LogsView {
+                pod: Some("nicks-abc".into()),
+                current: plain_text(hostile),
+                previous: Some(plain_text("</pre><b>bold</b>")),
+                waiting: None,
+            },
+        );
+        let html = templates.render("logs.html", &context).unwrap();
+        assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<b>"));
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains('\u{1b}'));
+        assert_eq!(html.matches("</pre>").count(), 2, "{html}");
+    }
+
+    #[test]
     fn colour_codes_are_removed_and_markup_is_left_to_escaping() {
         let raw = "\u{1b}[32mOK\u{1b}[0m <b>bold</b>\n\u{1b}[1;31merror\u{1b}[0m";
         assert_eq!(plain_text(raw), "OK <b>bold</b>\nerror");
