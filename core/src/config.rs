@@ -530,6 +530,16 @@ static ENV_VAR_NAME: LazyLock<Regex> =
 static IMAGE_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9._/:@-]*[A-Za-z0-9_]$").expect("static regex"));
 
+/// A positive duration for a command-line flag, in the config file's notation (`30s`, `10m`,
+/// `1h30m`).
+pub fn parse_flag_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = parse_duration(text.trim())?;
+    std::time::Duration::try_from(duration)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("{text:?}: must be more than zero"))
+}
+
 /// Parses a duration like `15m`, `1h30m` or `90s`: hours, minutes, seconds in that order, each
 /// optional, at least one present (the subset of Go durations upstream used).
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {

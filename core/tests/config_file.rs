@@ -306,3 +306,13 @@ fn the_webhook_url_is_never_shown() {
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("https://hooks.example.com"), "{shown}");
 }
+
+#[test]
+fn flag_durations_use_the_config_notation_and_must_be_positive() {
+    use ephemerator_core::config::parse_flag_duration;
+    use std::time::Duration;
+    assert_eq!(parse_flag_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_flag_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert!(parse_flag_duration("0s").is_err());
+    assert!(parse_flag_duration("soon").is_err());
+}

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
 use ephemerator_core::cluster::{ApiHealth, bounded_client};
+use ephemerator_core::config::parse_flag_duration;
 use ephemerator_core::{Config, SecretUrl};
 
 /// Keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap in its
@@ -37,7 +38,7 @@ struct Args {
     #[arg(long, env = "EPH_WEBHOOK_URL", hide_env_values = true)]
     webhook_url: Option<String>,
     /// Longest time one Kubernetes API request may take (e.g. 30s).
-    #[arg(long, env = "EPH_API_TIMEOUT", value_parser = parse_seconds, default_value = "30s")]
+    #[arg(long, env = "EPH_API_TIMEOUT", value_parser = parse_flag_duration, default_value = "30s")]
     api_timeout: Duration,
     /// Most reconciles at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
@@ -103,27 +104,6 @@ fn webhook_url(args: &Args) -> anyhow::Result<Option<SecretUrl>> {
     SecretUrl::parse(&text)
         .map(Some)
         .map_err(|problem| anyhow::anyhow!("{source}: the webhook URL {problem}"))
-}
-
-/// `30s`, `2m` or a bare number of seconds.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a duration like 30s or 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "m" => number.saturating_mul(60),
-        _ => return Err(format!("{text:?}: use s or m")),
-    };
-    if seconds == 0 {
-        return Err(format!("{text:?}: must be at least 1s"));
-    }
-    Ok(Duration::from_secs(seconds))
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends).

@@ -12,6 +12,7 @@ use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
 use ephemerator_core::cluster::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
+use ephemerator_core::config::parse_flag_duration;
 
 /// The ephemerator dashboard.
 #[derive(Parser, Debug)]
@@ -47,6 +48,12 @@ struct Args {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// How long discovered branches and Tiltfiles are reused.
+    #[arg(long, env = "EPH_DISCOVERY_TTL", value_parser = parse_flag_duration, default_value = "60s")]
+    discovery_ttl: Duration,
+    /// Longest time of one git call of the discovery.
+    #[arg(long, env = "EPH_DISCOVERY_TIMEOUT", value_parser = parse_flag_duration, default_value = "10s")]
+    discovery_timeout: Duration,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -101,7 +108,11 @@ async fn main() -> anyhow::Result<()> {
             templates: args.templates,
             assets: args.assets,
             workers: args.workers,
-            discovery: DiscoverySettings::default(),
+            discovery: DiscoverySettings {
+                ttl: args.discovery_ttl,
+                timeout: args.discovery_timeout,
+                ..DiscoverySettings::default()
+            },
         },
         listener,
     )?;
