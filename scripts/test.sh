@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # kubectl drives devcluster in the integration tests (the same client operators use).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+# git: ephdash discovers branches and Tiltfiles with it, and its tests serve repositories with
+# `git http-backend`.
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 # Headless Chromium and its WebDriver for the dashboard's browser test (dash/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
