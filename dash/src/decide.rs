@@ -69,17 +69,14 @@ impl Refusal {
     }
 }
 
-/// The envs a user owns among `envs`.
-pub fn owned_by<'a>(envs: &'a [Env], user: &str) -> impl Iterator<Item = &'a Env> {
-    envs.iter().filter(move |env| env.owner == user)
-}
-
-/// How many envs `user` owns and may own.
-pub fn quota(envs: &[Env], user: &str, config: &Config) -> (usize, usize) {
-    (
-        owned_by(envs, user).count(),
-        config.max_envs_per_user as usize,
-    )
+/// How many envs `user` owns among `envs`, and may own.
+pub fn quota<'a>(
+    envs: impl IntoIterator<Item = &'a Env>,
+    user: &str,
+    config: &Config,
+) -> (usize, usize) {
+    let owned = envs.into_iter().filter(|env| env.owner == user).count();
+    (owned, config.max_envs_per_user as usize)
 }
 
 /// Decides a create: the env ConfigMap to create (named by core's rules, the first free

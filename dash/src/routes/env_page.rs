@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::error::DashError;
 use crate::identity::User;
-use crate::routes::page::{context, html};
+use crate::routes::page::{Rows, context, html};
 use crate::state::AppState;
 use crate::views::{FormView, env_views};
 
@@ -41,8 +41,20 @@ pub async fn env_page(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(&request, &user, &state, false, FormView::default(), None);
-    let envs = state.env_list();
+    let mut context = context(
+        &request,
+        &user,
+        &state,
+        Rows::None,
+        FormView::default(),
+        None,
+    );
+    // Only this env's row is built.
+    let envs: Vec<_> = state
+        .env_list()
+        .into_iter()
+        .filter(|(_, env)| env.name == *name)
+        .collect();
     let scheme = request.connection_info().scheme().to_string();
     let events = state.events.state();
     let views = env_views(
@@ -70,7 +82,14 @@ pub async fn env_logs(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(&request, &user, &state, false, FormView::default(), None);
+    let mut context = context(
+        &request,
+        &user,
+        &state,
+        Rows::None,
+        FormView::default(),
+        None,
+    );
     context.insert("logs", &logs(&state, &name).await);
     html(200, state.templates.render("logs.html", &context)?)
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::discovery::DiscoveryError;
 use crate::error::DashError;
 use crate::identity::User;
-use crate::routes::page::{context, html};
+use crate::routes::page::{Rows, context, html};
 use crate::state::AppState;
 use crate::views::FormView;
 
@@ -140,7 +140,7 @@ fn form_context(
         path: paths.values.first().cloned().unwrap_or_default(),
         ..FormView::default()
     };
-    let mut context = context(request, user, state, false, form, None);
+    let mut context = context(request, user, state, Rows::None, form, None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &branches.values);
@@ -157,7 +157,7 @@ fn not_allowed(
     state: &AppState,
 ) -> Result<HttpResponse, DashError> {
     let none: Vec<String> = Vec::new();
-    let mut context = context(request, user, state, false, FormView::default(), None);
+    let mut context = context(request, user, state, Rows::None, FormView::default(), None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &none);

@@ -59,14 +59,10 @@ pub async fn env_list(
     let rendered = match state.fragments.get(&key, generation, minute) {
         Some(rendered) => rendered,
         None => {
-            let mut context = context(
-                &request,
-                &user,
-                &state,
-                show.mine_only(),
-                FormView::default(),
-                None,
-            );
+            let rows = Rows::List {
+                mine_only: show.mine_only(),
+            };
+            let mut context = context(&request, &user, &state, rows, FormView::default(), None);
             let list = state.templates.render("env_list.html", &context)?;
             // The quota changes with the list (an expiry, a delete elsewhere): refreshed with it.
             context.insert("oob", &true);
@@ -105,11 +101,11 @@ pub fn render_page(
     notice: Option<Notice>,
     status: u16,
 ) -> Result<HttpResponse, DashError> {
-    let context = context(request, user, state, mine_only, form, notice);
+    let context = context(request, user, state, Rows::List { mine_only }, form, notice);
     html(status, state.templates.render("page.html", &context)?)
 }
 
-/// Renders one fragment template with the full context.
+/// Renders one fragment template that shows no env rows (a form, a field, a notice).
 pub fn render_fragment(
     request: &HttpRequest,
     user: &User,
@@ -119,8 +115,18 @@ pub fn render_fragment(
     notice: Option<Notice>,
     status: u16,
 ) -> Result<HttpResponse, DashError> {
-    let context = context(request, user, state, false, form, notice);
+    let context = context(request, user, state, Rows::None, form, notice);
     html(status, state.templates.render(template, &context)?)
+}
+
+/// What a template needs besides the basics: the env list (the page and the list fragment)
+/// or not (forms, notices, fields): building 1,000 rows is the costly part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// No env rows.
+    None,
+    /// Every env (or, with `mine_only`, the user's).
+    List { mine_only: bool },
 }
 
 /// Everything the templates read.
@@ -128,31 +134,37 @@ pub fn context(
     request: &HttpRequest,
     user: &User,
     state: &AppState,
-    mine_only: bool,
+    rows: Rows,
     form: FormView,
     notice: Option<Notice>,
 ) -> tera::Context {
     let envs = state.env_list();
-    let parsed: Vec<_> = envs.iter().map(|(_, env)| env.clone()).collect();
-    let (used, max) = quota(&parsed, &user.identity, &state.config);
-    let scheme = request.connection_info().scheme().to_string();
+    let (used, max) = quota(
+        envs.iter().map(|(_, env)| env),
+        &user.identity,
+        &state.config,
+    );
     let mut context = tera::Context::new();
     context.insert("user", &user.identity);
     context.insert("admin", &user.admin);
     context.insert("csrf", &state.csrf.token(&user.identity));
+    let mine_only = matches!(rows, Rows::List { mine_only: true });
     context.insert("show", if mine_only { "mine" } else { "all" });
-    context.insert(
-        "envs",
-        &env_views(
-            &envs,
-            &state.events.state(),
-            user,
-            &state.config,
-            &scheme,
-            Timestamp::now(),
-            mine_only,
-        ),
-    );
+    if let Rows::List { mine_only } = rows {
+        let scheme = request.connection_info().scheme().to_string();
+        context.insert(
+            "envs",
+            &env_views(
+                &envs,
+                &state.events.state(),
+                user,
+                &state.config,
+                &scheme,
+                Timestamp::now(),
+                mine_only,
+            ),
+        );
+    }
     context.insert(
         "quota",
         &QuotaView {
