@@ -21,6 +21,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod logging;
 pub mod names;
+pub mod shutdown;
 pub mod status;
 pub mod validate;
 

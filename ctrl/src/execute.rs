@@ -20,17 +20,17 @@ use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Result;
 use crate::memory::{AppliedChild, StatusWrite};
 use crate::observe::ChildKind;
-use crate::plan::{Plan, PlannedEvent, ShownStatus, read_back};
+use crate::plan::{Plan, PlannedEvent, read_back};
 
-/// Carries out `plan` for `config_map`, whose status was shown as `shown` when planning.
+/// Carries out `plan` for `config_map`.
 pub async fn execute(
     ctx: &Context,
     config_map: &ConfigMap,
-    shown: &ShownStatus,
     tilt_token: &str,
     plan: Plan,
 ) -> Result<()> {
     let name = config_map.name_any();
+    let shown = &plan.shown;
     let mut versions = shown.versions.clone();
     if let Some(expiration) = plan.write_expiration {
         // The cache may show the ConfigMap before or after this write for a while.
@@ -65,9 +65,9 @@ pub async fn execute(
     }
     for kind in &plan.delete {
         match kind {
-            ChildKind::Deployment => delete_child::<Deployment>(ctx, &name).await?,
-            ChildKind::Service => delete_child::<Service>(ctx, &name).await?,
-            ChildKind::Ingress => delete_child::<Ingress>(ctx, &name).await?,
+            ChildKind::Deployment => delete_child::<Deployment>(ctx, &name, *kind).await?,
+            ChildKind::Service => delete_child::<Service>(ctx, &name, *kind).await?,
+            ChildKind::Ingress => delete_child::<Ingress>(ctx, &name, *kind).await?,
         }
     }
     if let Some(children) = &plan.children {
@@ -198,7 +198,7 @@ async fn expire(ctx: &Context, config_map: &ConfigMap) -> Result<bool> {
 
 /// Deletes a child of ours. The delete is guarded by the child's uid, read just before, so a
 /// foreign object created meanwhile under that name is never deleted.
-async fn delete_child<K>(ctx: &Context, name: &str) -> Result<()>
+async fn delete_child<K>(ctx: &Context, name: &str, kind: ChildKind) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
 {
@@ -220,21 +220,15 @@ where
         }),
         ..DeleteParams::background()
     };
-    let kind = K::kind(&());
     match api.delete(name, &params).await {
         Ok(_) => info!(
-            kind = kind.as_ref(),
+            kind = kind.as_str(),
             "deleted a child that is no longer desired"
         ),
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
         Err(error) => return Err(error.into()),
     }
-    let kind = ChildKind::ALL
-        .into_iter()
-        .find(|child| child.as_str() == kind.as_ref());
-    if let Some(kind) = kind {
-        ctx.memory.deleted(name, kind);
-    }
+    ctx.memory.deleted(name, kind);
     Ok(())
 }
 

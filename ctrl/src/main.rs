@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::select! {
         result = ephctrl::run(settings) => result?,
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = ephemerator_core::shutdown::signal() => tracing::info!("shutting down"),
     }
     Ok(())
 }
@@ -104,32 +104,4 @@ fn webhook_url(args: &Args) -> anyhow::Result<Option<SecretUrl>> {
     SecretUrl::parse(&text)
         .map(Some)
         .map_err(|problem| anyhow::anyhow!("{source}: the webhook URL {problem}"))
-}
-
-/// Ctrl-C or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

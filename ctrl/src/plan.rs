@@ -102,6 +102,8 @@ impl Observed<'_> {
 /// What to do for one env, in the order [`crate::execute`] does it.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// The status the env shows as the plan was made (what a status write builds on).
+    pub shown: ShownStatus,
     /// Ask the runner's Tilt for its ports first (the key of the runner asked about), then
     /// plan again with the answer remembered; nothing else of this plan is carried out.
     pub ask_tilt: Option<String>,
@@ -172,7 +174,7 @@ pub struct PlannedEvent {
 /// The env's status as the controller knows it: the cached ConfigMap's, unless the cache still
 /// shows the ConfigMap from before the controller's last status write (watch events of
 /// different kinds can arrive in any order), in which case that write's status.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShownStatus {
     /// The status.
     pub status: EnvStatus,
@@ -225,11 +227,14 @@ impl ShownStatus {
 pub fn plan(inputs: &Inputs) -> Plan {
     let config_map = inputs.config_map;
     let meta = &config_map.metadata;
-    let mut plan = Plan::default();
+    let shown = ShownStatus::of(inputs.memory, config_map);
+    let mut plan = Plan {
+        shown: shown.clone(),
+        ..Plan::default()
+    };
     if meta.deletion_timestamp.is_some() {
         return plan;
     }
-    let shown = ShownStatus::of(inputs.memory, config_map);
     let env = match Env::from_config_map(config_map) {
         Ok(env) => env,
         Err(error) if error.field == format!("data.{EXPIRATION_KEY}") => {

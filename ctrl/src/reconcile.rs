@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::execute::execute;
 use crate::memory::{EnvMemory, PortMemory};
 use crate::observe::{self, Ownership};
-use crate::plan::{self, Inputs, Observed, Plan, ShownStatus};
+use crate::plan::{self, Inputs, Observed, Plan};
 
 /// Reconciles one env ConfigMap. Runs in a span carrying the env name, so every log line of
 /// the reconcile names it.
@@ -105,8 +105,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         );
     }
     let requeue = plan.requeue;
-    let shown = ShownStatus::of(&memory, config_map);
-    execute(ctx, config_map, &shown, &tilt_token, plan).await?;
+    execute(ctx, config_map, &tilt_token, plan).await?;
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 

@@ -117,26 +117,10 @@ async fn main() -> anyhow::Result<()> {
         listener,
     )?;
     tracing::info!(addr = %running.addr, "serving the dashboard");
-    shutdown_signal().await;
+    ephemerator_core::shutdown::signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     tokio::time::timeout(Duration::from_secs(30), running.stop())
         .await
         .ok();
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
