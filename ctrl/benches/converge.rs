@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
-use devcluster::measure::{mib, proc_status_kib, settled_rss};
+use devcluster::measure::{knob, mib, proc_status_kib, settled_rss};
 use ephctrl::context::FIELD_MANAGER;
 use ephctrl::desired::{self, ChildrenInputs};
 use ephctrl::{DEFAULT_CONCURRENCY, Settings};
@@ -68,14 +68,6 @@ allowlist:
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
     let full = std::env::args().any(|arg| arg == "--bench");
-    let knob = |name: &str, default: usize| -> anyhow::Result<usize> {
-        match std::env::var(name) {
-            Ok(value) => value
-                .parse()
-                .with_context(|| format!("{name}={value:?} is not a number")),
-            Err(_) => Ok(default),
-        }
-    };
     let envs = if full {
         knob("CONVERGE_ENVS", 1000)?
     } else {

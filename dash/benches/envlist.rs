@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
-use devcluster::measure::{mib, proc_status_kib, settled_rss};
+use devcluster::measure::{knob, mib, proc_status_kib, settled_rss};
 use ephctrl::context::FIELD_MANAGER;
 use ephemerator_core::names::nth_env_name;
 use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
@@ -86,14 +86,6 @@ struct Knobs {
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
     let full = std::env::args().any(|arg| arg == "--bench");
-    let knob = |name: &str, default: usize| -> anyhow::Result<usize> {
-        match std::env::var(name) {
-            Ok(value) => value
-                .parse()
-                .with_context(|| format!("{name}={value:?} is not a number")),
-            Err(_) => Ok(default),
-        }
-    };
     let knobs = if full {
         Knobs {
             envs: knob("ENVLIST_ENVS", 1000)?,

@@ -1,5 +1,5 @@
-//! Measuring processes for the benchmarks that run servers against a devcluster: resident
-//! memory from `/proc` (Linux), settled and readable.
+//! For the benchmarks that run servers against a devcluster: resident memory from `/proc`
+//! (Linux), settled and readable, and knobs from the environment.
 
 use std::time::Duration;
 
@@ -25,6 +25,16 @@ pub async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     }
     samples.sort_unstable();
     Ok(samples[samples.len() / 2])
+}
+
+/// A benchmark knob: the number in environment variable `name`, else `default`.
+pub fn knob(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .with_context(|| format!("{name}={value:?} is not a number")),
+        Err(_) => Ok(default),
+    }
 }
 
 /// KiB as `12.3 MiB`.
