@@ -31,7 +31,7 @@ struct Options {
 
 fn options(
     allowed: &[String],
-    discovered: impl FnOnce() -> Option<Result<Vec<String>, DiscoveryError>>,
+    discovered: Option<Result<Vec<String>, DiscoveryError>>,
     what: &str,
 ) -> Options {
     if !allowed.is_empty() {
@@ -40,7 +40,7 @@ fn options(
             note: None,
         };
     }
-    match discovered() {
+    match discovered {
         Some(Ok(values)) if values.is_empty() => Options {
             values,
             note: Some(format!("No {what} found: type one.")),
@@ -83,7 +83,7 @@ pub async fn branches(
     } else {
         None
     };
-    let branches = options(&entry.branches, || discovered, "branches");
+    let branches = options(&entry.branches, discovered, "branches");
     let branch = match query.branch.trim() {
         "" => branches.values.first().cloned().unwrap_or_default(),
         typed => typed.to_string(),
@@ -122,7 +122,7 @@ async fn path_options(state: &AppState, entry: &RepoEntry, branch: &str) -> Opti
     } else {
         Some(state.discovery.tiltfiles(&entry.url, branch).await)
     };
-    options(&entry.paths, || discovered, "Tiltfiles")
+    options(&entry.paths, discovered, "Tiltfiles")
 }
 
 fn form_context(
