@@ -12,6 +12,7 @@
 //! - [`cluster`]: the API client and watch setup that survive API server restarts;
 //! - [`config`]: the YAML config file ([`Config::load`]).
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod env;

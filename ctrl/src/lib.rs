@@ -234,7 +234,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                     .collect()
             }),
         });
-        http::serve(listener, state).await
+        ephemerator_core::admin::serve(listener, state).await
     };
     // Deleted envs get no reconcile; their memory is dropped here.
     let sweeper = {

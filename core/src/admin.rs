@@ -1,0 +1,171 @@
+//! The small admin listener every server has beside its traffic: `/healthz` (the process
+//! answers), `/readyz` (what the server's [`AdminReport`] says) and `/metrics` (Prometheus
+//! text). Kept off the traffic listener so that probes and scrapes never depend on routing,
+//! authentication or load there.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a server reports on its admin listener.
+pub trait AdminReport: Send + Sync + 'static {
+    /// `Err(reason)` while the server cannot do its job (shown on `/readyz` with a 503).
+    fn readiness(&self) -> Result<(), String>;
+    /// The Prometheus text of `/metrics`.
+    fn metrics(&self) -> String;
+}
+
+/// Serves until the task is dropped. Each connection runs on its own task; a broken connection
+/// is logged and never stops the listener.
+pub async fn serve(listener: TcpListener, report: Arc<dyn AdminReport>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting an admin connection failed");
+                continue;
+            }
+        };
+        let report = report.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let report = report.clone();
+                async move { Ok::<_, Infallible>(respond(report.as_ref(), &request)) }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, %peer, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond(report: &dyn AdminReport, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match report.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            ),
+        },
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, report.metrics());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Report {
+        ready: AtomicBool,
+    }
+
+    impl AdminReport for Report {
+        fn readiness(&self) -> Result<(), String> {
+            if self.ready.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err("still listing".into())
+            }
+        }
+        fn metrics(&self) -> String {
+            "thing_total 3\n".into()
+        }
+    }
+
+    async fn start() -> (std::net::SocketAddr, Arc<Report>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let report = Arc::new(Report {
+            ready: AtomicBool::new(false),
+        });
+        tokio::spawn(serve(listener, report.clone()));
+        (addr, report)
+    }
+
+    async fn get(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn readyz_says_why_until_ready_and_healthz_always_answers() {
+        let (addr, report) = start().await;
+        assert!(
+            get(addr, "GET", "/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let not_ready = get(addr, "GET", "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(
+            not_ready.ends_with("not ready: still listing\n"),
+            "{not_ready}"
+        );
+        report.ready.store(true, Ordering::Release);
+        assert!(
+            get(addr, "GET", "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let (addr, _) = start().await;
+        let response = get(addr, "GET", "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("text/plain; version=0.0.4"), "{response}");
+        assert!(response.ends_with("thing_total 3\n"), "{response}");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_refused() {
+        let (addr, _) = start().await;
+        assert!(get(addr, "GET", "/nope").await.starts_with("HTTP/1.1 404"));
+        assert!(
+            get(addr, "POST", "/metrics")
+                .await
+                .starts_with("HTTP/1.1 405")
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Header hygiene, as pure functions on header maps: identity headers a client sends itself,
+//! hop-by-hop headers, the `X-Forwarded-*` set, and the cookie rules that keep oauth2-proxy's
+//! session away from envs.
+
+use std::net::IpAddr;
+
+use hyper::header::{
+    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, UPGRADE,
+};
+
+/// Identity headers an authenticator sets. Whatever a client sends under these names is removed
+/// from every request, in every mode; after a successful check the gateway sets its own.
+const IDENTITY_HEADERS: [&str; 5] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+];
+/// Every header with this prefix is an identity header too (`X-Auth-Request-User`, ...).
+const IDENTITY_PREFIX: &str = "x-auth-request-";
+
+/// Removes every identity header (see [`IDENTITY_HEADERS`], [`IDENTITY_PREFIX`]).
+pub fn strip_identity(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with(IDENTITY_PREFIX) || IDENTITY_HEADERS.contains(&name)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// The hop-by-hop headers of RFC 9110 section 7.6.1 (plus the old `Proxy-Connection`), which
+/// describe one connection and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// Whether the request asks to switch protocols (a WebSocket): `Connection: upgrade` and an
+/// `Upgrade` header.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && connection_tokens(headers).any(|t| t == "upgrade")
+}
+
+/// Removes the hop-by-hop headers and those the `Connection` header names. When `upgrade`
+/// holds the protocol being switched to, `Connection: upgrade` and `Upgrade` are set again, so
+/// the switch reaches the other side.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    let named: Vec<String> = connection_tokens(headers).collect();
+    for name in named {
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+}
+
+/// Sets `X-Forwarded-For` (the client's address appended to any list already there, as
+/// proxies do), `X-Forwarded-Proto` and `X-Forwarded-Host` (the host the client asked for).
+/// The `Host` header itself is kept: Tilt's WebSocket origin check compares it with `Origin`.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.trim().is_empty() => format!("{}, {client}", earlier.trim()),
+        _ => client.to_string(),
+    };
+    if let Ok(chain) = HeaderValue::from_str(&chain) {
+        headers.insert("x-forwarded-for", chain);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    match headers.get(HOST).cloned() {
+        Some(host) => {
+            headers.insert("x-forwarded-host", host);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+}
+
+/// Whether a cookie named `name` belongs to oauth2-proxy, whose cookies are `cookie_name`,
+/// `cookie_name_0`, `_1`... (a large session is split) and `cookie_name_..._csrf`.
+pub fn is_session_cookie(name: &str, cookie_name: &str) -> bool {
+    name == cookie_name
+        || name
+            .strip_prefix(cookie_name)
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// The `name=value` pairs of every `Cookie` header.
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+}
+
+fn cookie_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name).trim()
+}
+
+/// oauth2-proxy's cookies from the request, as one `Cookie` value (`None` when there are
+/// none): all that the authentication subrequest needs, and the key of its cache.
+pub fn session_cookies(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
+    let pairs: Vec<&str> = cookie_pairs(headers)
+        .filter(|pair| is_session_cookie(self::cookie_name(pair), cookie_name))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
+}
+
+/// Removes oauth2-proxy's cookies from the request, keeping all others, so that an env never
+/// sees (and can never replay) the user's session.
+pub fn remove_session_cookies(headers: &mut HeaderMap, cookie_name: &str) {
+    let kept: Vec<String> = cookie_pairs(headers)
+        .filter(|pair| !is_session_cookie(self::cookie_name(pair), cookie_name))
+        .map(str::to_string)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Drops every `Set-Cookie` of an env's response that has a `Domain` attribute (or cannot be
+/// read): such a cookie would reach the parent domain, the dashboard and every other env, and
+/// could overwrite the session. Host-only cookies stay with the env's own host. Returns how
+/// many were dropped.
+pub fn drop_domain_cookies(headers: &mut HeaderMap) -> usize {
+    let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    let kept: Vec<HeaderValue> = all
+        .iter()
+        .filter(|value| value.to_str().is_ok_and(|text| !has_domain_attribute(text)))
+        .cloned()
+        .collect();
+    let dropped = all.len() - kept.len();
+    if dropped > 0 {
+        headers.remove(SET_COOKIE);
+        for value in kept {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    dropped
+}
+
+fn has_domain_attribute(set_cookie: &str) -> bool {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .any(|attribute| cookie_name(attribute).eq_ignore_ascii_case("domain"))
+}
+
+/// Whether a refused request should be sent to sign in (a browser navigating) rather than get
+/// a bare 401: a GET or HEAD that accepts HTML and is not an htmx request.
+pub fn is_browser_navigation(method: &hyper::Method, headers: &HeaderMap) -> bool {
+    let navigating = *method == hyper::Method::GET || *method == hyper::Method::HEAD;
+    let html = headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.contains("text/html"));
+    navigating && html && !headers.contains_key("hx-request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn identity_headers_from_clients_are_removed() {
+        let mut map = headers(&[
+            ("X-Auth-Request-User", "mallory"),
+            ("x-auth-request-email", "m@x"),
+            ("X-Auth-Request-Access-Token", "t"),
+            ("X-Forwarded-User", "mallory"),
+            ("X-Forwarded-Email", "m@x"),
+            ("X-Forwarded-Groups", "admins"),
+            ("X-Forwarded-Preferred-Username", "m"),
+            ("X-Forwarded-Access-Token", "t"),
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("Accept", "*/*"),
+        ]);
+        strip_identity(&mut map);
+        let mut left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_are_kept_on_purpose() {
+        let mut map = headers(&[
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Accept", "*/*"),
+        ]);
+        assert!(!is_upgrade(&map));
+        remove_hop_by_hop(&mut map, None);
+        let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+
+        let mut ws = headers(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        assert!(is_upgrade(&ws));
+        let protocol = ws.get(UPGRADE).cloned();
+        remove_hop_by_hop(&mut ws, protocol);
+        assert_eq!(ws.get(CONNECTION).unwrap(), "upgrade");
+        assert_eq!(ws.get(UPGRADE).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client_and_keep_the_host() {
+        let mut map = headers(&[
+            ("Host", "8000---a.preview.test"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ]);
+        set_forwarded(&mut map, "127.0.0.9".parse().unwrap(), "https");
+        assert_eq!(map["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "8000---a.preview.test");
+        assert_eq!(map[HOST], "8000---a.preview.test");
+    }
+
+    #[test]
+    fn session_cookies_are_found_and_removed_and_others_kept() {
+        let mut map = headers(&[(
+            "Cookie",
+            "_oauth2_proxy_0=aaa; theme=dark; _oauth2_proxy_1=bbb; _oauth2_proxyx=keep",
+        )]);
+        map.append(COOKIE, HeaderValue::from_static("_oauth2_proxy=ccc; app=1"));
+        assert_eq!(
+            session_cookies(&map, "_oauth2_proxy").as_deref(),
+            Some("_oauth2_proxy_0=aaa; _oauth2_proxy_1=bbb; _oauth2_proxy=ccc")
+        );
+        remove_session_cookies(&mut map, "_oauth2_proxy");
+        assert_eq!(map.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(map[COOKIE], "theme=dark; _oauth2_proxyx=keep; app=1");
+
+        let mut only_session = headers(&[("Cookie", "_oauth2_proxy=ccc")]);
+        remove_session_cookies(&mut only_session, "_oauth2_proxy");
+        assert!(only_session.get(COOKIE).is_none());
+        assert_eq!(session_cookies(&only_session, "_oauth2_proxy"), None);
+    }
+
+    #[test]
+    fn cookies_for_the_parent_domain_are_dropped_and_host_cookies_kept() {
+        let mut map = headers(&[
+            ("Set-Cookie", "a=1; Path=/"),
+            (
+                "Set-Cookie",
+                "_oauth2_proxy=evil; Domain=.preview.test; Path=/",
+            ),
+            ("Set-Cookie", "b=2; path=/;  DOMAIN = preview.test"),
+            ("Set-Cookie", "c=3; HttpOnly"),
+        ]);
+        assert_eq!(drop_domain_cookies(&mut map), 2);
+        let left: Vec<&str> = map
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["a=1; Path=/", "c=3; HttpOnly"]);
+    }
+
+    #[test]
+    fn only_browser_navigations_are_redirected_to_sign_in() {
+        let html = headers(&[("Accept", "text/html,application/xhtml+xml")]);
+        assert!(is_browser_navigation(&hyper::Method::GET, &html));
+        assert!(!is_browser_navigation(&hyper::Method::POST, &html));
+        let htmx = headers(&[("Accept", "text/html"), ("HX-Request", "true")]);
+        assert!(!is_browser_navigation(&hyper::Method::GET, &htmx));
+        let api = headers(&[("Accept", "application/json")]);
+        assert!(!is_browser_navigation(&hyper::Method::GET, &api));
+    }
+}

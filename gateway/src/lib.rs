@@ -1,0 +1,66 @@
+//! ephgateway: the one entry point of an ephemerator. `PORT---ENV.<gatewayHost>` reaches port
+//! PORT of env ENV (only a port that env publishes), the bare host reaches the dashboard, and
+//! `/oauth2/...` there reaches oauth2-proxy, which checks every other request first.
+//!
+//! - [`route`]: the routing decision (pure); [`table`]: the route table the env watch keeps.
+//! - [`proxy`]: one request end to end; [`headers`]: header hygiene (pure).
+//! - [`auth`]: the oauth2-proxy check and its cache; [`pages`]: the status pages.
+//! - [`server`]: connections, limits, TLS and draining; the admin listener is core's.
+//! - [`startup`]: builds it all around bound listeners (port 0 in tests).
+
+pub mod auth;
+pub mod headers;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod startup;
+pub mod table;
+pub mod tls;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use hyper::body::{Bytes, Incoming};
+use hyper::http::uri::Authority;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+pub use startup::{Limits, Running, Settings, start};
+
+/// The body of every answer: an upstream's streamed body or a page.
+pub type Body =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Everything a request needs, shared by all connections.
+pub struct Gateway {
+    /// The bare host of the dashboard; envs are `PORT---ENV.<gateway_host>`.
+    pub gateway_host: String,
+    /// The scheme clients use (`https` behind TLS), for links, redirects and
+    /// `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// The namespace of the envs.
+    pub namespace: String,
+    /// The dashboard's address.
+    pub dashboard: Authority,
+    /// Where env ports are reached.
+    pub env_upstream: upstream::UpstreamTemplate,
+    /// The route table.
+    pub table: Arc<table::RouteTable>,
+    /// Checks requests.
+    pub auth: auth::Authenticator,
+    /// The pooled upstream client.
+    pub client: Client<HttpConnector, Incoming>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl Gateway {
+    /// The upstream address of `port` of env `env`.
+    pub fn env_authority(&self, env: &str, port: u16) -> Result<Authority, String> {
+        self.env_upstream.authority(env, &self.namespace, port)
+    }
+}

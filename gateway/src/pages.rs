@@ -1,0 +1,324 @@
+//! The gateway's own pages, answered instead of bare errors: each says what is there (or not)
+//! and links back to the dashboard. One tera template (`templates/gateway/status.html`, built
+//! into the binary), HTML-escaped, no script.
+
+use std::sync::LazyLock;
+
+use ephemerator_core::hosts::env_port_host;
+use ephemerator_core::{EnvStatus, Phase};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::Body;
+
+/// Seconds between reloads of a page waiting for an env to answer.
+pub const RELOAD_SECONDS: u32 = 3;
+
+/// What every page may show, HTML-escaped by the template.
+#[derive(Debug, Serialize, Default)]
+pub struct PageView {
+    #[serde(skip)]
+    status: u16,
+    title: String,
+    heading: String,
+    lines: Vec<String>,
+    phase: Option<String>,
+    detail: Option<String>,
+    links: Vec<Link>,
+    refresh: Option<u32>,
+    dashboard_url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Link {
+    label: String,
+    url: String,
+}
+
+/// Where a page's links point: the scheme and the gateway's public address.
+pub struct PageContext<'a> {
+    /// `http` or `https`.
+    pub proto: &'a str,
+    /// The gateway host.
+    pub gateway_host: &'a str,
+    /// `:PORT` when clients use a port that is not the scheme's default (local runs), else "".
+    pub port_suffix: &'a str,
+    /// The host the request asked for.
+    pub host: &'a str,
+}
+
+impl PageContext<'_> {
+    fn dashboard_url(&self) -> String {
+        format!(
+            "{}://{}{}/",
+            self.proto, self.gateway_host, self.port_suffix
+        )
+    }
+
+    fn env_url(&self, env: &str, port: u16) -> String {
+        format!(
+            "{}://{}{}/",
+            self.proto,
+            env_port_host(port, env, self.gateway_host),
+            self.port_suffix
+        )
+    }
+
+    fn view(&self, status: StatusCode, title: &str, heading: String) -> PageView {
+        PageView {
+            status: status.as_u16(),
+            title: title.to_string(),
+            heading,
+            dashboard_url: self.dashboard_url(),
+            ..PageView::default()
+        }
+    }
+
+    /// The host is not one the gateway serves.
+    pub fn unknown_host(&self) -> PageView {
+        let mut view = self.view(StatusCode::NOT_FOUND, "Not found", "Nothing here".into());
+        view.lines.push(format!(
+            "{} is not an address of this ephemerator.",
+            self.host
+        ));
+        view
+    }
+
+    /// No env of that name (upstream's wording).
+    pub fn no_such_env(&self) -> PageView {
+        let mut view = self.view(
+            StatusCode::NOT_FOUND,
+            "No environment",
+            format!("Sorry! There's no environment at {}.", self.host),
+        );
+        view.lines
+            .push("There might have been an environment here once, but it expired.".into());
+        view
+    }
+
+    /// The env exists but does not serve this port yet: reloads until it does.
+    pub fn starting(&self, env: &str, port: u16, status: &EnvStatus) -> PageView {
+        let mut view = self.view(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Starting",
+            format!("Environment {env} is not ready yet"),
+        );
+        if status.phase == Phase::Ready {
+            view.lines.push(format!(
+                "It is running but does not publish port {port} (yet)."
+            ));
+            view.links = status
+                .ports
+                .iter()
+                .map(|p| Link {
+                    label: format!("{} (port {})", p.name, p.port),
+                    url: self.env_url(env, p.port),
+                })
+                .collect();
+            if !view.links.is_empty() {
+                view.lines.push("Ports it publishes:".into());
+            }
+        } else {
+            view.lines.push(format!(
+                "Port {port} will answer here once the environment is ready."
+            ));
+        }
+        view.phase = Some(status.phase.as_str().into());
+        view.detail = status.message.clone();
+        view.refresh = Some(RELOAD_SECONDS);
+        view
+    }
+
+    /// The env failed or was rejected.
+    pub fn broken(&self, env: &str, status: &EnvStatus) -> PageView {
+        let heading = match status.phase {
+            Phase::Rejected => format!("Environment {env} was rejected"),
+            _ => format!("Environment {env} failed"),
+        };
+        let mut view = self.view(StatusCode::SERVICE_UNAVAILABLE, "Not running", heading);
+        view.lines
+            .push("It will not answer until it is fixed or created again.".into());
+        view.phase = Some(status.phase.as_str().into());
+        view.detail = Some(
+            status
+                .message
+                .clone()
+                .unwrap_or_else(|| "No reason was recorded.".into()),
+        );
+        view
+    }
+
+    /// The env's port (or the dashboard) did not answer.
+    pub fn upstream_failed(&self, what: &str, problem: &str, reload: bool) -> PageView {
+        let mut view = self.view(
+            StatusCode::BAD_GATEWAY,
+            "No answer",
+            format!("{what} did not answer"),
+        );
+        view.detail = Some(problem.to_string());
+        if reload {
+            view.lines
+                .push("It may still be starting, or it has stopped listening.".into());
+            view.refresh = Some(RELOAD_SECONDS);
+        }
+        view
+    }
+
+    /// Signed in, but oauth2-proxy refuses this account.
+    pub fn forbidden(&self) -> PageView {
+        let mut view = self.view(StatusCode::FORBIDDEN, "Forbidden", "Not allowed".into());
+        view.lines
+            .push("Your account is signed in but is not allowed to use this ephemerator.".into());
+        view.links.push(Link {
+            label: "Sign out".into(),
+            url: format!(
+                "{}://{}{}/oauth2/sign_out",
+                self.proto, self.gateway_host, self.port_suffix
+            ),
+        });
+        view
+    }
+
+    /// oauth2-proxy did not answer: nobody can be let in.
+    pub fn auth_unavailable(&self, problem: &str) -> PageView {
+        let mut view = self.view(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in unavailable",
+            "Sign-in is not available right now".into(),
+        );
+        view.detail = Some(problem.to_string());
+        view.refresh = Some(RELOAD_SECONDS);
+        view
+    }
+}
+
+/// A page for a request without a usable `Host` header (no links: there is no host to link).
+pub fn bad_request(problem: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(format!("400 Bad Request: {problem}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+static TEMPLATES: LazyLock<Result<tera::Tera, tera::Error>> = LazyLock::new(|| {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template(
+        "status.html",
+        include_str!("../../templates/gateway/status.html"),
+    )?;
+    Ok(tera)
+});
+
+/// The Content-Security-Policy of the pages: no script at all, the inline style only.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// Renders `view` as a complete response.
+pub fn render(view: &PageView) -> Response<Body> {
+    let html = TEMPLATES
+        .as_ref()
+        .map_err(|error| error.to_string())
+        .and_then(|tera| {
+            let context = tera::Context::from_serialize(view).map_err(|e| e.to_string())?;
+            tera.render("status.html", &context)
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "rendering a gateway page failed");
+            format!("{}\n", view.heading)
+        });
+    let mut response = Response::new(Full::new(Bytes::from(html)).map_err(|n| match n {}).boxed());
+    *response.status_mut() =
+        StatusCode::from_u16(view.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(seconds) = view.refresh {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ephemerator_core::Port;
+
+    fn context() -> PageContext<'static> {
+        PageContext {
+            proto: "http",
+            gateway_host: "preview.localhost",
+            port_suffix: ":8080",
+            host: "8000---a.preview.localhost:8080",
+        }
+    }
+
+    async fn html(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_escape_what_they_show_and_link_the_dashboard() {
+        let status = EnvStatus {
+            phase: Phase::Failed,
+            message: Some("<script>alert(1)</script>".into()),
+            ..EnvStatus::default()
+        };
+        let response = render(&context().broken("a", &status));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = html(response).await;
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+            "{body}"
+        );
+        assert!(!body.contains("<script>"));
+        // tera escapes `/` too; browsers read it back as is.
+        assert!(
+            body.contains(r#"href="http:&#x2F;&#x2F;preview.localhost:8080&#x2F;""#),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_ready_env_without_the_port_lists_the_ports_it_has() {
+        let status = EnvStatus {
+            phase: Phase::Ready,
+            ports: vec![Port {
+                name: "web".into(),
+                port: 8000,
+            }],
+            ..EnvStatus::default()
+        };
+        let response = render(&context().starting("a", 9000, &status));
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        let body = html(response).await;
+        assert!(body.contains("does not publish port 9000"), "{body}");
+        assert!(
+            body.contains(r#"href="http:&#x2F;&#x2F;8000---a.preview.localhost:8080&#x2F;""#),
+            "{body}"
+        );
+        assert!(body.contains(r#"<meta http-equiv="refresh" content="3">"#));
+    }
+}

@@ -1,0 +1,361 @@
+//! One request, start to end: identity headers stripped, the route decided, authentication,
+//! then the upstream (dashboard, oauth2-proxy or an env's port) or a status page. Bodies stream
+//! both ways; `Upgrade` requests (WebSockets) become a byte tunnel once both sides switched.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HOST, HeaderValue, LOCATION, SET_COOKIE, UPGRADE};
+use hyper::http::uri::{Authority, PathAndQuery};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+
+use crate::auth::{Grant, Subject, Verdict, sign_in_location};
+use crate::headers::{
+    drop_domain_cookies, is_browser_navigation, is_upgrade, remove_hop_by_hop,
+    remove_session_cookies, set_forwarded, strip_identity,
+};
+use crate::pages::{PageContext, bad_request, render};
+use crate::route::{Page, Target, route};
+use crate::{Body, Gateway};
+
+/// Answers one client request.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    mut request: Request<Incoming>,
+    client: IpAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    strip_identity(request.headers_mut());
+    let Some(host) = request_host(&request) else {
+        return bad_request("the request has no usable Host header");
+    };
+    let target = route(&host, request.uri().path(), &gateway.gateway_host, |env| {
+        gateway.table.get(env)
+    });
+    let (label, env) = match &target {
+        Target::Dashboard => ("dashboard", ""),
+        Target::OAuth2Proxy => ("oauth2-proxy", ""),
+        Target::Env { env, .. } => ("env", env.as_str()),
+        Target::Page(
+            Page::NoSuchEnv { env } | Page::Starting { env, .. } | Page::Broken { env, .. },
+        ) => ("page", env.as_str()),
+        Target::Page(Page::UnknownHost) => ("page", ""),
+    };
+    let env = env.to_string();
+    let response = answer(&gateway, request, client, &host, target).await;
+    gateway.metrics.request(
+        label,
+        &env,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn answer(
+    gateway: &Gateway,
+    mut request: Request<Incoming>,
+    client: IpAddr,
+    host: &str,
+    target: Target,
+) -> Response<Body> {
+    let port_suffix = port_suffix(host, gateway.proto);
+    let pages = PageContext {
+        proto: gateway.proto,
+        gateway_host: &gateway.gateway_host,
+        port_suffix: &port_suffix,
+        host,
+    };
+    let grant = if target.needs_auth() {
+        let subject = Subject {
+            headers: request.headers(),
+            host,
+            uri: request.uri(),
+            method: request.method(),
+            client,
+            proto: gateway.proto,
+        };
+        match gateway.auth.check(&subject).await {
+            Verdict::Allowed(grant) => Some(grant),
+            Verdict::SignIn => return sign_in(gateway, &request, host, &port_suffix),
+            Verdict::Forbidden => return render(&pages.forbidden()),
+            Verdict::Unavailable(problem) => {
+                tracing::warn!(%problem, "authentication unavailable");
+                return render(&pages.auth_unavailable(&problem));
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(grant) = &grant {
+        for (name, value) in &grant.identity {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let cookie_name = gateway.auth.cookie_name();
+    let mut response = match target {
+        Target::Page(Page::UnknownHost) => render(&pages.unknown_host()),
+        Target::Page(Page::NoSuchEnv { .. }) => render(&pages.no_such_env()),
+        Target::Page(Page::Starting { env, port, status }) => {
+            render(&pages.starting(&env, port, &status))
+        }
+        Target::Page(Page::Broken { env, status }) => render(&pages.broken(&env, &status)),
+        Target::OAuth2Proxy => match gateway.auth.oauth2_proxy().and_then(Uri::authority) {
+            Some(authority) => {
+                let authority = authority.clone();
+                forward(gateway, request, authority, client, host, "oauth2-proxy")
+                    .await
+                    .unwrap_or_else(|problem| {
+                        render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
+                    })
+            }
+            None => render(&pages.unknown_host()),
+        },
+        Target::Dashboard => {
+            if let Some(cookie_name) = cookie_name {
+                remove_session_cookies(request.headers_mut(), cookie_name);
+            }
+            forward(
+                gateway,
+                request,
+                gateway.dashboard.clone(),
+                client,
+                host,
+                "dashboard",
+            )
+            .await
+            .unwrap_or_else(|problem| {
+                render(&pages.upstream_failed("The dashboard", &problem, true))
+            })
+        }
+        Target::Env { env, port } => {
+            if let Some(cookie_name) = cookie_name {
+                remove_session_cookies(request.headers_mut(), cookie_name);
+            }
+            match gateway.env_authority(&env, port) {
+                Ok(authority) => {
+                    match forward(gateway, request, authority, client, host, "env").await {
+                        Ok(mut response) => {
+                            let dropped = drop_domain_cookies(response.headers_mut());
+                            if dropped > 0 {
+                                tracing::info!(%env, port, dropped, "dropped cookies an env set for the parent domain");
+                            }
+                            response
+                        }
+                        Err(problem) => render(&pages.upstream_failed(
+                            &format!("Port {port} of environment {env}"),
+                            &problem,
+                            true,
+                        )),
+                    }
+                }
+                Err(problem) => {
+                    tracing::error!(%env, port, %problem, "the upstream template gave no address");
+                    render(&pages.upstream_failed(&format!("Environment {env}"), &problem, false))
+                }
+            }
+        }
+    };
+    if let Some(grant) = grant {
+        pass_refreshed_session(&grant, &mut response);
+    }
+    response
+}
+
+/// oauth2-proxy refreshed the session while checking: the new cookie goes to the client.
+fn pass_refreshed_session(grant: &Grant, response: &mut Response<Body>) {
+    for cookie in &grant.set_cookies {
+        response.headers_mut().append(SET_COOKIE, cookie.clone());
+    }
+}
+
+/// No valid session: browsers navigating go to sign in and come back; htmx and other requests
+/// get the 401 (htmx, told by `HX-Redirect`, sends the whole page to sign in).
+fn sign_in(
+    gateway: &Gateway,
+    request: &Request<Incoming>,
+    host: &str,
+    port_suffix: &str,
+) -> Response<Body> {
+    let dashboard = format!("{}{port_suffix}", gateway.gateway_host);
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str);
+    let original = format!("{}://{host}{path}", gateway.proto);
+    if is_browser_navigation(request.method(), request.headers()) {
+        let mut response = text(StatusCode::FOUND, "Sign in required.\n");
+        if let Ok(location) =
+            HeaderValue::from_str(&sign_in_location(gateway.proto, &dashboard, &original))
+        {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        return response;
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, "Sign in required.\n");
+    if request.headers().contains_key("hx-request") {
+        let page = request
+            .headers()
+            .get("hx-current-url")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(&original);
+        if let Ok(location) =
+            HeaderValue::from_str(&sign_in_location(gateway.proto, &dashboard, page))
+        {
+            response.headers_mut().insert("hx-redirect", location);
+        }
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|n| match n {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Sends the request to `authority` and streams the answer back. `Err` says why there is no
+/// answer (refused, timed out, broken), for the 502 page.
+async fn forward(
+    gateway: &Gateway,
+    mut request: Request<Incoming>,
+    authority: Authority,
+    client: IpAddr,
+    host: &str,
+    target: &'static str,
+) -> Result<Response<Body>, String> {
+    let upgrade = is_upgrade(request.headers())
+        .then(|| request.headers().get(UPGRADE).cloned())
+        .flatten();
+    let headers = request.headers_mut();
+    remove_hop_by_hop(headers, upgrade.clone());
+    if let Ok(value) = HeaderValue::from_str(host) {
+        headers.insert(HOST, value);
+    }
+    set_forwarded(headers, client, gateway.proto);
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+
+    let sent = tokio::time::timeout(
+        gateway.limits.upstream_timeout,
+        gateway.client.request(request),
+    )
+    .await;
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            let kind = if error.is_connect() {
+                "connect"
+            } else {
+                "other"
+            };
+            gateway.metrics.upstream_error(target, kind);
+            return Err(describe_client_error(&error));
+        }
+        Err(_) => {
+            gateway.metrics.upstream_error(target, "timeout");
+            return Err(format!(
+                "no answer within {} s",
+                gateway.limits.upstream_timeout.as_secs()
+            ));
+        }
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            gateway.metrics.upstream_error(target, "other");
+            return Err("it switched protocols without being asked to".into());
+        };
+        let protocol = response.headers().get(UPGRADE).cloned();
+        remove_hop_by_hop(response.headers_mut(), protocol);
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let open = gateway.metrics.websockets().clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    open.inc();
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    open.dec();
+                }
+                Err(error) => tracing::debug!(%error, "a protocol switch did not complete"),
+            }
+        });
+    } else {
+        remove_hop_by_hop(response.headers_mut(), None);
+    }
+    Ok(response.map(|body| body.map_err(Into::into).boxed()))
+}
+
+/// The cause chain of a client error, e.g. "client error (Connect): tcp connect error:
+/// Connection refused (os error 111)".
+fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The host the request is for: the authority of an absolute-form request, else the `Host`
+/// header. `None` when neither is there or it is not text.
+fn request_host(request: &Request<Incoming>) -> Option<String> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.as_str().to_string());
+    }
+    let host = request.headers().get(HOST)?.to_str().ok()?.trim();
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// `:PORT` when the client reached the gateway on a port that is not its scheme's default (so
+/// links and redirects keep it), else "".
+fn port_suffix(host: &str, proto: &str) -> String {
+    let default = if proto == "https" { "443" } else { "80" };
+    match host.rsplit_once(':') {
+        Some((_, port))
+            if port != default && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!(":{port}")
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_a_non_default_port() {
+        assert_eq!(port_suffix("a.preview.localhost:8080", "http"), ":8080");
+        assert_eq!(port_suffix("a.preview.localhost:80", "http"), "");
+        assert_eq!(port_suffix("a.preview.localhost:443", "https"), "");
+        assert_eq!(port_suffix("a.preview.localhost", "https"), "");
+    }
+}

@@ -1,0 +1,265 @@
+//! Builds the gateway around bound listeners (port 0 in tests): the env watch feeding the route
+//! table, the clients, the traffic listener and the admin listener. [`start`] returns a handle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ephemerator_core::admin::AdminReport;
+use ephemerator_core::cluster::{ApiHealth, reflected_watch};
+use ephemerator_core::labels::env_label_selector;
+use futures::StreamExt;
+use hyper::http::uri::Authority;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::{reflector, watcher};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthMode, Authenticator};
+use crate::metrics::Metrics;
+use crate::table::RouteTable;
+use crate::tls::{ReloadingCert, TlsFiles};
+use crate::upstream::UpstreamTemplate;
+use crate::{Gateway, server};
+
+/// Timeouts and limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers (and a TLS handshake); also how long an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes (at least 8 KiB); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Longest wait for an upstream connection.
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for an upstream's response headers. Bodies (server-sent events, long
+    /// downloads) and WebSockets are not limited.
+    pub upstream_timeout: Duration,
+    /// How long idle upstream connections are kept for reuse.
+    pub upstream_idle_timeout: Duration,
+    /// Longest wait for oauth2-proxy's answer.
+    pub auth_timeout: Duration,
+    /// How long requests in flight get to finish on shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(90),
+            auth_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Everything [`start`] needs.
+pub struct Settings {
+    /// The cluster (see `ephemerator_core::cluster::bounded_client`).
+    pub client: kube::Client,
+    /// Whether the API server answers, as the client reports it.
+    pub api_health: ApiHealth,
+    /// The namespace of the envs.
+    pub namespace: String,
+    /// The config file's `gatewayHost`.
+    pub gateway_host: String,
+    /// The dashboard's address (`host:port`).
+    pub dashboard: Authority,
+    /// Where env ports are reached.
+    pub env_upstream: UpstreamTemplate,
+    /// How requests are authenticated.
+    pub auth: AuthMode,
+    /// TLS termination, if the gateway does it.
+    pub tls: Option<TlsFiles>,
+    /// The scheme clients use; `None`: `https` with TLS, else `http`. Set `https` behind a
+    /// load balancer that terminates TLS.
+    pub public_https: Option<bool>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where the traffic listener is.
+    pub addr: SocketAddr,
+    /// Where the admin listener (`/healthz`, `/readyz`, `/metrics`) is.
+    pub admin_addr: SocketAddr,
+    /// The route table (tests wait on it).
+    pub table: Arc<RouteTable>,
+    stop: CancellationToken,
+    connections: TaskTracker,
+    drain_timeout: Duration,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if tokio::time::timeout(self.drain_timeout, self.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight at the end of the drain time");
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The TLS files are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A listener cannot be used.
+    #[error("listener: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Starts the gateway on `listener` with its admin listener on `admin`.
+pub fn start(
+    settings: Settings,
+    listener: TcpListener,
+    admin: TcpListener,
+) -> Result<Running, StartError> {
+    let Settings {
+        client,
+        api_health,
+        namespace,
+        gateway_host,
+        dashboard,
+        env_upstream,
+        auth,
+        tls,
+        public_https,
+        limits,
+    } = settings;
+    let addr = listener.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let mut tasks = Vec::new();
+
+    let tls = match tls {
+        Some(files) => {
+            let cert = ReloadingCert::load(files).map_err(StartError::Tls)?;
+            let acceptor = cert.acceptor().map_err(StartError::Tls)?;
+            tasks.push(tokio::spawn(cert.watch(Duration::from_secs(10))));
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let proto = match public_https.unwrap_or(tls.is_some()) {
+        true => "https",
+        false => "http",
+    };
+
+    let table = Arc::new(RouteTable::default());
+    let (_store, writer) = reflector::store::<ConfigMap>();
+    {
+        let table = table.clone();
+        let events = reflected_watch(
+            Api::<ConfigMap>::namespaced(client, &namespace),
+            watcher::Config::default().labels(&env_label_selector()),
+            writer,
+            // The table needs the status in metadata only.
+            |cm| {
+                cm.metadata.managed_fields = None;
+                cm.data = None;
+                cm.binary_data = None;
+            },
+        );
+        tasks.push(tokio::spawn(events.for_each(move |event| {
+            table.apply(&event);
+            futures::future::ready(())
+        })));
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+    connector.set_nodelay(true);
+    let upstream_client = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(limits.upstream_idle_timeout)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector);
+    let gateway = Arc::new(Gateway {
+        gateway_host: gateway_host.to_ascii_lowercase(),
+        proto,
+        namespace,
+        dashboard,
+        env_upstream,
+        table: table.clone(),
+        auth: Authenticator::new(auth, limits.auth_timeout, metrics.clone()),
+        client: upstream_client,
+        limits: limits.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let report = Arc::new(GatewayReport {
+        table: table.clone(),
+        api_health,
+        metrics,
+    });
+    tasks.push(tokio::spawn(ephemerator_core::admin::serve(admin, report)));
+
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        gateway,
+        tls,
+        stop.clone(),
+        connections.clone(),
+    )));
+    Ok(Running {
+        addr,
+        admin_addr,
+        table,
+        stop,
+        connections,
+        drain_timeout: limits.drain_timeout,
+        tasks,
+    })
+}
+
+/// What the admin listener reports.
+struct GatewayReport {
+    table: Arc<RouteTable>,
+    api_health: ApiHealth,
+    metrics: Arc<Metrics>,
+}
+
+impl AdminReport for GatewayReport {
+    /// Ready once the envs are listed. An API server that stops answering does not make the
+    /// gateway unready: it keeps routing with the table it has (a few seconds stale at worst
+    /// for new or deleted envs), which beats every replica leaving the load balancer at once.
+    /// `ephgateway_api_answering` tells operators.
+    fn readiness(&self) -> Result<(), String> {
+        if self.table.is_listed() {
+            Ok(())
+        } else {
+            Err("env ConfigMaps not listed yet".into())
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics
+            .encode(self.table.len(), self.api_health.is_answering())
+    }
+}

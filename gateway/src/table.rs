@@ -1,0 +1,151 @@
+//! The route table: what the gateway knows of each env (phase, message, published ports), kept
+//! from the env ConfigMaps by the shared restart-proof watch. Reads never wait on the watch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ephemerator_core::EnvStatus;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::watcher;
+
+/// Env name → its status as ephctrl last wrote it.
+#[derive(Default)]
+pub struct RouteTable {
+    envs: RwLock<HashMap<String, Arc<EnvStatus>>>,
+    /// The envs of a re-list in progress, swapped in whole when it ends, so envs deleted while
+    /// the watch was down disappear and the table is never half-listed.
+    relisting: Mutex<Option<HashMap<String, Arc<EnvStatus>>>>,
+    listed: AtomicBool,
+}
+
+impl RouteTable {
+    /// The status of env `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<EnvStatus>> {
+        read(&self.envs).get(name).cloned()
+    }
+
+    /// Whether the envs have been listed once (before that, every env would look missing).
+    pub fn is_listed(&self) -> bool {
+        self.listed.load(Ordering::Acquire)
+    }
+
+    /// How many envs are known.
+    pub fn len(&self) -> usize {
+        read(&self.envs).len()
+    }
+
+    /// Whether no env is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&self, event: &watcher::Event<ConfigMap>) {
+        match event {
+            watcher::Event::Apply(cm) => {
+                if let Some((name, status)) = entry(cm) {
+                    write(&self.envs).insert(name, status);
+                }
+            }
+            watcher::Event::Delete(cm) => {
+                if let Some(name) = &cm.metadata.name {
+                    write(&self.envs).remove(name);
+                }
+            }
+            watcher::Event::Init => {
+                *lock(&self.relisting) = Some(HashMap::new());
+            }
+            watcher::Event::InitApply(cm) => {
+                if let (Some(relisting), Some((name, status))) =
+                    (lock(&self.relisting).as_mut(), entry(cm))
+                {
+                    relisting.insert(name, status);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = lock(&self.relisting).take() {
+                    *write(&self.envs) = listed;
+                }
+                self.listed.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn entry(cm: &ConfigMap) -> Option<(String, Arc<EnvStatus>)> {
+    let name = cm.metadata.name.clone()?;
+    Some((name, Arc::new(EnvStatus::from_meta(&cm.metadata))))
+}
+
+// A panic while holding these locks cannot leave the maps inconsistent (every write is one
+// insert, remove or swap), so a poisoned lock is used as is.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ephemerator_core::Phase;
+    use ephemerator_core::labels::{PHASE_LABEL, PORTS_ANNOTATION};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn cm(name: &str, phase: &str, ports: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([(PHASE_LABEL.to_string(), phase.to_string())].into()),
+                annotations: Some([(PORTS_ANNOTATION.to_string(), ports.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    #[test]
+    fn events_add_change_and_remove_envs() {
+        let table = RouteTable::default();
+        table.apply(&watcher::Event::Apply(cm("a", "Starting", "[]")));
+        assert_eq!(table.get("a").unwrap().phase, Phase::Starting);
+        table.apply(&watcher::Event::Apply(cm(
+            "a",
+            "Ready",
+            r#"[{"name":"web","port":8000}]"#,
+        )));
+        assert!(table.get("a").unwrap().exposes(8000));
+        table.apply(&watcher::Event::Delete(cm("a", "Ready", "[]")));
+        assert!(table.get("a").is_none());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_table_only_when_complete() {
+        let table = RouteTable::default();
+        assert!(!table.is_listed());
+        table.apply(&watcher::Event::Init);
+        table.apply(&watcher::Event::InitApply(cm("old", "Ready", "[]")));
+        table.apply(&watcher::Event::InitDone);
+        assert!(table.is_listed());
+        // The watch restarts: "old" was deleted meanwhile, "new" created.
+        table.apply(&watcher::Event::Init);
+        table.apply(&watcher::Event::InitApply(cm("new", "Ready", "[]")));
+        assert!(
+            table.get("old").is_some(),
+            "kept until the re-list completes"
+        );
+        assert!(table.get("new").is_none());
+        table.apply(&watcher::Event::InitDone);
+        assert!(table.get("old").is_none());
+        assert!(table.get("new").is_some());
+        assert_eq!(table.len(), 1);
+    }
+}
