@@ -87,7 +87,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 /// Sets `X-Forwarded-For` (the client's address appended to any list already there, as
 /// proxies do), `X-Forwarded-Proto` and `X-Forwarded-Host` (the host the client asked for).
 /// The `Host` header itself is kept: Tilt's WebSocket origin check compares it with `Origin`.
+/// A client's own `Forwarded` header is removed: upstreams (actix-web's connection info, for
+/// one) would believe it over `X-Forwarded-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+    headers.remove(hyper::header::FORWARDED);
     let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(earlier) if !earlier.trim().is_empty() => format!("{}, {client}", earlier.trim()),
         _ => client.to_string(),
@@ -259,12 +262,15 @@ mod tests {
         let mut map = headers(&[
             ("Host", "8000---a.preview.test"),
             ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-Host", "evil.com"),
+            ("Forwarded", "host=evil.com"),
         ]);
         set_forwarded(&mut map, "127.0.0.9".parse().unwrap(), "https");
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(map["x-forwarded-proto"], "https");
         assert_eq!(map["x-forwarded-host"], "8000---a.preview.test");
         assert_eq!(map[HOST], "8000---a.preview.test");
+        assert!(map.get(hyper::header::FORWARDED).is_none());
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! The gateway in front of the real dashboard: an env's page cannot act on the dashboard as
+//! the signed-in user. The gateway keeps the session cookie from envs and the Host honest; the
+//! dashboard's CSRF defence (token and same-origin check) refuses what an env page could send.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ephdash::csrf::CsrfKey;
+use ephdash::identity::IdentitySource;
+use ephemerator_core::Config;
+use ephemerator_core::cluster::ApiHealth;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+const CONFIG_YAML: &str = r#"
+gatewayHost: preview.localhost
+allowlist:
+  repos:
+    - url: https://github.com/tilt-dev/tilt-example-html
+      branches: [main]
+      paths: [Tiltfile]
+maxEnvsPerUser: 1
+"#;
+
+fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+#[tokio::test]
+async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
+    let cluster = devcluster().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dash = ephdash::startup::start(
+        ephdash::startup::Settings {
+            client: cluster.client(),
+            api_health: ApiHealth::default(),
+            namespace: NAMESPACE.into(),
+            config: Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
+            identity: IdentitySource::AuthRequest,
+            csrf: CsrfKey::random().unwrap(),
+            templates: root.join("templates"),
+            assets: root.join("assets"),
+            workers: 1,
+            discovery: ephdash::discovery::DiscoverySettings {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        },
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .expect("the dashboard starts");
+    let oauth2 = oauth2_proxy().await;
+    let gateway = Gateway::start(settings(
+        cluster.client(),
+        Auth::Proxy(oauth2.addr),
+        dash.addr,
+    ))
+    .await;
+    let cookie = session("alice");
+
+    let page = wait_for("the dashboard through the gateway", || async {
+        let page = gateway.get(GATEWAY_HOST, "/", &[("cookie", &cookie)]).await;
+        (page.status == 200).then_some(page)
+    })
+    .await;
+    assert!(page.body.contains("alice"), "{}", page.body);
+    let token = page
+        .body
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries a CSRF token")
+        .to_string();
+    let fields = [
+        ("repo", "https://github.com/tilt-dev/tilt-example-html"),
+        ("branch", "main"),
+        ("path", "Tiltfile"),
+    ];
+    let post = |origin: Option<String>, token: Option<&str>| {
+        let mut fields = fields.to_vec();
+        if let Some(token) = token {
+            fields.push(("csrf", token));
+        }
+        let body = form(&fields);
+        let cookie = cookie.clone();
+        let gateway = &gateway;
+        async move {
+            let mut headers = vec![
+                ("cookie", cookie.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ];
+            let origin = origin.unwrap_or_default();
+            if !origin.is_empty() {
+                headers.push(("origin", origin.as_str()));
+            }
+            gateway
+                .request("POST", GATEWAY_HOST, "/envs", &headers, &body)
+                .await
+        }
+    };
+
+    // A form on an env's page posting to the dashboard: the browser names the env's origin.
+    let from_env = post(
+        Some(format!("http://{}", env_host(8000, "mallory"))),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(from_env.status, 403, "{}", from_env.body);
+    // Without the user's token (an env page cannot read it), no origin helps.
+    let no_token = post(None, None).await;
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    let envs = Api::<ConfigMap>::namespaced(cluster.client(), NAMESPACE);
+    assert!(
+        envs.get_opt("alice").await.unwrap().is_none(),
+        "nothing was created"
+    );
+
+    // The dashboard's own form, from its own origin, works through the gateway.
+    let own = post(Some(format!("http://{GATEWAY_HOST}")), Some(&token)).await;
+    assert!(
+        own.status == 303 || own.status == 200,
+        "{} {}",
+        own.status,
+        own.body
+    );
+    assert!(
+        envs.get_opt("alice").await.unwrap().is_some(),
+        "the env was created"
+    );
+}
