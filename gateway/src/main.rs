@@ -10,7 +10,7 @@ use ephemerator_core::Config;
 use ephemerator_core::cluster::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
 use ephemerator_core::config::parse_flag_duration;
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
-use ephgateway::tls::TlsFiles;
+use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
 use ephgateway::upstream::{DEFAULT_TEMPLATE, UpstreamTemplate};
 use ephgateway::{Limits, Settings};
 
@@ -118,7 +118,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let env_upstream =
         UpstreamTemplate::parse(&args.upstream_template).map_err(anyhow::Error::msg)?;
     let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            check_every: DEFAULT_CHECK_EVERY,
+        }),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -159,7 +159,7 @@ pub fn start(
         Some(files) => {
             let cert = ReloadingCert::load(files).map_err(StartError::Tls)?;
             let acceptor = cert.acceptor().map_err(StartError::Tls)?;
-            tasks.push(tokio::spawn(cert.watch(Duration::from_secs(10))));
+            tasks.push(tokio::spawn(cert.watch()));
             Some(acceptor)
         }
         None => None,

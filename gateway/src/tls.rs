@@ -5,13 +5,14 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
 
 /// The TLS acceptor of client connections.
 pub type TlsAcceptor = tokio_rustls::TlsAcceptor;
@@ -23,7 +24,13 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// How often the files are checked for a change.
+    pub check_every: Duration,
 }
+
+/// Default of [`TlsFiles::check_every`]: a renewed certificate is in use within seconds,
+/// for reading two small files.
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves the current certificate and replaces it when the files change.
 #[derive(Debug)]
@@ -33,8 +40,10 @@ pub struct ReloadingCert {
     current: RwLock<(Stamp, Arc<CertifiedKey>)>,
 }
 
-/// Modification times and sizes of both files: what is compared to notice a change.
-type Stamp = Option<[(SystemTime, u64); 2]>;
+/// A digest of both files' contents: what is compared to notice a change. Contents, not
+/// modification times, whose granularity can hide a quick second write; reading two small
+/// files every few seconds costs nothing.
+type Stamp = Option<[u8; 32]>;
 
 impl ReloadingCert {
     /// Reads the files now; an error says which file and what is wrong with it.
@@ -80,9 +89,9 @@ impl ReloadingCert {
         }
     }
 
-    /// Checks the files every `interval`, for ever.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut ticks = tokio::time::interval(interval);
+    /// Checks the files every [`TlsFiles::check_every`], for ever.
+    pub async fn watch(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.files.check_every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
@@ -110,11 +119,13 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 fn stamp(files: &TlsFiles) -> Stamp {
-    let one = |path: &PathBuf| {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    };
-    Some([one(&files.cert)?, one(&files.key)?])
+    let mut digest = Sha256::new();
+    for path in [&files.cert, &files.key] {
+        let bytes = std::fs::read(path).ok()?;
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    }
+    Some(digest.finalize().into())
 }
 
 fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
@@ -132,4 +143,67 @@ fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey
     let certified = CertifiedKey::from_der(chain, key, provider)
         .map_err(|error| format!("{cert_path} and {key_path}: {error}"))?;
     Ok(certified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn leaf(cert: &ReloadingCert) -> Vec<u8> {
+        cert.read().1.cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_broken_renewal_keeps_the_old_pair_and_a_good_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+            check_every: DEFAULT_CHECK_EVERY,
+        };
+        let (cert, key) = pair("first.test");
+        std::fs::write(&files.cert, &cert).unwrap();
+        std::fs::write(&files.key, &key).unwrap();
+        let reloading = ReloadingCert::load(files.clone()).unwrap();
+        let first = leaf(&reloading);
+        assert_eq!(reloading.reload_if_changed(), Ok(false));
+
+        std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\nbroken").unwrap();
+        let problem = reloading.reload_if_changed().unwrap_err();
+        assert!(problem.contains("tls.crt"), "{problem}");
+        assert_eq!(leaf(&reloading), first, "the old pair is still served");
+
+        // A certificate that does not match the key is refused too.
+        let (other_cert, _) = pair("other.test");
+        std::fs::write(&files.cert, other_cert).unwrap();
+        assert!(reloading.reload_if_changed().is_err());
+        assert_eq!(leaf(&reloading), first);
+
+        let (cert, key) = pair("second.test");
+        std::fs::write(&files.key, key).unwrap();
+        std::fs::write(&files.cert, cert).unwrap();
+        assert_eq!(reloading.reload_if_changed(), Ok(true));
+        assert_ne!(leaf(&reloading), first);
+    }
+
+    #[test]
+    fn unusable_files_are_named_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("missing.crt"),
+            key: dir.path().join("missing.key"),
+            check_every: DEFAULT_CHECK_EVERY,
+        };
+        let problem = ReloadingCert::load(files).unwrap_err();
+        assert!(problem.contains("missing.crt"), "{problem}");
+    }
 }
