@@ -104,10 +104,12 @@ pub struct Subject<'a> {
 /// Allowed answers by session key: when each stops being reused, and the answer.
 type GrantCache = HashMap<[u8; 32], (Instant, Arc<Grant>)>;
 
+/// The client of auth subrequests (one per worker thread: see [`crate::Upstreams`]).
+pub type AuthClient = Client<HttpConnector, Empty<Bytes>>;
+
 /// Checks requests as [`AuthMode`] says.
 pub struct Authenticator {
     mode: AuthMode,
-    client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
     cache: Mutex<GrantCache>,
     metrics: Arc<Metrics>,
@@ -116,15 +118,8 @@ pub struct Authenticator {
 impl Authenticator {
     /// An authenticator for `mode`; subrequests time out after `timeout`.
     pub fn new(mode: AuthMode, timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Authenticator {
             mode,
-            client,
             timeout,
             cache: Mutex::new(HashMap::new()),
             metrics,
@@ -147,8 +142,13 @@ impl Authenticator {
         }
     }
 
-    /// Checks one request.
-    pub async fn check(&self, subject: &Subject<'_>) -> Verdict {
+    /// The longest wait for oauth2-proxy.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Checks one request, asking oauth2-proxy through `client` when needed.
+    pub async fn check(&self, subject: &Subject<'_>, client: &AuthClient) -> Verdict {
         let AuthMode::OAuth2Proxy {
             url,
             cookie_name,
@@ -167,7 +167,7 @@ impl Authenticator {
             return Verdict::Allowed(grant);
         }
         let started = Instant::now();
-        let verdict = self.ask(url, &cookies, subject).await;
+        let verdict = self.ask(client, url, &cookies, subject).await;
         self.metrics
             .auth_subrequest(started.elapsed().as_secs_f64(), verdict_label(&verdict));
         if let Verdict::Allowed(grant) = &verdict
@@ -179,7 +179,13 @@ impl Authenticator {
         verdict
     }
 
-    async fn ask(&self, base: &Uri, cookies: &str, subject: &Subject<'_>) -> Verdict {
+    async fn ask(
+        &self,
+        client: &AuthClient,
+        base: &Uri,
+        cookies: &str,
+        subject: &Subject<'_>,
+    ) -> Verdict {
         let uri = match auth_uri(base) {
             Ok(uri) => uri,
             Err(problem) => return Verdict::Unavailable(problem),
@@ -201,8 +207,7 @@ impl Authenticator {
                 headers.insert(HeaderName::from_static(name), v);
             }
         }
-        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
-        {
+        let response = match tokio::time::timeout(self.timeout, client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 return Verdict::Unavailable(format!("oauth2-proxy did not answer: {error}"));

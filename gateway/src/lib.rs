@@ -17,6 +17,7 @@ pub mod route;
 pub mod server;
 pub mod startup;
 pub mod table;
+pub mod timer;
 pub mod tls;
 pub mod upstream;
 
@@ -27,7 +28,7 @@ use hyper::http::uri::Authority;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-pub use startup::{Limits, Running, Settings, start};
+pub use startup::{Limits, Running, Settings, default_workers, start};
 
 /// The body of every answer: an upstream's streamed body or a page.
 pub type Body =
@@ -50,12 +51,44 @@ pub struct Gateway {
     pub table: Arc<table::RouteTable>,
     /// Checks requests.
     pub auth: auth::Authenticator,
-    /// The pooled upstream client.
-    pub client: Client<HttpConnector, Incoming>,
     /// Timeouts and limits.
     pub limits: Limits,
     /// Metrics.
     pub metrics: Arc<metrics::Metrics>,
+}
+
+/// The clients of one worker thread: its pool of upstream connections and its auth client.
+/// Each worker has its own, so that a request, its upstream connection and the tasks that
+/// drive them stay on one thread (no cross-thread wake-ups per request).
+#[derive(Clone)]
+pub struct Upstreams {
+    /// Proxied requests.
+    pub proxy: Client<HttpConnector, Incoming>,
+    /// oauth2-proxy subrequests.
+    pub auth: auth::AuthClient,
+}
+
+impl Upstreams {
+    /// New clients, with the connect and idle timeouts of `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        let connector = |timeout| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(timeout));
+            connector.set_nodelay(true);
+            connector
+        };
+        let builder = || {
+            let mut builder = Client::builder(hyper_util::rt::TokioExecutor::new());
+            builder
+                .pool_idle_timeout(limits.upstream_idle_timeout)
+                .pool_timer(hyper_util::rt::TokioTimer::new());
+            builder
+        };
+        Upstreams {
+            proxy: builder().build(connector(limits.upstream_connect_timeout)),
+            auth: builder().build(connector(limits.auth_timeout)),
+        }
+    }
 }
 
 impl Gateway {

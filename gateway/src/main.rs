@@ -12,7 +12,7 @@ use ephemerator_core::config::parse_flag_duration;
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
 use ephgateway::upstream::{DEFAULT_TEMPLATE, UpstreamTemplate};
-use ephgateway::{Limits, Settings};
+use ephgateway::{Limits, Settings, default_workers};
 
 /// The ephemerator gateway.
 #[derive(Parser, Debug)]
@@ -74,8 +74,8 @@ struct Args {
     /// How long requests in flight get to finish on SIGTERM.
     #[arg(long, value_parser = parse_flag_duration, default_value = "25s")]
     drain_timeout: Duration,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// Threads serving connections (default: one per core).
+    #[arg(long, env = "EPH_WORKERS")]
     workers: Option<usize>,
     /// Log as JSON lines.
     #[arg(long)]
@@ -84,11 +84,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = args.workers {
-        runtime.worker_threads(workers.max(1));
-    }
-    runtime.enable_all().build()?.block_on(run(args))
+    // This runtime only watches the envs and serves the admin listener; connections are served
+    // by the worker threads (see `ephgateway::server`).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -158,6 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 drain_timeout: args.drain_timeout,
                 ..Limits::default()
             },
+            workers: args.workers.unwrap_or_else(default_workers).max(1),
         },
         listener,
         admin,

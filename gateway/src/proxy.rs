@@ -20,11 +20,12 @@ use crate::headers::{
 };
 use crate::pages::{PageContext, bad_request, render};
 use crate::route::{Page, Target, route};
-use crate::{Body, Gateway};
+use crate::{Body, Gateway, Upstreams};
 
 /// Answers one client request.
 pub async fn handle(
     gateway: Arc<Gateway>,
+    upstreams: Upstreams,
     mut request: Request<Incoming>,
     client: IpAddr,
 ) -> Response<Body> {
@@ -46,7 +47,7 @@ pub async fn handle(
         Target::Page(Page::UnknownHost) => ("page", ""),
     };
     let env = env.to_string();
-    let response = answer(&gateway, request, client, &host, target).await;
+    let response = answer(&gateway, &upstreams, request, client, &host, target).await;
     gateway.metrics.request(
         label,
         &env,
@@ -58,6 +59,7 @@ pub async fn handle(
 
 async fn answer(
     gateway: &Gateway,
+    upstreams: &Upstreams,
     mut request: Request<Incoming>,
     client: IpAddr,
     host: &str,
@@ -79,7 +81,7 @@ async fn answer(
             client,
             proto: gateway.proto,
         };
-        match gateway.auth.check(&subject).await {
+        match gateway.auth.check(&subject, &upstreams.auth).await {
             Verdict::Allowed(grant) => Some(grant),
             Verdict::SignIn => return sign_in(gateway, &request, host, &port_suffix),
             Verdict::Forbidden => return render(&pages.forbidden()),
@@ -107,11 +109,19 @@ async fn answer(
         Target::OAuth2Proxy => match gateway.auth.oauth2_proxy().and_then(Uri::authority) {
             Some(authority) => {
                 let authority = authority.clone();
-                forward(gateway, request, authority, client, host, "oauth2-proxy")
-                    .await
-                    .unwrap_or_else(|problem| {
-                        render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
-                    })
+                forward(
+                    gateway,
+                    upstreams,
+                    request,
+                    authority,
+                    client,
+                    host,
+                    "oauth2-proxy",
+                )
+                .await
+                .unwrap_or_else(|problem| {
+                    render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
+                })
             }
             None => render(&pages.unknown_host()),
         },
@@ -121,6 +131,7 @@ async fn answer(
             }
             forward(
                 gateway,
+                upstreams,
                 request,
                 gateway.dashboard.clone(),
                 client,
@@ -138,7 +149,8 @@ async fn answer(
             }
             match gateway.env_authority(&env, port) {
                 Ok(authority) => {
-                    match forward(gateway, request, authority, client, host, "env").await {
+                    match forward(gateway, upstreams, request, authority, client, host, "env").await
+                    {
                         Ok(mut response) => {
                             let dropped = drop_domain_cookies(response.headers_mut());
                             if dropped > 0 {
@@ -230,6 +242,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 /// answer (refused, timed out, broken), for the 502 page.
 async fn forward(
     gateway: &Gateway,
+    upstreams: &Upstreams,
     mut request: Request<Incoming>,
     authority: Authority,
     client: IpAddr,
@@ -260,7 +273,7 @@ async fn forward(
 
     let sent = tokio::time::timeout(
         gateway.limits.upstream_timeout,
-        gateway.client.request(request),
+        upstreams.proxy.request(request),
     )
     .await;
     let mut response = match sent {

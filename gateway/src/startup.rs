@@ -10,8 +10,6 @@ use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use futures::StreamExt;
 use hyper::http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher};
@@ -90,6 +88,13 @@ pub struct Settings {
     pub public_https: Option<bool>,
     /// Timeouts and limits.
     pub limits: Limits,
+    /// Threads serving connections (default: one per core).
+    pub workers: usize,
+}
+
+/// One worker per core the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// A running gateway.
@@ -101,7 +106,7 @@ pub struct Running {
     /// The route table (tests wait on it).
     pub table: Arc<RouteTable>,
     stop: CancellationToken,
-    connections: TaskTracker,
+    workers: TaskTracker,
     drain_timeout: Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -110,12 +115,19 @@ impl Running {
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
     pub async fn stop(self) {
         self.stop.cancel();
-        if tokio::time::timeout(self.drain_timeout, self.connections.wait())
+        if tokio::time::timeout(self.drain_timeout, self.workers.wait())
             .await
             .is_err()
         {
             tracing::warn!("requests still in flight at the end of the drain time");
         }
+    }
+}
+
+impl Drop for Running {
+    /// The worker threads stop with the handle; the watch and the admin listener too.
+    fn drop(&mut self) {
+        self.stop.cancel();
         for task in &self.tasks {
             task.abort();
         }
@@ -150,6 +162,7 @@ pub fn start(
         tls,
         public_https,
         limits,
+        workers,
     } = settings;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
@@ -191,13 +204,6 @@ pub fn start(
     }
 
     let metrics = Arc::new(Metrics::new());
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-    connector.set_nodelay(true);
-    let upstream_client = Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(limits.upstream_idle_timeout)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector);
     let gateway = Arc::new(Gateway {
         gateway_host: gateway_host.to_ascii_lowercase(),
         proto,
@@ -206,7 +212,6 @@ pub fn start(
         env_upstream,
         table: table.clone(),
         auth: Authenticator::new(auth, limits.auth_timeout, metrics.clone()),
-        client: upstream_client,
         limits: limits.clone(),
         metrics: metrics.clone(),
     });
@@ -219,20 +224,22 @@ pub fn start(
     tasks.push(tokio::spawn(ephemerator_core::admin::serve(admin, report)));
 
     let stop = CancellationToken::new();
-    let connections = TaskTracker::new();
-    tasks.push(tokio::spawn(server::serve(
+    let workers_done = TaskTracker::new();
+    server::spawn_workers(
         listener,
         gateway,
         tls,
         stop.clone(),
-        connections.clone(),
-    )));
+        workers_done.clone(),
+        workers,
+    )?;
+    workers_done.close();
     Ok(Running {
         addr,
         admin_addr,
         table,
         stop,
-        connections,
+        workers: workers_done,
         drain_timeout: limits.drain_timeout,
         tasks,
     })

@@ -15,11 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A self-signed certificate for the gateway host and its wildcard: (cert PEM, key PEM, DER).
 fn certificate(organisation: &str) -> (String, String, CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![
-        GATEWAY_HOST.to_string(),
-        format!("*.{GATEWAY_HOST}"),
-    ])
-    .unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec![GATEWAY_HOST.to_string(), format!("*.{GATEWAY_HOST}")])
+            .unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, organisation);
@@ -83,13 +81,17 @@ async fn the_gateway_terminates_tls_and_picks_up_a_renewed_certificate() {
 
     // The wildcard covers env hosts; sign-in redirects say https.
     let env_host = env_host(8000, "mia");
-    let answer = get_tls(addr, &env_host, &first, "").await.expect("the handshake succeeds");
+    let answer = get_tls(addr, &env_host, &first, "")
+        .await
+        .expect("the handshake succeeds");
     assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
     assert!(
         answer.contains("location: https://preview.localhost/oauth2/sign_in?rd=https%3A%2F%2F8000---mia.preview.localhost%2Fecho"),
         "{answer}"
     );
-    let dash = get_tls(addr, GATEWAY_HOST, &first, &session("mia")).await.unwrap();
+    let dash = get_tls(addr, GATEWAY_HOST, &first, &session("mia"))
+        .await
+        .unwrap();
     assert!(dash.starts_with("HTTP/1.1 200"), "{dash}");
     assert!(dash.contains("x-forwarded-proto: https"), "{dash}");
 

@@ -155,6 +155,7 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
             drain_timeout: Duration::from_secs(20),
             ..Limits::default()
         },
+        workers: 2,
     }
 }
 

@@ -1,0 +1,567 @@
+//! ephgateway against nginx, side by side in one run on one machine: the same backend hit
+//! directly, through the `ephgateway` binary and through nginx configured as the equivalent
+//! reverse proxy. A benchmark, not a test: it prints figures and checks nothing.
+//!
+//! ```text
+//! scripts/bench-gateway.sh        # installs wrk and nginx if missing, then runs this
+//! cargo bench -p ephgateway --bench proxy
+//! ```
+//!
+//! - The HTTP backend is nginx answering from memory (one worker), the WebSocket backend an
+//!   echo server in this process.
+//! - HTTP: `wrk --latency` with 64 connections, keep-alive and new-connection
+//!   (`Connection: close`) runs, the three targets interleaved in each round; medians of the
+//!   rounds' requests per second and p99 latency.
+//! - WebSocket: 32 connections each echoing one small message at a time through each target;
+//!   median messages per second.
+//! - Routing: time from an env ConfigMap written with its port published (or deleted) to the
+//!   gateway answering 200 (or 404) for it; median and worst of the repeats.
+//! - Memory: the gateway's VmRSS idle after start, and after the load.
+//!
+//! Knobs (environment): `GATEWAY_BENCH_ROUNDS` (3), `GATEWAY_BENCH_SECONDS` (5 per wrk run),
+//! `GATEWAY_BENCH_CONNECTIONS` (64), `GATEWAY_BENCH_ROUTES` (20). The gateway and nginx each
+//! get two workers (the machine's cores); auth is off in both (`--auth none`), so the figures
+//! are the proxy's alone.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use devcluster::DevCluster;
+use devcluster::measure::{knob, mib, proc_status_kib, settled_rss};
+use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, PostParams};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const GATEWAY_HOST: &str = "preview.localhost";
+const ENV: &str = "bench";
+const WEBSOCKETS: usize = 32;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+/// Frees a port for a child process to bind (the tiny race is acceptable in a benchmark).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn require(tool: &str) -> anyhow::Result<()> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !found {
+        bail!("{tool} is not installed: run scripts/bench-gateway.sh, which installs it");
+    }
+    Ok(())
+}
+
+/// Kills the child when dropped, so a failed run leaves nothing behind.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    host: String,
+}
+
+async fn run() -> anyhow::Result<()> {
+    require("wrk")?;
+    require("nginx")?;
+    let rounds = knob("GATEWAY_BENCH_ROUNDS", 3)?;
+    let seconds = knob("GATEWAY_BENCH_SECONDS", 5)?;
+    let connections = knob("GATEWAY_BENCH_CONNECTIONS", 64)?;
+    let routes = knob("GATEWAY_BENCH_ROUTES", 20)?;
+    let dir = tempfile::tempdir()?;
+
+    let cluster = DevCluster::start().await?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig)?;
+    let (_backend_process, backend) = start_nginx_backend(dir.path())?;
+    let ws_backend = websocket_backend().await?;
+    put_env(&cluster.client(), ENV, &[backend.port(), ws_backend.port()]).await?;
+
+    let (gateway, gateway_addr) = start_gateway(dir.path(), &kubeconfig, backend).await?;
+    let gateway_pid = gateway.0.id();
+    let idle_rss = settled_rss(gateway_pid).await?;
+    let (_nginx, nginx_addr) = start_nginx(dir.path(), backend, ws_backend)?;
+
+    let env_host = format!("{}---{ENV}.{GATEWAY_HOST}", backend.port());
+    let ws_host = format!("{}---{ENV}.{GATEWAY_HOST}", ws_backend.port());
+    let http_targets = [
+        ("direct", backend),
+        ("ephgateway", gateway_addr),
+        ("nginx", nginx_addr),
+    ]
+    .map(|(name, addr)| Target {
+        name,
+        addr,
+        host: env_host.clone(),
+    });
+    for target in &http_targets {
+        let status = get_status(target.addr, &target.host).await?;
+        if status != 200 {
+            bail!("{} answers {status} before the run", target.name);
+        }
+    }
+
+    println!(
+        "HTTP: wrk, {connections} connections, {seconds} s per run, {rounds} rounds (medians)"
+    );
+    println!(
+        "{:<12} {:>15} {:>10} {:>15} {:>10}",
+        "target", "keep-alive r/s", "p99", "new-conn r/s", "p99"
+    );
+    // Per target: keep-alive r/s, its p99, new-connection r/s, its p99.
+    let mut figures = vec![[(); 4].map(|()| Vec::new()); http_targets.len()];
+    for _ in 0..rounds {
+        for (keep_alive, column) in [(true, 0), (false, 2)] {
+            for (index, target) in http_targets.iter().enumerate() {
+                let (rps, p99) = wrk(target, keep_alive, connections, seconds)?;
+                figures[index][column].push(rps);
+                figures[index][column + 1].push(p99);
+            }
+        }
+    }
+    for (target, columns) in http_targets.iter().zip(figures.iter_mut()) {
+        let [ka, ka_p99, nc, nc_p99] = columns;
+        println!(
+            "{:<12} {:>15.0} {:>8.2}ms {:>15.0} {:>8.2}ms",
+            target.name,
+            median(ka),
+            median(ka_p99),
+            median(nc),
+            median(nc_p99)
+        );
+    }
+
+    println!(
+        "\nWebSocket: {WEBSOCKETS} connections echoing one message at a time, {seconds} s, \
+         {rounds} rounds (median messages/s)"
+    );
+    let ws_targets = [
+        ("direct", ws_backend),
+        ("ephgateway", gateway_addr),
+        ("nginx", nginx_addr),
+    ]
+    .map(|(name, addr)| Target {
+        name,
+        addr,
+        host: ws_host.clone(),
+    });
+    let mut ws_rates = vec![Vec::new(); ws_targets.len()];
+    for _ in 0..rounds {
+        for (index, target) in ws_targets.iter().enumerate() {
+            ws_rates[index].push(websocket_rate(target, seconds).await?);
+        }
+    }
+    for (target, rates) in ws_targets.iter().zip(ws_rates.iter_mut()) {
+        println!("{:<12} {:>10.0} messages/s", target.name, median(rates));
+    }
+
+    println!("\nRouting: env ConfigMap written → the gateway answers for it, {routes} envs");
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let envs = Api::<ConfigMap>::namespaced(cluster.client(), "default");
+    for index in 0..routes {
+        let name = format!("route-{index}");
+        let host = format!("{}---{name}.{GATEWAY_HOST}", backend.port());
+        let started = Instant::now();
+        put_env(&cluster.client(), &name, &[backend.port()]).await?;
+        wait_status(gateway_addr, &host, 200).await?;
+        added.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        envs.delete(&name, &DeleteParams::default()).await?;
+        wait_status(gateway_addr, &host, 404).await?;
+        removed.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let worst = |values: &[f64]| values.iter().copied().fold(0.0, f64::max);
+    println!(
+        "added:   median {:.1} ms, worst {:.1} ms",
+        median(&mut added.clone()),
+        worst(&added)
+    );
+    println!(
+        "removed: median {:.1} ms, worst {:.1} ms",
+        median(&mut removed.clone()),
+        worst(&removed)
+    );
+
+    let loaded_rss = proc_status_kib(gateway_pid, "VmRSS:")?;
+    let peak_rss = proc_status_kib(gateway_pid, "VmHWM:")?;
+    println!(
+        "\nephgateway memory: idle {}, after the load {}, peak {}",
+        mib(idle_rss),
+        mib(loaded_rss),
+        mib(peak_rss)
+    );
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn put_env(client: &kube::Client, name: &str, ports: &[u16]) -> anyhow::Result<()> {
+    let status = EnvStatus {
+        phase: Phase::Ready,
+        ports: ports
+            .iter()
+            .map(|&port| Port {
+                name: format!("p{port}"),
+                port,
+            })
+            .collect(),
+        ..EnvStatus::default()
+    };
+    let mut cm = env_config_map(
+        name,
+        name,
+        &EnvSpec {
+            repo: "https://github.com/tilt-dev/tilt-example-html".into(),
+            branch: "main".into(),
+            path: "Tiltfile".into(),
+        },
+        None,
+    );
+    cm.metadata
+        .labels
+        .get_or_insert_default()
+        .extend(status.labels());
+    cm.metadata
+        .annotations
+        .get_or_insert_default()
+        .extend(status.annotations());
+    Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &cm)
+        .await?;
+    Ok(())
+}
+
+/// A WebSocket echo server.
+async fn websocket_backend() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_close() || socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn start_gateway(
+    dir: &Path,
+    kubeconfig: &Path,
+    dashboard: SocketAddr,
+) -> anyhow::Result<(Process, SocketAddr)> {
+    let config = dir.join("ephemerator.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "gatewayHost: {GATEWAY_HOST}\nallowlist:\n  repoBase: https://github.com/tilt-dev\n  \
+             repoNames: [tilt-example-html]\n"
+        ),
+    )?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let child = Command::new(env!("CARGO_BIN_EXE_ephgateway"))
+        .args(["--config", &config.to_string_lossy()])
+        .args(["--namespace", "default"])
+        .args(["--listen", &addr.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--auth", "none", "--upstream-template", "127.0.0.1:{port}"])
+        .args(["--dashboard", &dashboard.to_string(), "--workers", "2"])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting ephgateway")?;
+    let process = Process(child);
+    let until = Instant::now() + Duration::from_secs(30);
+    while get_path(admin, "admin", "/readyz").await.ok() != Some(200) {
+        if Instant::now() > until {
+            bail!("ephgateway did not get ready");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((process, addr))
+}
+
+/// The HTTP backend every target reaches: nginx answering 13 bytes from memory, one worker.
+/// The fastest standard backend there is, so that the figures are the proxies', not the
+/// backend's.
+fn start_nginx_backend(dir: &Path) -> anyhow::Result<(Process, SocketAddr)> {
+    let port = free_port()?;
+    let prefix = dir.join("backend");
+    let config = format!(
+        r#"worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temp_paths}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ return 200 "hello, world\n"; }}
+  }}
+}}
+"#,
+        prefix = prefix.display(),
+        temp_paths = temp_paths(&prefix),
+    );
+    run_nginx(&prefix, &config, port)
+}
+
+/// nginx's temporary directories inside `prefix` (it cannot write the system's as a user).
+fn temp_paths(prefix: &Path) -> String {
+    ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|kind| format!("  {kind}_temp_path {}/{kind};\n", prefix.display()))
+        .collect()
+}
+
+/// Starts nginx with `config` under `prefix` and waits until `port` accepts.
+fn run_nginx(prefix: &Path, config: &str, port: u16) -> anyhow::Result<(Process, SocketAddr)> {
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, config)?;
+    let child = Command::new("nginx")
+        .args([
+            "-p",
+            &prefix.to_string_lossy(),
+            "-c",
+            &conf.to_string_lossy(),
+        ])
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting nginx")?;
+    let process = Process(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > until {
+            bail!(
+                "nginx did not start; see {}/logs/error.log",
+                prefix.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((process, addr))
+}
+
+/// nginx as the equivalent reverse proxy: two workers, keep-alive to the backend, the Host and
+/// X-Forwarded-* headers set, WebSocket upgrades passed, no access log (the gateway writes
+/// none per request either).
+fn start_nginx(
+    dir: &Path,
+    backend: SocketAddr,
+    ws_backend: SocketAddr,
+) -> anyhow::Result<(Process, SocketAddr)> {
+    let port = free_port()?;
+    let prefix = dir.join("nginx");
+    let config = format!(
+        r#"worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temp_paths}
+  upstream backend {{ server {backend}; keepalive 128; }}
+  upstream websocket {{ server {ws_backend}; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+    }}
+    location /ws {{
+      proxy_pass http://websocket;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $host;
+      proxy_read_timeout 1h;
+    }}
+  }}
+}}
+"#,
+        prefix = prefix.display(),
+        temp_paths = temp_paths(&prefix),
+    );
+    run_nginx(&prefix, &config, port)
+}
+
+/// One wrk run: (requests per second, p99 in ms).
+fn wrk(
+    target: &Target,
+    keep_alive: bool,
+    connections: usize,
+    seconds: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t", "2", "-c", &connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "--latency"])
+        .args(["-H", &format!("Host: {}", target.host)]);
+    if !keep_alive {
+        command.args(["-H", "Connection: close"]);
+    }
+    let output = command.arg(format!("http://{}/", target.addr)).output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        eprintln!("wrk saw errors from {}:\n{text}", target.name);
+    }
+    let rps = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|value| value.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let p99 = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .and_then(parse_wrk_duration)
+        .with_context(|| format!("no 99% latency in wrk's output:\n{text}"))?;
+    Ok((rps, p99))
+}
+
+/// wrk's `1.23ms`, `456.00us`, `1.02s` as milliseconds.
+fn parse_wrk_duration(text: &str) -> Option<f64> {
+    for (suffix, factor) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)] {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    None
+}
+
+/// Messages per second over [`WEBSOCKETS`] connections, each echoing one message at a time.
+async fn websocket_rate(target: &Target, seconds: usize) -> anyhow::Result<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sockets = Vec::new();
+    for _ in 0..WEBSOCKETS {
+        let mut request = format!("ws://{}/ws", target.addr).into_client_request()?;
+        request.headers_mut().insert("host", target.host.parse()?);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .with_context(|| format!("opening a WebSocket through {}", target.name))?;
+        sockets.push(socket);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut socket in sockets {
+        let (count, stop) = (count.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if socket.send(Message::text("ping")).await.is_err() {
+                    break;
+                }
+                match socket.next().await {
+                    Some(Ok(_)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+            let _ = socket.close(None).await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+    let counted = count.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(counted as f64 / elapsed)
+}
+
+async fn get_path(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<u16> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Empty::new())?;
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}
+
+async fn get_status(addr: SocketAddr, host: &str) -> anyhow::Result<u16> {
+    get_path(addr, host, "/").await
+}
+
+/// Polls every millisecond until `host` answers `status`.
+async fn wait_status(addr: SocketAddr, host: &str, status: u16) -> anyhow::Result<()> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = Request::get(format!("http://{addr}/"))
+            .header("host", host)
+            .body(Empty::new())?;
+        let response = client.request(request).await?;
+        let got = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        if got == status {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("{host} still answers {got}, not {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
