@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, env = "EPH_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     admin_listen: SocketAddr,
     /// The dashboard's address, `host:port`.
-    #[arg(long, env = "EPH_DASHBOARD", default_value = "ephdash:8080")]
+    #[arg(long, env = "EPH_DASHBOARD", default_value = "ephdash:80")]
     dashboard: String,
     /// Where env ports are reached: `{env}`, `{namespace}` and `{port}` are filled in.
     #[arg(long, env = "EPH_UPSTREAM_TEMPLATE", default_value = DEFAULT_TEMPLATE)]
