@@ -688,3 +688,57 @@ async fn metrics_count_requests_by_env_and_status() {
     );
     assert!(metrics.contains("ephgateway_envs 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_gets_a_502_that_says_so() {
+    let cluster = devcluster().await;
+    let oauth2 = oauth2_proxy().await;
+    let dashboard = env_server().await;
+    let mut slow = settings(cluster.client(), Auth::Proxy(oauth2.addr), dashboard.addr);
+    slow.limits.upstream_timeout = Duration::from_millis(300);
+    let gateway = Gateway::start(slow).await;
+    let env = env_server().await;
+    let port = env.addr.port();
+    put_env(&cluster.client(), "nora", Phase::Ready, &[port], "").await;
+    let host = env_host(port, "nora");
+    let cookie = session("nora");
+    wait_for("nora routed", || async {
+        (gateway.get(&host, "/", &[("cookie", &cookie)]).await.status == 200).then_some(())
+    })
+    .await;
+    // `/hold` answers only when released, which this test never does.
+    let answer = gateway.get(&host, "/hold", &[("cookie", &cookie)]).await;
+    assert_eq!(answer.status, 502);
+    assert!(answer.body.contains("no answer within"), "{}", answer.body);
+    let metrics = gateway.admin("/metrics").await.body;
+    assert!(
+        metrics.contains(r#"ephgateway_upstream_errors_total{target="env",kind="timeout"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let cluster = devcluster().await;
+    let dashboard = env_server().await;
+    let mut strict = settings(cluster.client(), Auth::None, dashboard.addr);
+    strict.limits.header_read_timeout = Duration::from_secs(1);
+    let gateway = Gateway::start(strict).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.running.addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {GATEWAY_HOST}\r\n").as_bytes())
+        .await
+        .unwrap();
+    // The read ends when the gateway closes the connection (within the deadline of the test).
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the connection was never closed");
+    assert!(
+        answer.is_empty() || String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(dashboard.requests.load(Ordering::SeqCst), 0);
+}
