@@ -144,6 +144,15 @@ impl EnvStatus {
         annotations
     }
 
+    /// Adds this status's labels and annotations to `meta`, as ephctrl's apply leaves them (for
+    /// tools, benchmarks and tests that write envs with a status).
+    pub fn write_to(&self, meta: &mut ObjectMeta) {
+        meta.labels.get_or_insert_default().extend(self.labels());
+        meta.annotations
+            .get_or_insert_default()
+            .extend(self.annotations());
+    }
+
     /// Whether `port` is one of the exposed ports (the gateway routes only to those).
     pub fn exposes(&self, port: u16) -> bool {
         self.ports.iter().any(|p| p.port == port)
@@ -322,5 +331,22 @@ mod tests {
             .labels()
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_status_written_to_metadata_reads_back() {
+        let status = EnvStatus {
+            phase: Phase::Ready,
+            message: Some("up".into()),
+            ports: vec![Port {
+                name: "web".into(),
+                port: 8000,
+            }],
+            ready_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+        };
+        let mut meta = meta_with(&[("keep", "me")], &[]);
+        status.write_to(&mut meta);
+        assert_eq!(EnvStatus::from_meta(&meta), status);
+        assert_eq!(meta.labels.unwrap()["keep"], "me");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
-use ephemerator_core::cluster::{ApiHealth, bounded_client};
+use ephemerator_core::cluster::{Cluster, connect};
 use ephemerator_core::config::parse_flag_duration;
 use ephemerator_core::{Config, SecretUrl};
 
@@ -64,16 +64,11 @@ async fn main() -> anyhow::Result<()> {
     // The bound address (a port 0 in --listen picks a free one).
     let bound = listener.local_addr().context("the listener's address")?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    // In-cluster, else KUBECONFIG / ~/.kube/config: the standard kube-rs inference.
-    let kube_config = kube::Config::infer()
-        .await
-        .context("finding the cluster (in-cluster or kubeconfig)")?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let api_health = ApiHealth::default();
-    let client = bounded_client(kube_config, args.api_timeout, api_health.clone())
-        .context("building the Kubernetes client")?;
+    let Cluster {
+        client,
+        api_health,
+        namespace,
+    } = connect(args.namespace.clone(), args.api_timeout).await?;
 
     let mut settings = Settings::new(client, namespace, config);
     settings.api_health = api_health;

@@ -11,7 +11,7 @@ use ephdash::discovery::DiscoverySettings;
 use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
-use ephemerator_core::cluster::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
+use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
 use ephemerator_core::config::parse_flag_duration;
 
 /// The ephemerator dashboard.
@@ -88,15 +88,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
-    let kube_config = kube::Config::infer()
-        .await
-        .context("finding the cluster (in-cluster or kubeconfig)")?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let api_health = ApiHealth::default();
-    let client = bounded_client(kube_config, DEFAULT_REQUEST_TIMEOUT, api_health.clone())
-        .context("building the Kubernetes client")?;
+    let Cluster {
+        client,
+        api_health,
+        namespace,
+    } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
     let running = startup::start(
         Settings {
             client,

@@ -252,14 +252,7 @@ async fn put_env(client: &kube::Client, name: &str, ports: &[u16]) -> anyhow::Re
         },
         None,
     );
-    cm.metadata
-        .labels
-        .get_or_insert_default()
-        .extend(status.labels());
-    cm.metadata
-        .annotations
-        .get_or_insert_default()
-        .extend(status.annotations());
+    status.write_to(&mut cm.metadata);
     Api::<ConfigMap>::namespaced(client.clone(), "default")
         .create(&PostParams::default(), &cm)
         .await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephemerator_core::Config;
-use ephemerator_core::cluster::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
+use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
 use ephemerator_core::config::parse_flag_duration;
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
@@ -132,15 +132,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding {}", args.admin_listen))?;
-    let kube_config = kube::Config::infer()
-        .await
-        .context("finding the cluster (in-cluster or kubeconfig)")?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let api_health = ApiHealth::default();
-    let client = bounded_client(kube_config, DEFAULT_REQUEST_TIMEOUT, api_health.clone())
-        .context("building the Kubernetes client")?;
+    let Cluster {
+        client,
+        api_health,
+        namespace,
+    } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
     let running = ephgateway::start(
         Settings {
             client,

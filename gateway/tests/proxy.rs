@@ -65,14 +65,13 @@ async fn env_routed(
     .await;
 }
 
-#[tokio::test]
-async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only() {
-    let setup = setup().await;
+/// An env server published as env `name`, Ready, and routed: (the server, its port).
+async fn ready_env(setup: &Setup, name: &str) -> (EnvServer, u16) {
     let env = env_server().await;
     let port = env.addr.port();
     env_routed(
-        &setup,
-        "alice",
+        setup,
+        name,
         Phase::Ready,
         &[port],
         "",
@@ -80,6 +79,13 @@ async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only
         "hello from the env",
     )
     .await;
+    (env, port)
+}
+
+#[tokio::test]
+async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only() {
+    let setup = setup().await;
+    let (_env, port) = ready_env(&setup, "alice").await;
 
     let cookie = format!("{}; theme=dark", session("alice"));
     let host = env_host(port, "alice");
@@ -181,18 +187,7 @@ async fn the_bare_host_is_the_dashboard_and_oauth2_paths_reach_oauth2_proxy_unau
 #[tokio::test]
 async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_get_401() {
     let setup = setup().await;
-    let env = env_server().await;
-    let port = env.addr.port();
-    env_routed(
-        &setup,
-        "carol",
-        Phase::Ready,
-        &[port],
-        "",
-        port,
-        "hello from the env",
-    )
-    .await;
+    let (env, port) = ready_env(&setup, "carol").await;
     let host = env_host(port, "carol");
 
     let browser = setup
@@ -264,18 +259,7 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
 #[tokio::test]
 async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per_session() {
     let setup = setup().await;
-    let env = env_server().await;
-    let port = env.addr.port();
-    env_routed(
-        &setup,
-        "dave",
-        Phase::Ready,
-        &[port],
-        "",
-        port,
-        "hello from the env",
-    )
-    .await;
+    let (_env, port) = ready_env(&setup, "dave").await;
     let host = env_host(port, "dave");
     let before = setup.oauth2.auth_requests.load(Ordering::SeqCst);
     let cookie = format!("app=secret; {}", session("dave"));
@@ -321,18 +305,7 @@ async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per
 #[tokio::test]
 async fn envs_cannot_set_cookies_for_the_parent_domain_and_repeated_set_cookie_survives() {
     let setup = setup().await;
-    let env = env_server().await;
-    let port = env.addr.port();
-    env_routed(
-        &setup,
-        "erin",
-        Phase::Ready,
-        &[port],
-        "",
-        port,
-        "hello from the env",
-    )
-    .await;
+    let (_env, port) = ready_env(&setup, "erin").await;
     let cookie = session("erin");
     let answer = setup
         .gateway
@@ -494,18 +467,7 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
 #[tokio::test]
 async fn the_gateway_is_not_an_open_proxy() {
     let setup = setup().await;
-    let env = env_server().await;
-    let port = env.addr.port();
-    env_routed(
-        &setup,
-        "gina",
-        Phase::Ready,
-        &[port],
-        "",
-        port,
-        "hello from the env",
-    )
-    .await;
+    let (env, port) = ready_env(&setup, "gina").await;
     let cookie = session("gina");
     for host in [
         format!("127.0.0.1:{port}"),
@@ -652,18 +614,7 @@ async fn oversized_headers_are_refused() {
 #[tokio::test]
 async fn metrics_count_requests_by_env_and_status() {
     let setup = setup().await;
-    let env = env_server().await;
-    let port = env.addr.port();
-    env_routed(
-        &setup,
-        "judy",
-        Phase::Ready,
-        &[port],
-        "",
-        port,
-        "hello from the env",
-    )
-    .await;
+    let (_env, port) = ready_env(&setup, "judy").await;
     let cookie = session("judy");
     setup
         .gateway

@@ -70,6 +70,42 @@ pub fn bounded_client(
     Ok(ClientBuilder::try_from(config)?.with_layer(&layer).build())
 }
 
+/// The cluster as every binary finds it: its client (see [`bounded_client`]), the health that
+/// client reports, and the namespace of the envs.
+pub struct Cluster {
+    /// The bounded client.
+    pub client: kube::Client,
+    /// Whether the API server answers, as the client reports it.
+    pub api_health: ApiHealth,
+    /// The namespace given, else the pod's namespace in-cluster, else the kubeconfig's.
+    pub namespace: String,
+}
+
+/// Why the cluster could not be reached at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Neither in-cluster configuration nor a kubeconfig was found or usable.
+    #[error("finding the cluster (in-cluster or kubeconfig): {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The client could not be built from the configuration.
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Finds the cluster the standard kube-rs way (in-cluster, else `KUBECONFIG` /
+/// `~/.kube/config`) and builds a client whose requests are bounded by `limit`.
+pub async fn connect(namespace: Option<String>, limit: Duration) -> Result<Cluster, ConnectError> {
+    let config = kube::Config::infer().await.map_err(ConnectError::Infer)?;
+    let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+    let api_health = ApiHealth::default();
+    let client = bounded_client(config, limit, api_health.clone()).map_err(ConnectError::Client)?;
+    Ok(Cluster {
+        client,
+        api_health,
+        namespace,
+    })
+}
+
 /// A request that did not get its answer in time.
 #[derive(Debug)]
 pub struct TimedOut {

@@ -17,5 +17,7 @@
 pub mod client;
 pub mod watch;
 
-pub use client::{ApiHealth, DEFAULT_REQUEST_TIMEOUT, bounded_client};
+pub use client::{
+    ApiHealth, Cluster, ConnectError, DEFAULT_REQUEST_TIMEOUT, bounded_client, connect,
+};
 pub use watch::{WatchBackoff, reflected_watch};

@@ -93,14 +93,7 @@ pub async fn put_env(
         },
         None,
     );
-    cm.metadata
-        .labels
-        .get_or_insert_default()
-        .extend(status.labels());
-    cm.metadata
-        .annotations
-        .get_or_insert_default()
-        .extend(status.annotations());
+    status.write_to(&mut cm.metadata);
     match api.get_opt(name).await.unwrap() {
         None => {
             api.create(&PostParams::default(), &cm).await.unwrap();
