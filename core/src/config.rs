@@ -2,8 +2,8 @@
 //!
 //! Loaded with [`Config::load`] (the binaries take its path from `--config` or `EPH_CONFIG`).
 //! Every error names the file, the line and column when known, and the field path, e.g.
-//! `deploy/ephemerator.yaml:7:3: expiration.defaultTTL: invalid duration "15 mins"`.
-//! `deploy/ephemerator.yaml` in the repo is a commented example of every section.
+//! `deploy/base/ephemerator.yaml:7:3: expiration.defaultTTL: invalid duration "15 mins"`.
+//! `deploy/base/ephemerator.yaml` in the repo is a commented example of every section.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -39,8 +39,21 @@ fn minimal_config_gets_upstream_defaults() {
 }
 
 #[test]
+fn the_prod_overlays_config_loads() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/overlays/prod/ephemerator.yaml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.gateway_host, "preview.example.com");
+    assert_eq!(config.allowed_repo_urls().len(), 3);
+    assert_eq!(
+        config.expiration.default_ttl,
+        jiff::SignedDuration::from_mins(30)
+    );
+}
+
+#[test]
 fn example_file_loads_with_upstream_allow_list() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ephemerator.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/ephemerator.yaml");
     let config = Config::load(&path).unwrap();
     assert_eq!(config.gateway_host, "preview.localhost");
     let names = [

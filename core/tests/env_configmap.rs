@@ -38,7 +38,7 @@ fn upstream_nicks_config_map_is_a_valid_env_owned_by_nicks() {
 
     // And it passes validation against the example config's allow-list.
     let config = ephemerator_core::Config::load(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ephemerator.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/ephemerator.yaml"),
     )
     .unwrap();
     config.validate_spec(&env.spec).unwrap();

@@ -31,7 +31,7 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ephdash"))
         .arg("--config")
-        .arg(root.join("deploy/ephemerator.yaml"))
+        .arg(root.join("deploy/base/ephemerator.yaml"))
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -21,7 +21,7 @@ async fn get(addr: &str, host: &str, path: &str) -> String {
 }
 
 fn config() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ephemerator.yaml")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/ephemerator.yaml")
 }
 
 #[tokio::test]
