@@ -42,6 +42,20 @@ pub fn is_dashboard_host(host: &str, gateway_host: &str) -> bool {
     strip_port(host).eq_ignore_ascii_case(gateway_host)
 }
 
+/// `:PORT` when `host` (a Host header) names a port that is not `scheme`'s default, else "":
+/// what links to other gateway hosts must carry so that a local run on `:8080` stays there.
+pub fn port_suffix(host: &str, scheme: &str) -> String {
+    let default = if scheme == "https" { "443" } else { "80" };
+    match host.rsplit_once(':') {
+        Some((_, port))
+            if !port.is_empty() && port != default && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!(":{port}")
+        }
+        _ => String::new(),
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
@@ -71,6 +85,16 @@ mod tests {
                 env_name: "nicks".to_string()
             })
         );
+    }
+
+    #[test]
+    fn links_keep_a_non_default_port() {
+        assert_eq!(port_suffix("a.preview.localhost:8080", "http"), ":8080");
+        assert_eq!(port_suffix("a.preview.localhost:80", "http"), "");
+        assert_eq!(port_suffix("a.preview.localhost:443", "https"), "");
+        assert_eq!(port_suffix("a.preview.localhost:80", "https"), ":80");
+        assert_eq!(port_suffix("a.preview.localhost", "https"), "");
+        assert_eq!(port_suffix("[::1]", "http"), "");
     }
 
     #[test]

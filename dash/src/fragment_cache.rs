@@ -2,7 +2,7 @@
 //!
 //! htmx polls the list every 2 s from every open tab; rendering 1,000 envs costs milliseconds,
 //! serving a rendered copy microseconds. A copy is good while the caches have not changed (a
-//! generation bumped by every watch event), for the same user, filter and scheme, within the
+//! generation bumped by every watch event), for the same user, filter and link base, within the
 //! same minute (the fragment's "in 12 min" texts move once a minute; the page's script keeps
 //! the exact countdown). Each answer carries an ETag, so a browser revalidating gets a 304.
 
@@ -35,8 +35,8 @@ pub struct Key {
     pub user: String,
     /// The mine/all filter.
     pub mine_only: bool,
-    /// `http` or `https` (the endpoint links).
-    pub scheme: String,
+    /// How the endpoint links are written.
+    pub links: crate::views::LinkBase,
 }
 
 /// A rendered fragment and when it was made.
@@ -52,7 +52,7 @@ pub struct Rendered {
     pub etag: String,
 }
 
-/// Most fragments kept (one per user, filter and scheme in use); past it the cache starts over.
+/// Most fragments kept (one per user, filter and link base in use); past it the cache starts over.
 const MAX_ENTRIES: usize = 4096;
 
 /// Rendered fragments by [`Key`].
@@ -110,7 +110,10 @@ mod tests {
         Key {
             user: user.into(),
             mine_only: false,
-            scheme: "http".into(),
+            links: crate::views::LinkBase {
+                scheme: "http".into(),
+                port_suffix: String::new(),
+            },
         }
     }
 

@@ -161,6 +161,29 @@ impl FormView {
     }
 }
 
+/// How links to env ports are written: the scheme and the port the user reached the
+/// dashboard on (through the gateway), so that a local run on `:8080` links to `:8080`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinkBase {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `:PORT`, or "" for the scheme's default port.
+    pub port_suffix: String,
+}
+
+impl LinkBase {
+    /// The link base of `request` (its forwarded scheme and host, as the gateway sets them).
+    pub fn of(request: &actix_web::HttpRequest) -> LinkBase {
+        let info = request.connection_info();
+        let scheme = info.scheme().to_string();
+        let port_suffix = ephemerator_core::hosts::port_suffix(info.host(), &scheme);
+        LinkBase {
+            scheme,
+            port_suffix,
+        }
+    }
+}
+
 /// The env rows the user sees: theirs first, then the team's (unless `mine_only`), each group
 /// by name.
 pub fn env_views(
@@ -168,7 +191,7 @@ pub fn env_views(
     events: &[Arc<Event>],
     user: &User,
     config: &Config,
-    scheme: &str,
+    links: &LinkBase,
     now: Timestamp,
     mine_only: bool,
 ) -> Vec<EnvView> {
@@ -177,7 +200,7 @@ pub fn env_views(
         .iter()
         .filter(|(_, env)| !mine_only || env.owner == user.identity)
         .map(|(cm, env)| {
-            let mut view = env_view(cm, env, user, config, scheme, now);
+            let mut view = env_view(cm, env, user, config, links, now);
             view.events = events.remove(&env.name).unwrap_or_default();
             view
         })
@@ -191,7 +214,7 @@ fn env_view(
     env: &Env,
     user: &User,
     config: &Config,
-    scheme: &str,
+    links: &LinkBase,
     now: Timestamp,
 ) -> EnvView {
     let mine = env.owner == user.identity;
@@ -217,8 +240,10 @@ fn env_view(
             name: port.name.clone(),
             port: port.port,
             url: format!(
-                "{scheme}://{}/",
-                env_port_host(port.port, &env.name, &config.gateway_host)
+                "{}://{}{}/",
+                links.scheme,
+                env_port_host(port.port, &env.name, &config.gateway_host),
+                links.port_suffix
             ),
         })
         .collect();

@@ -495,6 +495,30 @@ async fn the_env_page_shows_events_and_setup_logs() {
         list.contains("href=\"http:&#x2F;&#x2F;10350---nicks.preview.localhost&#x2F;\""),
         "{list}"
     );
+    // Reached on another port (a local run's gateway on :8080), the links keep it; behind TLS
+    // on the default port they say https and no port.
+    for (forwarded, link) in [
+        (
+            [
+                ("x-forwarded-host", "preview.localhost:8080"),
+                ("x-forwarded-proto", "http"),
+            ],
+            "href=\"http:&#x2F;&#x2F;10350---nicks.preview.localhost:8080&#x2F;\"",
+        ),
+        (
+            [
+                ("x-forwarded-host", "preview.localhost:443"),
+                ("x-forwarded-proto", "https"),
+            ],
+            "href=\"https:&#x2F;&#x2F;10350---nicks.preview.localhost&#x2F;\"",
+        ),
+    ] {
+        let list = dash
+            .request("GET", "/envs", Some("nicks"), &forwarded, None)
+            .await
+            .body;
+        assert!(list.contains(link), "{link}: {list}");
+    }
     let page = wait_for("the Ready Event and the runner's logs", || async {
         let page = dash.get("/envs/nicks", Some("nicks")).await;
         (page.body.contains("<strong>Ready</strong>")

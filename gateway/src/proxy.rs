@@ -13,6 +13,8 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
+use ephemerator_core::hosts::port_suffix;
+
 use crate::auth::{Grant, Subject, Verdict, sign_in_location};
 use crate::headers::{
     drop_domain_cookies, is_browser_navigation, is_upgrade, remove_hop_by_hop,
@@ -344,31 +346,4 @@ fn request_host(request: &Request<Incoming>) -> Option<String> {
     }
     let host = request.headers().get(HOST)?.to_str().ok()?.trim();
     (!host.is_empty()).then(|| host.to_string())
-}
-
-/// `:PORT` when the client reached the gateway on a port that is not its scheme's default (so
-/// links and redirects keep it), else "".
-fn port_suffix(host: &str, proto: &str) -> String {
-    let default = if proto == "https" { "443" } else { "80" };
-    match host.rsplit_once(':') {
-        Some((_, port))
-            if port != default && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            format!(":{port}")
-        }
-        _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_keep_a_non_default_port() {
-        assert_eq!(port_suffix("a.preview.localhost:8080", "http"), ":8080");
-        assert_eq!(port_suffix("a.preview.localhost:80", "http"), "");
-        assert_eq!(port_suffix("a.preview.localhost:443", "https"), "");
-        assert_eq!(port_suffix("a.preview.localhost", "https"), "");
-    }
 }

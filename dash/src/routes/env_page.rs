@@ -13,7 +13,7 @@ use crate::error::DashError;
 use crate::identity::User;
 use crate::routes::page::{Rows, context, html};
 use crate::state::AppState;
-use crate::views::{FormView, env_views};
+use crate::views::{FormView, LinkBase, env_views};
 
 /// The runner's container whose output is the setup log.
 pub const LOG_CONTAINER: &str = "tilt-upper";
@@ -55,14 +55,14 @@ pub async fn env_page(
         .into_iter()
         .filter(|(_, env)| env.name == *name)
         .collect();
-    let scheme = request.connection_info().scheme().to_string();
+    let links = LinkBase::of(&request);
     let events = state.events.state();
     let views = env_views(
         &envs,
         &events,
         &user,
         &state.config,
-        &scheme,
+        &links,
         Timestamp::now(),
         false,
     );

@@ -10,7 +10,7 @@ use crate::error::DashError;
 use crate::fragment_cache::Key;
 use crate::identity::User;
 use crate::state::AppState;
-use crate::views::{FormView, Notice, QuotaView, env_views};
+use crate::views::{FormView, LinkBase, Notice, QuotaView, env_views};
 
 /// `?show=mine` or `?show=all` (the default).
 #[derive(Debug, Deserialize, Default)]
@@ -51,7 +51,7 @@ pub async fn env_list(
     let key = Key {
         user: user.identity.clone(),
         mine_only: show.mine_only(),
-        scheme: request.connection_info().scheme().to_string(),
+        links: LinkBase::of(&request),
     };
     // Read before rendering: a change during the render makes the next poll render again.
     let generation = state.generation.current();
@@ -151,7 +151,7 @@ pub fn context(
     let mine_only = matches!(rows, Rows::List { mine_only: true });
     context.insert("show", if mine_only { "mine" } else { "all" });
     if let Rows::List { mine_only } = rows {
-        let scheme = request.connection_info().scheme().to_string();
+        let links = LinkBase::of(request);
         context.insert(
             "envs",
             &env_views(
@@ -159,7 +159,7 @@ pub fn context(
                 &state.events.state(),
                 user,
                 &state.config,
-                &scheme,
+                &links,
                 Timestamp::now(),
                 mine_only,
             ),

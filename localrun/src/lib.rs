@@ -1,0 +1,214 @@
+//! ephemerator on one machine: devcluster (with a data directory, so envs survive a restart),
+//! ephctrl, ephdash and ephgateway, wired together in one process, with a fake signed-in user
+//! and simulated runners ([`runner`]) standing in for Tilt, so that everything after "Create"
+//! really happens. [`start`] returns the running stack and the URL to open.
+
+pub mod runner;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use devcluster::DevCluster;
+use ephemerator_core::Config;
+use ephemerator_core::cluster::ApiHealth;
+use ephgateway::auth::AuthMode;
+use ephgateway::upstream::UpstreamTemplate;
+
+pub use runner::RunnerPorts;
+
+/// The host of the local dashboard; env ports are `PORT---ENV.preview.localhost`, which
+/// browsers and curl resolve to loopback.
+pub const GATEWAY_HOST: &str = "preview.localhost";
+/// The signed-in user of local runs.
+pub const USER: &str = "dev@example.com";
+/// The namespace of the envs.
+pub const NAMESPACE: &str = "default";
+
+/// What [`start`] needs.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// Where devcluster keeps its objects (envs survive a restart).
+    pub data_dir: PathBuf,
+    /// The gateway's port on 127.0.0.1 (0 picks one).
+    pub port: u16,
+    /// The simulated runners' ports.
+    pub runner_ports: RunnerPorts,
+    /// The repo checkout (for the dashboard's templates and static files).
+    pub repo_root: PathBuf,
+    /// How long a new runner pod takes to become Ready.
+    pub pod_ready_delay: Duration,
+}
+
+impl LocalSettings {
+    /// Defaults for `data_dir` in the checkout at `repo_root`: the gateway on 8080, runners on
+    /// 20350 (Tilt) and 28000 (the app).
+    pub fn new(repo_root: &Path, data_dir: &Path) -> Self {
+        LocalSettings {
+            data_dir: data_dir.to_path_buf(),
+            port: 8080,
+            runner_ports: RunnerPorts {
+                tilt: 20350,
+                web: 28000,
+            },
+            repo_root: repo_root.to_path_buf(),
+            pod_ready_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The config of local runs: upstream's seven tilt-dev examples with fixed branches and
+/// Tiltfiles (so the form works offline), three envs per user, Tilt on the simulated port.
+pub fn config(runner_ports: RunnerPorts) -> anyhow::Result<Config> {
+    let examples = [
+        ("tilt-example-html", "0-base/Tiltfile"),
+        ("tilt-example-python", "0-base/Tiltfile"),
+        ("tilt-example-csharp", "0-base/Tiltfile"),
+        ("tilt-example-java", "0-base/Tiltfile"),
+        ("tilt-example-go", "0-base/Tiltfile"),
+        ("tilt-example-nodejs", "0-base/Tiltfile"),
+    ];
+    let mut repos = String::new();
+    for (name, path) in examples {
+        repos.push_str(&format!(
+            "    - url: https://github.com/tilt-dev/{name}\n      branches: [master]\n      \
+             paths: [{path}, 1-measured/Tiltfile]\n"
+        ));
+    }
+    let yaml = format!(
+        "gatewayHost: {GATEWAY_HOST}\nallowlist:\n  repos:\n{repos}maxEnvsPerUser: 3\n\
+         runner:\n  tiltPort: {}\n",
+        runner_ports.tilt
+    );
+    Config::from_yaml_str(&yaml, "local run config").map_err(|error| anyhow::anyhow!("{error}"))
+}
+
+/// The running stack; everything stops when it is dropped.
+pub struct LocalStack {
+    /// The URL to open: the dashboard through the gateway.
+    pub url: String,
+    /// The gateway's address.
+    pub gateway_addr: SocketAddr,
+    /// A kubeconfig for devcluster (`kubectl` works on the local stack).
+    pub kubeconfig: PathBuf,
+    /// The simulated runners.
+    pub runners: runner::SimulatedRunners,
+    cluster: DevCluster,
+    gateway: ephgateway::Running,
+    dashboard: ephdash::startup::Running,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl LocalStack {
+    /// A client of the local cluster.
+    pub fn client(&self) -> kube::Client {
+        self.cluster.client()
+    }
+
+    /// Stops everything: the gateway drains, the dashboard finishes its requests, the
+    /// controller stops, devcluster writes its data and closes its port.
+    pub async fn stop(self) {
+        let LocalStack {
+            cluster,
+            gateway,
+            dashboard,
+            controller,
+            runners,
+            ..
+        } = self;
+        gateway.stop().await;
+        dashboard.stop().await;
+        controller.abort();
+        let _ = controller.await;
+        runners.stop().await;
+        cluster.stop().await;
+    }
+}
+
+/// Starts the whole stack.
+pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
+    let LocalSettings {
+        data_dir,
+        port,
+        runner_ports,
+        repo_root,
+        pod_ready_delay,
+    } = settings;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let config = config(runner_ports)?;
+
+    let cluster = DevCluster::builder()
+        .data_dir(data_dir.join("cluster"))
+        .pod_ready_delay(pod_ready_delay)
+        .start()
+        .await
+        .context("starting devcluster")?;
+    let kubeconfig = data_dir.join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .context("writing the kubeconfig")?;
+
+    let runners = runner::start(cluster.client(), NAMESPACE, runner_ports, GATEWAY_HOST).await?;
+
+    let mut ctrl = ephctrl::Settings::new(cluster.client(), NAMESPACE.to_string(), config.clone());
+    ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);
+    let controller = tokio::spawn(async move {
+        if let Err(error) = ephctrl::run(ctrl).await {
+            tracing::error!(%error, "ephctrl stopped");
+        }
+    });
+
+    let dashboard = ephdash::startup::start(
+        ephdash::startup::Settings {
+            client: cluster.client(),
+            api_health: ApiHealth::default(),
+            namespace: NAMESPACE.to_string(),
+            config: config.clone(),
+            identity: ephdash::identity::IdentitySource::Fake(USER.to_string()),
+            csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
+            templates: repo_root.join("templates"),
+            assets: repo_root.join("assets"),
+            workers: 1,
+            discovery: ephdash::discovery::DiscoverySettings::default(),
+        },
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding the dashboard")?,
+    )
+    .context("starting the dashboard")?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("the gateway's port 127.0.0.1:{port} is not free"))?;
+    let gateway_addr = listener.local_addr()?;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway = ephgateway::start(
+        ephgateway::Settings {
+            client: cluster.client(),
+            api_health: ApiHealth::default(),
+            namespace: NAMESPACE.to_string(),
+            gateway_host: GATEWAY_HOST.to_string(),
+            dashboard: dashboard.addr.to_string().parse()?,
+            // Every runner port is one of the simulated runners' loopback listeners.
+            env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}")
+                .map_err(anyhow::Error::msg)?,
+            auth: AuthMode::None,
+            tls: None,
+            public_https: None,
+            limits: ephgateway::Limits::default(),
+            workers: 1,
+        },
+        listener,
+        admin,
+    )?;
+    Ok(LocalStack {
+        url: format!("http://{GATEWAY_HOST}:{}/", gateway_addr.port()),
+        gateway_addr,
+        kubeconfig,
+        runners,
+        cluster,
+        gateway,
+        dashboard,
+        controller,
+    })
+}

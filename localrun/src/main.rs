@@ -1,0 +1,49 @@
+//! `ephlocal`: the whole ephemerator on this machine, until Ctrl-C.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ephlocal::{LocalSettings, RunnerPorts};
+
+/// Runs devcluster, ephctrl, ephdash and ephgateway together, signed in as dev@example.com.
+#[derive(Parser, Debug)]
+#[command(name = "ephlocal", version)]
+struct Args {
+    /// Where the local cluster keeps its objects (envs survive a restart).
+    #[arg(long, default_value = "target/ephlocal")]
+    data_dir: PathBuf,
+    /// The gateway's port: open http://preview.localhost:PORT/.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The simulated runners' Tilt port.
+    #[arg(long, default_value_t = 20350)]
+    tilt_port: u16,
+    /// The simulated runners' app port.
+    #[arg(long, default_value_t = 28000)]
+    app_port: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ephemerator_core::logging::init(false);
+    let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut settings = LocalSettings::new(&repo_root, &args.data_dir);
+    settings.port = args.port;
+    settings.runner_ports = RunnerPorts {
+        tilt: args.tilt_port,
+        web: args.app_port,
+    };
+    let stack = ephlocal::start(settings).await?;
+    println!();
+    println!("ephemerator is running: open {}", stack.url);
+    println!("kubectl: export KUBECONFIG={}", stack.kubeconfig.display());
+    println!(
+        "Ctrl-C stops it; the envs are kept in {}",
+        args.data_dir.display()
+    );
+    ephemerator_core::shutdown::signal().await;
+    println!("stopping");
+    stack.stop().await;
+    Ok(())
+}
