@@ -3,6 +3,7 @@
 //! and simulated runners ([`runner`]) standing in for Tilt, so that everything after "Create"
 //! really happens. [`start`] returns the running stack and the URL to open.
 
+pub mod git_host;
 pub mod runner;
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub struct LocalSettings {
     pub repo_root: PathBuf,
     /// How long a new runner pod takes to become Ready.
     pub pod_ready_delay: Duration,
+    /// The sample git host's port on 127.0.0.1 (the allow-list names it: keep it stable).
+    pub git_port: u16,
 }
 
 impl LocalSettings {
@@ -54,13 +57,20 @@ impl LocalSettings {
             },
             repo_root: repo_root.to_path_buf(),
             pod_ready_delay: Duration::from_secs(2),
+            git_port: 28418,
         }
     }
 }
 
-/// The config of local runs: upstream's seven tilt-dev examples with fixed branches and
-/// Tiltfiles (so the form works offline), three envs per user, Tilt on the simulated port.
-pub fn config(runner_ports: RunnerPorts) -> anyhow::Result<Config> {
+/// The URL of the sample repository served by the local run on `git_port`.
+pub fn sample_repo_url(git_port: u16) -> String {
+    format!("http://127.0.0.1:{git_port}/{}", git_host::SAMPLE_REPO)
+}
+
+/// The config of local runs: the sample repository (branches and Tiltfiles discovered from
+/// it), then upstream's tilt-dev examples with fixed branches and Tiltfiles (so the form works
+/// offline), three envs per user, Tilt on the simulated port.
+pub fn config(runner_ports: RunnerPorts, git_port: u16) -> anyhow::Result<Config> {
     let examples = [
         ("tilt-example-html", "0-base/Tiltfile"),
         ("tilt-example-python", "0-base/Tiltfile"),
@@ -69,7 +79,7 @@ pub fn config(runner_ports: RunnerPorts) -> anyhow::Result<Config> {
         ("tilt-example-go", "0-base/Tiltfile"),
         ("tilt-example-nodejs", "0-base/Tiltfile"),
     ];
-    let mut repos = String::new();
+    let mut repos = format!("    - url: {}\n", sample_repo_url(git_port));
     for (name, path) in examples {
         repos.push_str(&format!(
             "    - url: https://github.com/tilt-dev/{name}\n      branches: [master]\n      \
@@ -98,6 +108,7 @@ pub struct LocalStack {
     gateway: ephgateway::Running,
     dashboard: ephdash::startup::Running,
     controller: tokio::task::JoinHandle<()>,
+    git_server: tokio::task::JoinHandle<()>,
 }
 
 impl LocalStack {
@@ -115,6 +126,7 @@ impl LocalStack {
             dashboard,
             controller,
             runners,
+            git_server,
             ..
         } = self;
         gateway.stop().await;
@@ -122,6 +134,8 @@ impl LocalStack {
         controller.abort();
         let _ = controller.await;
         runners.stop().await;
+        git_server.abort();
+        let _ = git_server.await;
         cluster.stop().await;
     }
 }
@@ -134,10 +148,20 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         runner_ports,
         repo_root,
         pod_ready_delay,
+        git_port,
     } = settings;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let config = config(runner_ports)?;
+    let config = config(runner_ports, git_port)?;
+
+    let git_root = data_dir.join("git");
+    git_host::ensure_sample_repo(&git_root)
+        .await
+        .context("creating the sample repository")?;
+    let git_listener = tokio::net::TcpListener::bind(("127.0.0.1", git_port))
+        .await
+        .with_context(|| format!("the sample git host's port 127.0.0.1:{git_port} is not free"))?;
+    let git_server = tokio::spawn(git_host::serve(git_listener, git_root));
 
     let cluster = DevCluster::builder()
         .data_dir(data_dir.join("cluster"))
@@ -210,5 +234,6 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         gateway,
         dashboard,
         controller,
+        git_server,
     })
 }

@@ -21,6 +21,9 @@ struct Args {
     /// The simulated runners' app port.
     #[arg(long, default_value_t = 28000)]
     app_port: u16,
+    /// The sample git repository's port (its URL is in the allow-list: keep it stable).
+    #[arg(long, default_value_t = 28418)]
+    git_port: u16,
 }
 
 #[tokio::main]
@@ -34,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         tilt: args.tilt_port,
         web: args.app_port,
     };
+    settings.git_port = args.git_port;
     let stack = ephlocal::start(settings).await?;
     println!();
     println!("ephemerator is running: open {}", stack.url);

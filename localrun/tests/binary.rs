@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn it_prints_the_url_serves_it_and_ctrl_c_stops_everything() {
     let data = tempfile::tempdir().unwrap();
-    let (port, tilt, app) = (free_port(), free_port(), free_port());
+    let (port, tilt, app, git) = (free_port(), free_port(), free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ephlocal"))
         .arg("--data-dir")
         .arg(data.path())
@@ -74,7 +74,7 @@ async fn it_prints_the_url_serves_it_and_ctrl_c_stops_everything() {
         .expect("ephlocal stops after Ctrl-C")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
-    for port in [port, tilt, app] {
+    for port in [port, tilt, app, git] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still listening"

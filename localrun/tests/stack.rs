@@ -45,12 +45,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn settings(data: &std::path::Path, ports: RunnerPorts) -> LocalSettings {
+fn settings(data: &std::path::Path, ports: RunnerPorts, git_port: u16) -> LocalSettings {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut settings = LocalSettings::new(&root, data);
     settings.port = 0;
     settings.runner_ports = ports;
     settings.pod_ready_delay = Duration::from_millis(200);
+    settings.git_port = git_port;
     settings
 }
 
@@ -109,8 +110,8 @@ fn form(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// Creates an env from the dashboard's form and returns its name.
-async fn create_env(stack: &LocalStack) -> String {
+/// Creates an env of `repo` from the dashboard's form and returns its name.
+async fn create_env(stack: &LocalStack, repo: &str, branch: &str, path: &str) -> String {
     let page = request(stack, "GET", "preview.localhost", "/", &[], String::new()).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("dev@example.com"), "{}", page.body);
@@ -141,9 +142,9 @@ async fn create_env(stack: &LocalStack) -> String {
             ("origin", &origin),
         ],
         form(&[
-            ("repo", "https://github.com/tilt-dev/tilt-example-html"),
-            ("branch", "master"),
-            ("path", "0-base/Tiltfile"),
+            ("repo", repo),
+            ("branch", branch),
+            ("path", path),
             ("csrf", &token),
         ]),
     )
@@ -173,14 +174,57 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
         tilt: free_port(),
         web: free_port(),
     };
-    let stack = ephlocal::start(settings(data.path(), ports)).await.unwrap();
+    let git_port = free_port();
+    let stack = ephlocal::start(settings(data.path(), ports, git_port))
+        .await
+        .unwrap();
     assert!(
         stack.url.starts_with("http://preview.localhost:"),
         "{}",
         stack.url
     );
 
-    let name = create_env(&stack).await;
+    // The sample repository's branches and Tiltfiles, discovered over git on loopback.
+    let sample = ephlocal::sample_repo_url(git_port);
+    let query = form(&[("repo", &sample)]);
+    let path = format!("/form/branches?{query}");
+    let branches = request(
+        &stack,
+        "GET",
+        "preview.localhost",
+        &path,
+        &[],
+        String::new(),
+    )
+    .await;
+    assert_eq!(branches.status, 200, "{}", branches.body);
+    assert!(
+        branches.body.contains("feature&#x2F;login") && branches.body.contains("main"),
+        "{}",
+        branches.body
+    );
+    let query = form(&[("repo", &sample), ("branch", "feature/login")]);
+    let path = format!("/form/paths?{query}");
+    let paths = request(
+        &stack,
+        "GET",
+        "preview.localhost",
+        &path,
+        &[],
+        String::new(),
+    )
+    .await;
+    for tiltfile in [
+        "Tiltfile",
+        "services/api/Tiltfile",
+        "deploy/staging/Tiltfile",
+    ] {
+        // tera escapes `/` in attribute values.
+        let escaped = tiltfile.replace('/', "&#x2F;");
+        assert!(paths.body.contains(&escaped), "{tiltfile}: {}", paths.body);
+    }
+
+    let name = create_env(&stack, &sample, "feature/login", "deploy/staging/Tiltfile").await;
     let status = ready_status(&stack, &name).await;
     // Ports as ephctrl discovered them from the simulated Tilt: Tilt's own and the app's.
     let published: Vec<u16> = status.ports.iter().map(|p| p.port).collect();
@@ -197,13 +241,8 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
         (app.status == 200).then_some(app)
     })
     .await;
-    assert!(
-        app.body
-            .contains("https://github.com/tilt-dev/tilt-example-html"),
-        "{}",
-        app.body
-    );
-    assert!(app.body.contains("0-base/Tiltfile") && app.body.contains("master"));
+    assert!(app.body.contains(&sample), "{}", app.body);
+    assert!(app.body.contains("deploy/staging/Tiltfile") && app.body.contains("feature/login"));
     let list = request(
         &stack,
         "GET",
@@ -238,10 +277,18 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
     drop(socket);
 
     // A second env, then a restart on the same data: both are still there and served.
-    let second = create_env(&stack).await;
+    let second = create_env(
+        &stack,
+        "https://github.com/tilt-dev/tilt-example-html",
+        "master",
+        "0-base/Tiltfile",
+    )
+    .await;
     ready_status(&stack, &second).await;
     stack.stop().await;
-    let stack = ephlocal::start(settings(data.path(), ports)).await.unwrap();
+    let stack = ephlocal::start(settings(data.path(), ports, git_port))
+        .await
+        .unwrap();
     for env in [&name, &second] {
         let host = format!("{}---{env}.preview.localhost", ports.web);
         wait_for(&format!("{env} served after the restart"), || async {
