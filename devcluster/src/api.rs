@@ -249,6 +249,7 @@ pub struct ApiState {
     pub store: Store,
     pub faults: Faults,
     pub watch: WatchSettings,
+    pub output: crate::workloads::ContainerOutput,
 }
 
 async fn dispatch(req: HttpRequest, body: Bytes, state: web::Data<ApiState>) -> HttpResponse {
@@ -289,7 +290,7 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 other => json_response(200, &other.object(rt, &obj)),
             })
         }
-        ("GET", Some(name), Some("log")) => pod_log(store, rt, ns, name, &q),
+        ("GET", Some(name), Some("log")) => pod_log(store, &state.output, rt, ns, name, &q),
         ("GET", Some(name), Some("scale")) => {
             Ok(json_response(200, &scale::get(store, rt, ns, name)?))
         }
@@ -709,6 +710,7 @@ fn watch_response(
 
 fn pod_log(
     store: &Store,
+    output: &crate::workloads::ContainerOutput,
     rt: &'static ResourceType,
     ns: Option<&str>,
     name: &str,
@@ -716,7 +718,11 @@ fn pod_log(
 ) -> Result<HttpResponse, ApiError> {
     let pod = store.get(rt, ns, name)?;
     let previous = q.get("previous").is_some_and(|v| v == "true" || v == "1");
-    let text = crate::workloads::pod_log(&pod, q.get("container").map(String::as_str), previous)?;
+    let container = q.get("container").map(String::as_str);
+    let mut text = crate::workloads::pod_log(&pod, container, previous)?;
+    if !previous {
+        text = output.after(&pod, container, text);
+    }
     Ok(HttpResponse::Ok().content_type("text/plain").body(text))
 }
 

@@ -111,12 +111,14 @@ impl DevClusterBuilder {
         }
         store.ensure_system_namespaces();
         let faults = Faults::default();
+        let output = workloads::ContainerOutput::default();
         let api_state = api::ApiState {
             store: store.clone(),
             faults: faults.clone(),
             watch: WatchSettings {
                 bookmark_interval: self.bookmark_interval,
             },
+            output: output.clone(),
         };
         let mut tasks = vec![
             gc::spawn(store.clone()),
@@ -170,6 +172,7 @@ impl DevClusterBuilder {
             addr,
             store,
             faults,
+            output,
             server: handle,
             persist,
             tasks,
@@ -184,6 +187,7 @@ pub struct DevCluster {
     addr: SocketAddr,
     store: Store,
     faults: Faults,
+    output: workloads::ContainerOutput,
     server: actix_web::dev::ServerHandle,
     persist: Option<(
         tokio::sync::oneshot::Sender<()>,
@@ -266,6 +270,19 @@ impl DevCluster {
         self.store
             .update_status(pods, Some(namespace), restarted, workloads::KUBELET_MANAGER)?;
         Ok(())
+    }
+
+    /// Writes `text` (lines ending in newlines) as output of `container` in the pod whose uid is
+    /// `pod_uid`, after the simulated kubelet's lines in its `pods/log`: in-process programs
+    /// standing in for a container (a local run's simulated runner) print there. Kept in
+    /// memory only, and per pod uid, so a new pod starts with empty output.
+    pub fn write_container_output(&self, pod_uid: &str, container: &str, text: &str) {
+        self.output.append(pod_uid, container, text);
+    }
+
+    /// A handle to [`DevCluster::write_container_output`] that can be moved into tasks.
+    pub fn container_output(&self) -> workloads::ContainerOutput {
+        self.output.clone()
     }
 
     /// Delays every request by `latency`.

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use deployment::{DeploymentSpec, Strategy};
 pub use deployment_status::deployment_status;
-pub use logs::pod_log;
+pub use logs::{ContainerOutput, pod_log};
 pub use pods::{PodStage, desired_pod, pod_status, restart_container};
 pub use rollout::{RolloutPlan, plan_rollout};
 pub use template_hash::pod_template_hash;

@@ -449,6 +449,42 @@ async fn pods_have_simulated_logs_without_env_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_programs_write_a_containers_output() {
+    let (cluster, pods, _) = cluster_with_ready_deployment(
+        Duration::from_millis(100),
+        "printing",
+        1,
+        "registry.example/app:7",
+    )
+    .await;
+    let pod = pods_of(&pods, "printing").await.remove(0);
+    let (name, uid) = (pod.metadata.name.unwrap(), pod.metadata.uid.unwrap());
+    cluster.write_container_output(&uid, "main", "Tilt started on http://localhost:10350/\n");
+    cluster
+        .container_output()
+        .append(&uid, "main", "Initial Build\n");
+    let log = pods.logs(&name, &LogParams::default()).await.expect("logs");
+    let kubelet = log
+        .find("container main started")
+        .expect("the kubelet's lines");
+    let written = log.find("Tilt started on").expect("the written lines");
+    assert!(kubelet < written, "{log}");
+    assert!(
+        log.ends_with("Tilt started on http://localhost:10350/\nInitial Build\n"),
+        "{log}"
+    );
+    // Another container of the same name in another pod has none of it.
+    cluster.write_container_output("another-uid", "main", "elsewhere\n");
+    assert!(
+        !pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap()
+            .contains("elsewhere")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_container_counts_its_restarts_and_keeps_its_previous_logs() {
     let (cluster, pods, _) = cluster_with_ready_deployment(
         Duration::from_millis(100),

@@ -174,7 +174,14 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         .write_kubeconfig(&kubeconfig)
         .context("writing the kubeconfig")?;
 
-    let runners = runner::start(cluster.client(), NAMESPACE, runner_ports, GATEWAY_HOST).await?;
+    let runners = runner::start(
+        cluster.client(),
+        NAMESPACE,
+        runner_ports,
+        GATEWAY_HOST,
+        cluster.container_output(),
+    )
+    .await?;
 
     let mut ctrl = ephctrl::Settings::new(cluster.client(), NAMESPACE.to_string(), config.clone());
     ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);

@@ -6,12 +6,15 @@
 //! env's app. A request names its env by its `Host` (`PORT---ENV.<gatewayHost>`, as the gateway
 //! forwards it) or, from ephctrl, by a path prefix `/ENV` (ephctrl's Tilt URL template is
 //! `http://127.0.0.1:TILT/{env}`). The app page names the env's repo, branch and Tiltfile; both
-//! ports echo WebSockets and, like Tilt, accept one only when `Origin` matches `Host`.
+//! ports echo WebSockets and, like Tilt, accept one only when `Origin` matches `Host`. When a
+//! runner pod becomes Ready, a Tilt start's lines are written as its tilt-upper container's
+//! output, so the dashboard's setup logs read as they would in a cluster.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
+use devcluster::workloads::ContainerOutput;
 use ephemerator_core::cluster::reflected_watch;
 use ephemerator_core::hosts::parse_env_port_host;
 use ephemerator_core::labels::OWNER_NAME_LABEL;
@@ -83,12 +86,14 @@ impl SimulatedRunners {
     }
 }
 
-/// Starts the runners' listeners on 127.0.0.1 and follows the runner pods of `namespace`.
+/// Starts the runners' listeners on 127.0.0.1 and follows the runner pods of `namespace`,
+/// writing their Tilt output to `output`.
 pub async fn start(
     client: kube::Client,
     namespace: &str,
     ports: RunnerPorts,
     gateway_host: &str,
+    output: ContainerOutput,
 ) -> anyhow::Result<SimulatedRunners> {
     let envs: RunningEnvs = Arc::default();
     let mut tasks = Vec::new();
@@ -114,16 +119,41 @@ pub async fn start(
         |pod| pod.metadata.managed_fields = None,
     );
     let followed = envs.clone();
+    let mut printed: HashSet<String> = HashSet::new();
     tasks.push(tokio::spawn(events.for_each(move |_| {
-        let running: HashMap<String, RunningEnv> = store
-            .state()
-            .iter()
-            .filter_map(|pod| running_env(pod))
-            .collect();
+        let mut running = HashMap::new();
+        for pod in store.state() {
+            let Some((name, env)) = running_env(&pod) else {
+                continue;
+            };
+            if let Some(uid) = pod.metadata.uid.as_deref()
+                && printed.insert(uid.to_string())
+            {
+                output.append(uid, TILT_UPPER, &tilt_start(&env, ports));
+            }
+            running.insert(name, env);
+        }
         *write(&followed) = running;
         futures::future::ready(())
     })));
     Ok(SimulatedRunners { envs, tasks })
+}
+
+/// What Tilt prints as it starts, for the setup logs.
+fn tilt_start(env: &RunningEnv, ports: RunnerPorts) -> String {
+    format!(
+        "Cloning {repo} at {branch}\n\
+         Tilt started on http://localhost:{tilt}/ (simulated by the local run)\n\
+         Initial Build\n\
+         Loading Tiltfile at: {path}\n\
+         Successfully loaded Tiltfile\n\
+         web │ Serving on http://localhost:{web}/\n",
+        repo = env.repo,
+        branch = env.branch,
+        path = env.path,
+        tilt = ports.tilt,
+        web = ports.web,
+    )
 }
 
 /// The env a Ready, not terminating runner pod runs, from its labels and tilt-upper's

@@ -78,7 +78,7 @@ async fn a_browser_goes_from_the_form_to_the_env_and_back() {
         .until(
             "the setup logs",
             "return Array.from(document.querySelectorAll('pre.log')) \
-             .some(function (p) { return p.textContent.includes('container tilt-upper started'); })",
+             .some(function (p) { return p.textContent.includes('Successfully loaded Tiltfile'); })",
         )
         .await;
     browser.screenshot("logs").await;

@@ -1,10 +1,58 @@
 //! `pods/log`: what a simulated container "printed", and the real server's errors for
 //! containers that do not exist or have not started.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
 
 use super::pods::container_names;
 use crate::error::ApiError;
+
+/// What programs in-process wrote as containers' output (a local run's simulated runner, say),
+/// by pod uid and container name; shown after the simulated kubelet's lines in `pods/log`.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerOutput {
+    lines: Arc<Mutex<HashMap<(String, String), String>>>,
+}
+
+impl ContainerOutput {
+    /// Appends `text` (lines ending in newlines) to the output of `container` in the pod `uid`.
+    pub fn append(&self, uid: &str, container: &str, text: &str) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines
+            .entry((uid.to_string(), container.to_string()))
+            .or_default()
+            .push_str(text);
+    }
+
+    /// What was written for `container` of the pod `uid`.
+    fn written(&self, uid: &str, container: &str) -> Option<String> {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines
+            .get(&(uid.to_string(), container.to_string()))
+            .cloned()
+    }
+
+    /// `out` (the simulated kubelet's lines for `pod`'s `container`) with what was written.
+    pub fn after(&self, pod: &Value, container: Option<&str>, mut out: String) -> String {
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let name = match container.filter(|c| !c.is_empty()) {
+            Some(name) => name.to_string(),
+            None => container_names(pod, "containers")
+                .first()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        };
+        if let Some(written) = self.written(uid, &name) {
+            out.push_str(&written);
+        }
+        out
+    }
+}
 
 /// The container named `name` in the pod's spec, from any of its container lists.
 fn find_container<'a>(pod: &'a Value, name: &str) -> Option<(&'static str, &'a Value)> {
