@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use ephdash::identity::IdentitySource;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 
 /// Runs git in `dir`, failing the test on error.
 fn git(dir: &Path, args: &[&str]) {
@@ -116,67 +115,9 @@ async fn answer(root: &Path, seen: &Seen, request: Request<Incoming>) -> Respons
     if path.starts_with("/silent.git") {
         std::future::pending::<()>().await;
     }
-    cgi(root, request).await
-}
-
-/// `git http-backend` as a CGI program, as a web server would run it.
-async fn cgi(root: &Path, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut command = tokio::process::Command::new("git");
-    command
-        .arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_PROJECT_ROOT", root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", root)
-        .env("REQUEST_METHOD", request.method().as_str())
-        .env("PATH_INFO", request.uri().path())
-        .env("QUERY_STRING", request.uri().query().unwrap_or(""))
-        .env("CONTENT_TYPE", header("content-type"))
-        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
-        .env("GIT_PROTOCOL", header("git-protocol"))
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let body = request.into_body().collect().await.unwrap().to_bytes();
-    let mut child = command.spawn().expect("git http-backend runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&body).await.unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    let raw = output.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
-        .expect("CGI headers");
-    let head = String::from_utf8_lossy(&raw[..split.0]).into_owned();
-    let mut response = Response::builder();
-    for line in head.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("status") {
-            let code: u16 = value.trim()[..3].parse().unwrap();
-            response = response.status(code);
-        } else {
-            response = response.header(name.trim(), value.trim());
-        }
-    }
-    response
-        .body(Full::new(Bytes::copy_from_slice(&raw[split.0 + split.1..])))
-        .unwrap()
+    ephlocal::git_host::cgi(root, request)
+        .await
+        .expect("git http-backend answers")
 }
 
 fn config(addr: SocketAddr) -> String {

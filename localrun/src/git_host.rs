@@ -127,8 +127,9 @@ pub async fn serve(listener: TcpListener, root: PathBuf) {
     }
 }
 
-/// One request through `git http-backend`.
-async fn cgi(root: &Path, request: Request<Incoming>) -> anyhow::Result<Response<Full<Bytes>>> {
+/// One request through `git http-backend`, run as a CGI program for the repositories under
+/// `root` (also what the dashboard's discovery tests serve their repositories with).
+pub async fn cgi(root: &Path, request: Request<Incoming>) -> anyhow::Result<Response<Full<Bytes>>> {
     let header = |name: &str| {
         request
             .headers()

@@ -2,20 +2,10 @@
 //! stops everything, leaving nothing listening.
 
 use std::process::Stdio;
-use std::time::Duration;
 
+use ephemerator_testkit::{DEADLINE, free_port};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn it_prints_the_url_serves_it_and_ctrl_c_stops_everything() {

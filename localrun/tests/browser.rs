@@ -11,17 +11,9 @@ use std::time::Duration;
 
 use ephemerator_testkit::fantoccini::Locator;
 use ephemerator_testkit::fantoccini::key::Key;
-use ephemerator_testkit::{Browser, DEADLINE, MARK, MARKED};
+use ephemerator_testkit::{Browser, DEADLINE, MARK, MARKED, free_port};
 use ephlocal::{LocalSettings, RunnerPorts};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn a_browser_goes_from_the_form_to_the_env_and_back() {

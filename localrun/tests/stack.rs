@@ -2,10 +2,10 @@
 //! an env created from the form, Ready with its ports discovered from the simulated runner,
 //! its app page and a WebSocket through the gateway, deleted, and envs kept across a restart.
 
-use std::future::Future;
 use std::time::Duration;
 
 use ephemerator_core::{EnvStatus, Phase};
+use ephemerator_testkit::{free_port, wait_for};
 use ephlocal::{LocalSettings, LocalStack, RunnerPorts};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
@@ -16,34 +16,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn settings(data: &std::path::Path, ports: RunnerPorts, git_port: u16) -> LocalSettings {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,7 +1,8 @@
 //! Test support shared by the browser tests of the dashboard and of the local stack: headless
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`, which
 //! `scripts/test.sh` installs; without them a test fails rather than skipping), and the steps a
-//! person takes on the dashboard's create form.
+//! person takes on the dashboard's create form; and the waiting and port helpers every
+//! integration test uses.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,6 +19,34 @@ pub use fantoccini;
 
 /// How long any one step may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
+/// Polls `check` every 25 ms until it gives a value; fails the test after [`DEADLINE`]
+/// naming `what`. The one way tests wait for a condition (never a fixed sleep).
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A loopback port free at the time of asking (for servers a test must name up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
 /// A desktop viewport.
 pub const DESKTOP: (u32, u32) = (1280, 900);
 /// A phone viewport.

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use devcluster::DevCluster;
@@ -18,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use ephemerator_testkit::DEADLINE;
 pub const HTML_REPO: &str = "https://github.com/tilt-dev/tilt-example-html";
 pub const HOST: &str = "preview.localhost";
 
@@ -197,21 +196,4 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
-/// Polls `check` until it yields a value; fails the test after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use ephemerator_testkit::wait_for;

@@ -1,7 +1,8 @@
 //! The gateway on free ports with a devcluster behind it, stand-ins for what it talks to (an
 //! env's HTTP, server-sent-event and WebSocket servers, and oauth2-proxy following its
 //! documented `/oauth2/auth` contract), and a small HTTP client that can send any Host.
-#![allow(dead_code)]
+// Each test file uses a part of this module.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,29 +31,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use ephemerator_testkit::DEADLINE;
 pub const GATEWAY_HOST: &str = "preview.localhost";
 pub const NAMESPACE: &str = "default";
 pub const COOKIE: &str = "_oauth2_proxy";
 
-/// Polls `check` until it gives a value; fails the test after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use ephemerator_testkit::wait_for;
 
 pub async fn devcluster() -> DevCluster {
     DevCluster::builder()
