@@ -68,8 +68,9 @@ pub fn sample_repo_url(git_port: u16) -> String {
 }
 
 /// The config of local runs: the sample repository (branches and Tiltfiles discovered from
-/// it), then upstream's tilt-dev examples with fixed branches and Tiltfiles (so the form works
-/// offline), three envs per user, Tilt on the simulated port.
+/// it), then upstream's seven tilt-dev examples with their default branch and Tiltfile listed
+/// (so the form works offline: listed values are used as they are, never discovered), three
+/// envs per user, Tilt on the simulated port.
 pub fn config(runner_ports: RunnerPorts, git_port: u16) -> anyhow::Result<Config> {
     let examples = [
         ("tilt-example-html", "0-base/Tiltfile"),
@@ -78,12 +79,13 @@ pub fn config(runner_ports: RunnerPorts, git_port: u16) -> anyhow::Result<Config
         ("tilt-example-java", "0-base/Tiltfile"),
         ("tilt-example-go", "0-base/Tiltfile"),
         ("tilt-example-nodejs", "0-base/Tiltfile"),
+        ("tilt", "Tiltfile"),
     ];
     let mut repos = format!("    - url: {}\n", sample_repo_url(git_port));
     for (name, path) in examples {
         repos.push_str(&format!(
             "    - url: https://github.com/tilt-dev/{name}\n      branches: [master]\n      \
-             paths: [{path}, 1-measured/Tiltfile]\n"
+             paths: [{path}]\n"
         ));
     }
     let yaml = format!(
