@@ -23,6 +23,9 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # The manifests and Dockerfiles: rendered, validated against the Kubernetes schemas, linted.
 ./scripts/check-deploy.sh
 
+# The real control plane the realcluster tests run against, built once before they start.
+time ./scripts/build-testcluster.sh
+
 # The doc tests nextest does not run, then every test of every crate (unit, integration, property
 # tests); nextest's summary is the last line.
 cargo test --workspace --doc

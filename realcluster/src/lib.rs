@@ -1,0 +1,289 @@
+//! The real Kubernetes control plane for tests: `testcluster/`'s etcd, kube-apiserver (RBAC
+//! authorization, as on a real cluster) and kube-controller-manager, each its own process on
+//! free loopback ports with its data in a temporary directory. [`RealCluster::start`] builds the
+//! binary when needed (Go, cached by `go build`), makes the certificates and service-account
+//! keys, starts the processes and waits for `/readyz`; everything stops on drop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rcgen::{CertificateParams, DnType, IsCa, KeyPair, SanType};
+use tokio::process::{Child, Command};
+
+/// The Kubernetes version testcluster pins.
+pub const VERSION: &str = "v1.36.3";
+/// Longest wait for the control plane to answer `/readyz`.
+const READY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A running control plane.
+pub struct RealCluster {
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+    controller_manager: Child,
+    apiserver_port: u16,
+    etcd_port: u16,
+    kubeconfig: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `target/testcluster`, built by `scripts/build-testcluster.sh`. The test command runs the
+/// script before the tests; here it runs only when the binary is missing, because rebuilding
+/// over a binary another test is running fails. After changing `testcluster/`, run the script.
+pub async fn build_binary() -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let binary = root.join("target").join("testcluster");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    let status = Command::new("bash")
+        .arg(root.join("scripts/build-testcluster.sh"))
+        .status()
+        .await
+        .context("running scripts/build-testcluster.sh")?;
+    if !status.success() {
+        bail!("building testcluster/ failed: {status}");
+    }
+    Ok(binary)
+}
+
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    admin_cert: String,
+    admin_key: String,
+    sa_private: String,
+    sa_public: String,
+}
+
+fn pki() -> anyhow::Result<Pki> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "realcluster-ca");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate()?;
+    let mut server_params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
+    server_params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse()?));
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    let server = server_params.signed_by(&server_key, &issuer)?;
+
+    let admin_key = KeyPair::generate()?;
+    let mut admin_params = CertificateParams::new(Vec::<String>::new())?;
+    admin_params
+        .distinguished_name
+        .push(DnType::CommonName, "admin");
+    admin_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    let admin = admin_params.signed_by(&admin_key, &issuer)?;
+
+    let sa = KeyPair::generate()?;
+    Ok(Pki {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin.pem(),
+        admin_key: admin_key.serialize_pem(),
+        sa_private: sa.serialize_pem(),
+        sa_public: sa.public_key_pem(),
+    })
+}
+
+impl RealCluster {
+    /// Builds (if needed) and starts the control plane; ready to serve when it returns.
+    pub async fn start() -> anyhow::Result<RealCluster> {
+        let binary = build_binary().await?;
+        let dir = tempfile::tempdir()?;
+        let pki = pki()?;
+        let file = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text)?;
+            Ok(path)
+        };
+        file("ca.crt", &pki.ca)?;
+        file("apiserver.crt", &pki.server_cert)?;
+        file("apiserver.key", &pki.server_key)?;
+        file("sa.key", &pki.sa_private)?;
+        file("sa.pub", &pki.sa_public)?;
+        let (etcd_port, apiserver_port) = (free_port()?, free_port()?);
+        let kubeconfig = file(
+            "admin.kubeconfig",
+            &kubeconfig_yaml(apiserver_port, &pki.ca, &pki.admin_cert, &pki.admin_key),
+        )?;
+        let etcd = spawn_etcd(&binary, dir.path(), etcd_port)?;
+        let apiserver = spawn_apiserver(&binary, dir.path(), etcd_port, apiserver_port)?;
+        let controller_manager = Command::new(&binary)
+            .arg("kube-controller-manager")
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .args(["--leader-elect=false", "--secure-port=0"])
+            .arg("--controllers=garbage-collector-controller,deployment-controller,replicaset-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller")
+            .arg(format!("--service-account-private-key-file={}", dir.path().join("sa.key").display()))
+            .arg(format!("--root-ca-file={}", dir.path().join("ca.crt").display()))
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "kube-controller-manager.log")?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting kube-controller-manager")?;
+        let cluster = RealCluster {
+            dir,
+            binary,
+            etcd,
+            apiserver,
+            controller_manager,
+            apiserver_port,
+            etcd_port,
+            kubeconfig,
+        };
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// A kubeconfig of the cluster's admin (`system:masters`), for kubectl.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A client as the cluster's admin.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let yaml = std::fs::read_to_string(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            Kubeconfig::from_yaml(&yaml)?,
+            &KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Stops the API server and starts it again on the same port and data.
+    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        self.apiserver.kill().await?;
+        self.apiserver = spawn_apiserver(
+            &self.binary,
+            self.dir.path(),
+            self.etcd_port,
+            self.apiserver_port,
+        )?;
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let started = Instant::now();
+        loop {
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            if let Ok(text) = client.request_text(request).await
+                && text.trim() == "ok"
+            {
+                return Ok(());
+            }
+            if started.elapsed() > READY_DEADLINE {
+                let log = std::fs::read_to_string(self.dir.path().join("kube-apiserver.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                bail!(
+                    "the API server was not ready within {READY_DEADLINE:?}; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for RealCluster {
+    fn drop(&mut self) {
+        for child in [
+            &mut self.controller_manager,
+            &mut self.apiserver,
+            &mut self.etcd,
+        ] {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    Ok(std::fs::File::create(dir.join(name))?)
+}
+
+fn spawn_etcd(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let peer = free_port()?;
+    Command::new(binary)
+        .arg("etcd")
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls=http://127.0.0.1:{port}"))
+        .arg(format!("--advertise-client-urls=http://127.0.0.1:{port}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+        ))
+        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+        .arg("--unsafe-no-fsync")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "etcd.log")?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting etcd")
+}
+
+fn spawn_apiserver(binary: &Path, dir: &Path, etcd: u16, port: u16) -> anyhow::Result<Child> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    Command::new(binary)
+        .arg("kube-apiserver")
+        .arg(format!("--etcd-servers=http://127.0.0.1:{etcd}"))
+        .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--tls-cert-file={}", path("apiserver.crt")))
+        .arg(format!("--tls-private-key-file={}", path("apiserver.key")))
+        .arg(format!("--client-ca-file={}", path("ca.crt")))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg(format!("--service-account-key-file={}", path("sa.pub")))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            path("sa.key")
+        ))
+        .args([
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+        ])
+        .arg("--allow-privileged=true")
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "kube-apiserver.log")?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kube-apiserver")
+}
+
+fn kubeconfig_yaml(port: u16, ca: &str, cert: &str, key: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: realcluster\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: realcluster\n  context:\n    cluster: realcluster\n    user: admin\n    namespace: default\ncurrent-context: realcluster\n",
+        BASE64.encode(ca),
+        BASE64.encode(cert),
+        BASE64.encode(key)
+    )
+}

@@ -1,0 +1,163 @@
+//! deploy/ against the real API server: every overlay applies with `kubectl apply
+//! --server-side`, and the real RBAC authorizer grants each binary's ServiceAccount exactly what
+//! its Role says: what it needs and nothing more (no Secrets, no writes for the gateway, nothing
+//! outside its namespace).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use realcluster::RealCluster;
+
+/// Runs kubectl as the cluster's admin; `(success, stdout + stderr)`.
+async fn kubectl(cluster: &RealCluster, args: &[&str]) -> (bool, String) {
+    let home = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("kubectl in time")
+        .expect("kubectl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Whether `account` (in namespace ephemerator) may `verb` `resource`, as the real authorizer
+/// answers (`kubectl auth can-i` impersonating it).
+async fn can(
+    cluster: &RealCluster,
+    account: &str,
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+) -> bool {
+    let user = format!("--as=system:serviceaccount:ephemerator:{account}");
+    let (_, answer) = kubectl(
+        cluster,
+        &["auth", "can-i", verb, resource, "-n", namespace, &user],
+    )
+    .await;
+    match answer.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i {verb} {resource} as {account}: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
+    let cluster = RealCluster::start().await.unwrap();
+    let overlays = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/overlays");
+    for overlay in ["prod", "dev"] {
+        let dir = overlays.join(overlay);
+        let (ok, out) = kubectl(
+            &cluster,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-k",
+                &dir.to_string_lossy(),
+            ],
+        )
+        .await;
+        assert!(ok, "{overlay}: {out}");
+        assert!(
+            out.contains("deployment.apps/ephgateway serverside-applied"),
+            "{overlay}: {out}"
+        );
+    }
+
+    // ephctrl: env ConfigMaps, its children, Events; never Secrets or pods/exec.
+    for (verb, resource) in [
+        ("watch", "configmaps"),
+        ("patch", "configmaps"),
+        ("delete", "configmaps"),
+        ("create", "deployments.apps"),
+        ("patch", "services"),
+        ("create", "ingresses.networking.k8s.io"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(
+            can(&cluster, "ephctrl", verb, resource, "ephemerator").await,
+            "ephctrl {verb} {resource}"
+        );
+    }
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("create", "configmaps"),
+        ("create", "pods/exec"),
+        ("list", "pods"),
+    ] {
+        assert!(
+            !can(&cluster, "ephctrl", verb, resource, "ephemerator").await,
+            "ephctrl {verb} {resource}"
+        );
+    }
+
+    // ephdash: ConfigMaps (no update), pods and logs read, Events read.
+    for (verb, resource) in [
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+        ("delete", "configmaps"),
+        ("list", "pods"),
+        ("get", "pods/log"),
+        ("watch", "events.events.k8s.io"),
+    ] {
+        assert!(
+            can(&cluster, "ephdash", verb, resource, "ephemerator").await,
+            "ephdash {verb} {resource}"
+        );
+    }
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("update", "configmaps"),
+        ("create", "pods/exec"),
+        ("delete", "pods"),
+    ] {
+        assert!(
+            !can(&cluster, "ephdash", verb, resource, "ephemerator").await,
+            "ephdash {verb} {resource}"
+        );
+    }
+
+    // ephgateway: reads env ConfigMaps; writes nothing, reads no Secrets or Services.
+    for verb in ["get", "list", "watch"] {
+        assert!(can(&cluster, "ephgateway", verb, "configmaps", "ephemerator").await);
+    }
+    for (verb, resource) in [
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+        ("delete", "configmaps"),
+        ("get", "secrets"),
+        ("get", "services"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(
+            !can(&cluster, "ephgateway", verb, resource, "ephemerator").await,
+            "ephgateway {verb} {resource}"
+        );
+    }
+
+    // Nobody reaches outside the namespace.
+    for account in ["ephctrl", "ephdash", "ephgateway"] {
+        assert!(
+            !can(&cluster, account, "list", "configmaps", "default").await,
+            "{account}"
+        );
+        assert!(
+            !can(&cluster, account, "list", "configmaps", "kube-system").await,
+            "{account}"
+        );
+    }
+}
