@@ -19,3 +19,19 @@ async fn it_serves_as_the_real_api_server() {
     api.create(&PostParams::default(), &cm).await.unwrap();
     assert_eq!(api.get("hello").await.unwrap().data.unwrap()["a"], "b");
 }
+
+#[tokio::test]
+async fn the_api_server_restarts_on_the_same_port_with_its_data() {
+    let mut cluster = RealCluster::start().await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let api = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kept"},
+        "data": {"k": "v"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    cluster.restart_apiserver().await.unwrap();
+    // The same client (same address) works again, and etcd kept the object.
+    assert_eq!(api.get("kept").await.unwrap().data.unwrap()["k"], "v");
+}
