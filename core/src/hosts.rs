@@ -22,19 +22,22 @@ pub fn env_port_host(port: u16, env_name: &str, gateway_host: &str) -> String {
 /// `PORT---ENV.<gateway_host>`. `None` for the bare gateway host, other domains, a port that is
 /// not a canonical number in 1..=65535, or an env part that is not a valid env name.
 pub fn parse_env_port_host(host: &str, gateway_host: &str) -> Option<EnvPortHost> {
-    let host = strip_port(host).to_ascii_lowercase();
-    let gateway_host = gateway_host.to_ascii_lowercase();
-    let label = host.strip_suffix(&gateway_host)?.strip_suffix('.')?;
+    // The gateway asks this for every request: compare in place, allocate only the name.
+    let host = strip_port(host);
+    let cut = host.len().checked_sub(gateway_host.len() + 1)?;
+    let (label, rest) = host.split_at_checked(cut)?;
+    let domain = rest.strip_prefix('.')?;
+    if !domain.eq_ignore_ascii_case(gateway_host) {
+        return None;
+    }
     let (port, env_name) = label.split_once("---")?;
     let canonical = !port.is_empty()
         && port.len() <= 5
         && port.bytes().all(|b| b.is_ascii_digit())
         && !port.starts_with('0');
     let port: u16 = port.parse().ok().filter(|_| canonical)?;
-    is_valid_env_name(env_name).then(|| EnvPortHost {
-        port,
-        env_name: env_name.to_string(),
-    })
+    let env_name = env_name.to_ascii_lowercase();
+    is_valid_env_name(&env_name).then_some(EnvPortHost { port, env_name })
 }
 
 /// Whether `host` (an optional `:port` suffix ignored) is the bare gateway host: the dashboard.

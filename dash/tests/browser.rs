@@ -164,18 +164,8 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
             Locator::Css(&format!("{row} form[action$='/delete'] button")),
         )
         .await;
-    let until = tokio::time::Instant::now() + DEADLINE;
-    let question = loop {
-        match browser.client.get_alert_text().await {
-            Ok(text) => break text,
-            Err(error) if error.is_no_such_alert() && tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("waiting for the confirm dialog: {error}"),
-        }
-    };
+    let question = browser.accept_confirm().await;
     assert_eq!(question, format!("Delete {ENV}?"));
-    browser.client.accept_alert().await.unwrap();
     browser
         .until(
             "the notice of the deletion",

@@ -110,6 +110,8 @@ pub type AuthClient = Client<HttpConnector, Empty<Bytes>>;
 /// Checks requests as [`AuthMode`] says.
 pub struct Authenticator {
     mode: AuthMode,
+    /// The grant of `AuthMode::None`, shared rather than made per request.
+    anonymous: Arc<Grant>,
     timeout: Duration,
     cache: Mutex<GrantCache>,
     metrics: Arc<Metrics>,
@@ -120,6 +122,7 @@ impl Authenticator {
     pub fn new(mode: AuthMode, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Authenticator {
             mode,
+            anonymous: Arc::default(),
             timeout,
             cache: Mutex::new(HashMap::new()),
             metrics,
@@ -155,7 +158,7 @@ impl Authenticator {
             cache_ttl,
         } = &self.mode
         else {
-            return Verdict::Allowed(Arc::new(Grant::default()));
+            return Verdict::Allowed(self.anonymous.clone());
         };
         // Without a session cookie oauth2-proxy can only say 401: spare it the question.
         let Some(cookies) = session_cookies(subject.headers, cookie_name) else {

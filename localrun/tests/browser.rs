@@ -143,16 +143,8 @@ async fn a_browser_goes_from_the_form_to_the_env_and_back() {
             Locator::Css(&format!("#env-{env} form[action$='/delete'] button")),
         )
         .await;
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match browser.client.accept_alert().await {
-            Ok(()) => break,
-            Err(error) if error.is_no_such_alert() && tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("waiting for the confirm dialog: {error}"),
-        }
-    }
+    let question = browser.accept_confirm().await;
+    assert_eq!(question, format!("Delete {env}?"));
     browser
         .until(
             "the env gone from the list",

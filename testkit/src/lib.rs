@@ -319,6 +319,27 @@ impl Browser {
         }
     }
 
+    /// Accepts the confirmation dialog the page opens (a `confirm()`, e.g. htmx's
+    /// `hx-confirm`) once it is there, and returns its question.
+    pub async fn accept_confirm(&self) -> String {
+        let until = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match self.client.get_alert_text().await {
+                Ok(question) => {
+                    self.client
+                        .accept_alert()
+                        .await
+                        .expect("the dialog accepted");
+                    return question;
+                }
+                Err(error) if error.is_no_such_alert() && tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("waiting for the confirm dialog: {error}"),
+            }
+        }
+    }
+
     pub async fn type_into(&self, css: &str, keys: &str) {
         match self.client.find(Locator::Css(css)).await {
             Ok(field) => {
