@@ -5,6 +5,11 @@
 //	testcluster etcd [etcd flags]
 //	testcluster kube-apiserver [kube-apiserver flags]
 //	testcluster kube-controller-manager [kube-controller-manager flags]
+//	testcluster kube-scheduler [kube-scheduler flags]
+//	testcluster kwok [kwok flags]
+//
+// kwok plays the kubelet of fake nodes: with no --config it runs kwok's own default stages
+// (node initialise and lease heartbeat; pod ready, complete, delete), the set kwokctl uses.
 package main
 
 import (
@@ -15,11 +20,12 @@ import (
 	"k8s.io/component-base/cli"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testcluster etcd|kube-apiserver|kube-controller-manager [flags]")
+		fmt.Fprintln(os.Stderr, "usage: testcluster etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok [flags]")
 		os.Exit(2)
 	}
 	role, args := os.Args[1], os.Args[2:]
@@ -34,6 +40,12 @@ func main() {
 		command := controllermanager.NewControllerManagerCommand()
 		command.SetArgs(args)
 		os.Exit(cli.Run(command))
+	case "kube-scheduler":
+		command := scheduler.NewSchedulerCommand()
+		command.SetArgs(args)
+		os.Exit(cli.Run(command))
+	case "kwok":
+		os.Exit(runKwok(args))
 	default:
 		fmt.Fprintf(os.Stderr, "testcluster: unknown role %q\n", role)
 		os.Exit(2)

@@ -1,8 +1,10 @@
 //! The real Kubernetes control plane for tests: `testcluster/`'s etcd, kube-apiserver (RBAC
-//! authorization, as on a real cluster) and kube-controller-manager, each its own process on
-//! free loopback ports with its data in a temporary directory. [`RealCluster::start`] builds the
-//! binary when needed (Go, cached by `go build`), makes the certificates and service-account
-//! keys, starts the processes and waits for `/readyz`; everything stops on drop.
+//! authorization, as on a real cluster), kube-controller-manager and kube-scheduler, plus kwok
+//! as the kubelet of one fake node ([`NODE`]) so that pods get scheduled and become Ready. Each
+//! runs as its own process on free loopback ports with its data in a temporary directory.
+//! [`RealCluster::start`] builds the binary when needed (Go, cached by `go build`), makes the
+//! certificates and service-account keys, starts the processes, waits for `/readyz` and for the
+//! node to be Ready; everything stops on drop.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,14 +14,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rcgen::{CertificateParams, DnType, IsCa, KeyPair, SanType};
 use tokio::process::{Child, Command};
 
 /// The Kubernetes version testcluster pins.
 pub const VERSION: &str = "v1.36.3";
-/// Longest wait for the control plane to answer `/readyz`.
+/// Longest wait for the control plane to answer `/readyz`, and for the node to be Ready.
 const READY_DEADLINE: Duration = Duration::from_secs(120);
+/// The fake node kwok runs pods on.
+pub const NODE: &str = "kwok-node";
+/// The annotation kwok selects its nodes by.
+const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 
 /// A running control plane.
 pub struct RealCluster {
@@ -28,6 +35,8 @@ pub struct RealCluster {
     etcd: Child,
     apiserver: Child,
     controller_manager: Child,
+    scheduler: Child,
+    kwok: Child,
     apiserver_port: u16,
     etcd_port: u16,
     kubeconfig: PathBuf,
@@ -141,7 +150,7 @@ impl RealCluster {
             .arg("kube-controller-manager")
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .args(["--leader-elect=false", "--secure-port=0"])
-            .arg("--controllers=garbage-collector-controller,deployment-controller,replicaset-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller")
+            .arg("--controllers=garbage-collector-controller,node-lifecycle-controller,deployment-controller,replicaset-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller")
             .arg(format!("--service-account-private-key-file={}", dir.path().join("sa.key").display()))
             .arg(format!("--root-ca-file={}", dir.path().join("ca.crt").display()))
             .stdout(Stdio::null())
@@ -149,17 +158,41 @@ impl RealCluster {
             .kill_on_drop(true)
             .spawn()
             .context("starting kube-controller-manager")?;
+        let scheduler = Command::new(&binary)
+            .arg("kube-scheduler")
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .args(["--leader-elect=false", "--secure-port=0"])
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "kube-scheduler.log")?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting kube-scheduler")?;
+        let kwok = Command::new(&binary)
+            .arg("kwok")
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!(
+                "--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"
+            ))
+            .arg("--node-lease-duration-seconds=40")
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "kwok.log")?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting kwok")?;
         let cluster = RealCluster {
             dir,
             binary,
             etcd,
             apiserver,
             controller_manager,
+            scheduler,
+            kwok,
             apiserver_port,
             etcd_port,
             kubeconfig,
         };
         cluster.wait_ready().await?;
+        cluster.add_node().await?;
         Ok(cluster)
     }
 
@@ -191,6 +224,58 @@ impl RealCluster {
         self.wait_ready().await
     }
 
+    /// Registers the fake node and waits until kwok reports it Ready.
+    async fn add_node(&self) -> anyhow::Result<()> {
+        let nodes = kube::Api::<Node>::all(self.client().await?);
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": NODE,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "type": "kwok"},
+            },
+            "status": {
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            },
+        }))?;
+        nodes
+            .create(&kube::api::PostParams::default(), &node)
+            .await
+            .context("registering the fake node")?;
+        let started = Instant::now();
+        loop {
+            let node = nodes.get(NODE).await?;
+            let ready = node
+                .status
+                .and_then(|status| status.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|condition| condition.type_ == "Ready" && condition.status == "True");
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() > READY_DEADLINE {
+                bail!(
+                    "kwok did not make node {NODE} Ready within {READY_DEADLINE:?}; its log ends:\n{}",
+                    self.log_tail("kwok.log")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Where each process writes its log (`etcd.log`, `kube-apiserver.log`, …).
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last lines of one process's log, for error messages.
+    pub fn log_tail(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let client = self.client().await?;
         let started = Instant::now();
@@ -202,12 +287,9 @@ impl RealCluster {
                 return Ok(());
             }
             if started.elapsed() > READY_DEADLINE {
-                let log = std::fs::read_to_string(self.dir.path().join("kube-apiserver.log"))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
                 bail!(
                     "the API server was not ready within {READY_DEADLINE:?}; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    self.log_tail("kube-apiserver.log")
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -218,6 +300,8 @@ impl RealCluster {
 impl Drop for RealCluster {
     fn drop(&mut self) {
         for child in [
+            &mut self.kwok,
+            &mut self.scheduler,
             &mut self.controller_manager,
             &mut self.apiserver,
             &mut self.etcd,

@@ -1,7 +1,8 @@
 //! deploy/ against the real API server: every overlay applies with `kubectl apply
 //! --server-side`, and the real RBAC authorizer grants each binary's ServiceAccount exactly what
 //! its Role says: what it needs and nothing more (no Secrets, no writes for the gateway, nothing
-//! outside its namespace).
+//! outside its namespace); the Deployments' pods are scheduled on the fake node and become
+//! Ready.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -75,6 +76,50 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         assert!(
             out.contains("deployment.apps/ephgateway serverside-applied"),
             "{overlay}: {out}"
+        );
+    }
+
+    // Every Deployment rolls out: the scheduler places its pods on kwok's node, which reports
+    // them Running and Ready, as a kubelet would.
+    let (ok, out) = kubectl(
+        &cluster,
+        &[
+            "rollout",
+            "status",
+            "deployment",
+            "-n",
+            "ephemerator",
+            "--timeout=100s",
+        ],
+    )
+    .await;
+    assert!(ok, "rollout: {out}\nkwok: {}", cluster.log_tail("kwok.log"));
+    for deployment in ["ephctrl", "ephdash", "ephgateway", "oauth2-proxy"] {
+        assert!(
+            out.contains(&format!(
+                "deployment \"{deployment}\" successfully rolled out"
+            )),
+            "{deployment}: {out}"
+        );
+    }
+    let (ok, pods) = kubectl(
+        &cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "ephemerator",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/component} {.spec.nodeName} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ],
+    )
+    .await;
+    assert!(ok, "{pods}");
+    for deployment in ["ephctrl", "ephdash", "ephgateway", "oauth2-proxy"] {
+        let line = format!("{deployment} {} True", realcluster::NODE);
+        assert!(
+            pods.lines().any(|l| l == line),
+            "no ready {deployment} pod: {pods}"
         );
     }
 
