@@ -370,7 +370,7 @@ fn handle(req: &HttpRequest, body: &[u8], state: &ApiState) -> Result<HttpRespon
                 "PatchOptions",
             )?;
             if kind == patch::PatchKind::Apply {
-                field_validation::check_apply_configuration(rt, ns, name, body)?;
+                field_validation::check_apply_configuration(rt, name, body)?;
             }
             let now = ids::now_rfc3339();
             let preq = patch::PatchRequest {
@@ -624,6 +624,26 @@ fn list_response(
     Ok(list_body_response(rt, &page, token))
 }
 
+/// One list item as the real server writes it: without `apiVersion` and `kind`, which the
+/// list's own fields carry.
+struct ListItem<'a>(&'a Value);
+
+impl serde::Serialize for ListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let Value::Object(fields) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in fields {
+            if key != "apiVersion" && key != "kind" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
 /// Serialises a list without copying the objects into a new tree.
 fn list_body_response(rt: &ResourceType, page: &ListPage, token: Option<String>) -> HttpResponse {
     let mut out: Vec<u8> = Vec::with_capacity(64 + page.items.len() * 512);
@@ -646,7 +666,7 @@ fn list_body_response(rt: &ResourceType, page: &ListPage, token: Option<String>)
         if i > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, &**item);
+        let _ = serde_json::to_writer(&mut out, &ListItem(item));
     }
     out.extend_from_slice(b"]}");
     HttpResponse::Ok()

@@ -131,6 +131,16 @@ impl ApiError {
         }
     }
 
+    /// 422: a patch's result failed strict decoding. The real server names neither kind nor
+    /// object, and quotes the whole patched object (before unknown fields were dropped).
+    pub fn invalid_patch_result(patched: &str, problem: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!(" \"\" is invalid: patch: Invalid value: {patched:?}: {problem}"),
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

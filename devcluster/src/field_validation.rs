@@ -234,10 +234,10 @@ fn continuation(path: &str) -> String {
 
 /// Checks an apply configuration against the type's schema: any unknown field fails the
 /// request, whatever `fieldValidation` says (the configuration becomes a typed value). The
-/// real server answers 500 with this message (kubernetes/kubernetes#139253).
+/// real server answers 500 with this message (kubernetes/kubernetes#139253), naming the object
+/// by the configuration's own namespace (empty when it has none), not the URL's.
 pub fn check_apply_configuration(
     rt: &ResourceType,
-    namespace: Option<&str>,
     name: &str,
     body: &[u8],
 ) -> Result<(), ApiError> {
@@ -264,12 +264,15 @@ pub fn check_apply_configuration(
         many => format!("errors:\n  {}", many.join("\n  ")),
     };
     let (group, version) = (rt.group, rt.version);
+    let namespace = config
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     Err(ApiError::new(
         500,
         "",
         format!(
-            "failed to create typed patch object ({}/{name}; {group}/{version}, Kind={}): {detail}",
-            namespace.unwrap_or(""),
+            "failed to create typed patch object ({namespace}/{name}; {group}/{version}, Kind={}): {detail}",
             rt.kind
         ),
     ))
@@ -403,13 +406,12 @@ mod tests {
     fn apply_errors_name_list_items_by_key_like_the_real_server() {
         let deploy = lookup("apps", "v1", "deployments").expect("served");
         let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web"},
+            "metadata": {"name": "web", "namespace": "default"},
             "spec": {"template": {"spec": {"containers": [
                 {"name": "a", "image": "x"}, {"name": "b", "image": "y", "imagePullPolicyy": "Always"}]}},
                 "foo": 1}});
         let err =
-            check_apply_configuration(deploy, Some("default"), "web", body.to_string().as_bytes())
-                .unwrap_err();
+            check_apply_configuration(deploy, "web", body.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.code, 500);
         assert_eq!(
             err.message,
@@ -417,12 +419,12 @@ mod tests {
         );
         let cm = lookup("", "v1", "configmaps").expect("served");
         let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\nfoo: bar\n";
-        let err = check_apply_configuration(cm, Some("ns"), "x", yaml).unwrap_err();
+        let err = check_apply_configuration(cm, "x", yaml).unwrap_err();
         assert_eq!(
             err.message,
-            "failed to create typed patch object (ns/x; /v1, Kind=ConfigMap): .foo: field not declared in schema"
+            "failed to create typed patch object (/x; /v1, Kind=ConfigMap): .foo: field not declared in schema"
         );
         let ok = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  k: v\n";
-        assert!(check_apply_configuration(cm, Some("ns"), "x", ok).is_ok());
+        assert!(check_apply_configuration(cm, "x", ok).is_ok());
     }
 }

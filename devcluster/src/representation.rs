@@ -233,7 +233,8 @@ fn table_of(
         .map(|obj| {
             let mut row = json!({"cells": table::cells(rt, obj, now)});
             match include {
-                IncludeObject::None => {}
+                // The real server writes the field, as null.
+                IncludeObject::None => row["object"] = Value::Null,
                 IncludeObject::Metadata => row["object"] = partial_metadata(api_version, obj),
                 IncludeObject::Object => row["object"] = (**obj).clone(),
             }

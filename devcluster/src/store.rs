@@ -259,7 +259,7 @@ impl Store {
     /// Creates `default`, `kube-system` and `kube-public` if missing.
     pub fn ensure_system_namespaces(&self) {
         let (_, ns_rt) = namespace_type();
-        for name in ["default", "kube-system", "kube-public"] {
+        for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
             let obj = json!({"metadata": {"name": name}});
             match self.create(ns_rt, None, obj, "devcluster") {
                 Ok(_) => {}
@@ -498,7 +498,13 @@ impl Store {
         {
             let problems = field_validation::prune(rt, &mut patched);
             if !problems.is_empty() {
-                warnings = problems.resolve(directive, ApiError::bad_request)?;
+                warnings = problems.resolve(directive, |problem| {
+                    // Only on this failure path: the patch again, for the unpruned result.
+                    let unpruned = patch::apply_patch(req, Some(old))
+                        .map(|value| value.to_string())
+                        .unwrap_or_default();
+                    ApiError::invalid_patch_result(&unpruned, &problem)
+                })?;
                 // The patch's manager owns what was kept, not the fields dropped.
                 let m = meta::metadata_mut(&mut patched);
                 match old.pointer("/metadata/managedFields") {

@@ -54,7 +54,7 @@ const AGE: Column = col(
 /// The columns of `rt`'s Tables, in order.
 pub fn columns(rt: &ResourceType) -> Vec<Column> {
     match (rt.group, rt.kind) {
-        ("", "ConfigMap") => vec![NAME, col("Data", "integer", "Number of data keys"), AGE],
+        ("", "ConfigMap") => vec![NAME, col("Data", "string", "Number of data keys"), AGE],
         ("", "Secret") => vec![
             NAME,
             col("Type", "string", "The type of the secret"),

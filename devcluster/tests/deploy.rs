@@ -8,7 +8,6 @@ mod common;
 use std::path::Path;
 
 use common::kubectl_stdout;
-use devcluster::DevCluster;
 
 #[tokio::test]
 async fn every_overlay_applies_server_side() {
@@ -25,7 +24,7 @@ async fn every_overlay_applies_server_side() {
     );
     for name in names {
         // A fresh cluster for each overlay, as a fresh team would have.
-        let cluster = DevCluster::start().await.unwrap();
+        let cluster = common::Server::start_dev().await;
         let overlay = overlays.join(&name);
         let applied = kubectl_stdout(
             &cluster,

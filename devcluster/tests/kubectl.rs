@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::wait_for_within;
-use devcluster::DevCluster;
+use common::{Server, on_both_servers, wait_for_within};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -34,7 +33,7 @@ struct Kubectl {
 
 impl Kubectl {
     /// Panics when kubectl is not installed: these tests must not pass by testing nothing.
-    fn new(cluster: &DevCluster) -> Kubectl {
+    fn new(cluster: &Server) -> Kubectl {
         let binary = std::env::var_os("KUBECTL")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
@@ -131,12 +130,25 @@ impl Kubectl {
     }
 }
 
-/// Starts a devcluster and kubectl for it; None (test skipped) without kubectl.
-async fn setup() -> (DevCluster, Kubectl) {
-    let cluster = DevCluster::start().await.expect("devcluster starts");
+/// Starts a devcluster and kubectl for it (for the tests of devcluster only).
+async fn setup() -> (Server, Kubectl) {
+    let cluster = Server::start_dev().await;
     let kubectl = Kubectl::new(&cluster);
     (cluster, kubectl)
 }
+
+on_both_servers!(
+    api_resources_and_versions_list_the_served_types,
+    apply_creates_then_updates_a_configmap_and_get_shows_it,
+    reapplying_a_deployment_removes_the_dropped_container,
+    server_side_apply_conflicts_between_managers_unless_forced,
+    delete_waits_until_the_object_is_gone,
+    get_watch_streams_a_change_made_meanwhile,
+    describe_shows_the_events_of_a_configmap,
+    explain_describes_configmap_fields_from_the_openapi,
+    apply_of_an_unknown_field_fails_naming_it,
+    scale_adds_a_pod_to_a_deployment,
+);
 
 /// The next line of a running command's output, before `deadline`.
 async fn next_line(
@@ -174,9 +186,8 @@ async fn version_reports_a_1_33_server() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_resources_and_versions_list_the_served_types() {
-    let (_cluster, kubectl) = setup().await;
+async fn api_resources_and_versions_list_the_served_types(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     let resources = kubectl.ok(&["api-resources", "--no-headers"]).await;
     let row = |name: &str| -> Vec<String> {
         resources
@@ -241,9 +252,8 @@ data:
   color: green
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_creates_then_updates_a_configmap_and_get_shows_it() {
-    let (_cluster, kubectl) = setup().await;
+async fn apply_creates_then_updates_a_configmap_and_get_shows_it(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     let created = kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -332,9 +342,8 @@ spec:
     yaml
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reapplying_a_deployment_removes_the_dropped_container() {
-    let (_cluster, kubectl) = setup().await;
+async fn reapplying_a_deployment_removes_the_dropped_container(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     kubectl
         .ok_with_input(&["apply", "-f", "-"], &web_deployment_yaml("one", true))
         .await;
@@ -352,9 +361,8 @@ async fn reapplying_a_deployment_removes_the_dropped_container() {
     assert_eq!(app["ports"][0]["containerPort"], 80);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_side_apply_conflicts_between_managers_unless_forced() {
-    let (_cluster, kubectl) = setup().await;
+async fn server_side_apply_conflicts_between_managers_unless_forced(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     let first = kubectl
         .ok_with_input(
             &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
@@ -406,9 +414,8 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_waits_until_the_object_is_gone() {
-    let (_cluster, kubectl) = setup().await;
+async fn delete_waits_until_the_object_is_gone(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -420,9 +427,8 @@ async fn delete_waits_until_the_object_is_gone() {
     assert!(again.contains("not found"), "{again}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_watch_streams_a_change_made_meanwhile() {
-    let (_cluster, kubectl) = setup().await;
+async fn get_watch_streams_a_change_made_meanwhile(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -445,9 +451,8 @@ async fn get_watch_streams_a_change_made_meanwhile() {
     watch.kill().await.expect("watch stopped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn describe_shows_the_events_of_a_configmap() {
-    let (cluster, kubectl) = setup().await;
+async fn describe_shows_the_events_of_a_configmap(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     kubectl
         .ok_with_input(&["apply", "-f", "-"], CONFIGMAP_V1)
         .await;
@@ -519,9 +524,8 @@ async fn logs_of_a_running_pod_are_shown() {
     assert!(bad.contains("nope"), "{bad}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_describes_configmap_fields_from_the_openapi() {
-    let (_cluster, kubectl) = setup().await;
+async fn explain_describes_configmap_fields_from_the_openapi(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     let explained = kubectl.ok(&["explain", "configmap"]).await;
     assert!(explained.contains("KIND:       ConfigMap"), "{explained}");
     assert!(explained.contains("VERSION:    v1"), "{explained}");
@@ -538,9 +542,8 @@ async fn explain_describes_configmap_fields_from_the_openapi() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_of_an_unknown_field_fails_naming_it() {
-    let (cluster, kubectl) = setup().await;
+async fn apply_of_an_unknown_field_fails_naming_it(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     let manifest =
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  k: v\nfoo: bar\n";
     let err = kubectl
@@ -565,9 +568,8 @@ async fn apply_of_an_unknown_field_fails_naming_it() {
     assert_eq!(cm["data"], json!({"k": "v"}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_adds_a_pod_to_a_deployment() {
-    let (cluster, kubectl) = setup().await;
+async fn scale_adds_a_pod_to_a_deployment(cluster: Server) {
+    let kubectl = Kubectl::new(&cluster);
     kubectl
         .ok_with_input(&["apply", "-f", "-"], &web_deployment_yaml("two", false))
         .await;

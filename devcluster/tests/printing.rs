@@ -1,4 +1,4 @@
-//! `kubectl get` output against a devcluster: the server prints Tables, so the columns are the
+//! `kubectl get` output against a devcluster (and the same test against the real API server): the server prints Tables, so the columns are the
 //! ones a real cluster shows, and label columns (`-L`, `--show-labels`) work.
 //!
 //! kubectl must be installed (as for tests/kubectl.rs): a missing one fails these tests.
@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{config_map, kubectl_stdout as kubectl};
-use devcluster::DevCluster;
+use common::{Server, config_map, kubectl_stdout as kubectl, on_both_servers};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
@@ -19,9 +18,9 @@ fn words(output: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
-#[tokio::test]
-async fn kubectl_get_prints_type_columns_and_labels() {
-    let c = DevCluster::start().await.expect("devcluster starts");
+on_both_servers!(kubectl_get_prints_type_columns_and_labels);
+
+async fn kubectl_get_prints_type_columns_and_labels(c: Server) {
     let cms: Api<ConfigMap> = Api::default_namespaced(c.client());
     cms.create(
         &PostParams::default(),

@@ -352,7 +352,7 @@ fn spawn_apiserver(binary: &Path, dir: &Path, etcd: u16, port: u16) -> anyhow::R
             path("sa.key")
         ))
         .args([
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.96.0.0/12",
             "--authorization-mode=RBAC",
         ])
         .arg("--allow-privileged=true")

@@ -1,5 +1,5 @@
 //! Helpers shared by devcluster's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use std::future::Future;
 use std::process::Stdio;
@@ -10,6 +10,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub(crate) use server::{Server, on_both_servers};
+
+mod server;
 
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -109,9 +113,10 @@ impl RawResponse {
     }
 }
 
-/// Sends one request with `Connection: close` and reads the whole response (not for watches).
+/// Sends one request and reads the whole response (not for watches). `head` is the status
+/// line and the headers, one per line.
 pub async fn raw(
-    cluster: &DevCluster,
+    cluster: &Server,
     method: &str,
     path: &str,
     content_type: &str,
@@ -128,14 +133,21 @@ pub async fn raw(
 }
 
 /// Like [`raw`], with any request headers (a watch must end by itself: `timeoutSeconds`).
+/// devcluster gets the bytes over plain TCP, with no client layer in between (kube's client
+/// retries a 429, for one); the real server, which needs TLS and credentials, gets them
+/// through its client.
 pub async fn raw_with_headers(
-    cluster: &DevCluster,
+    cluster: &Server,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> RawResponse {
-    let mut stream = tokio::net::TcpStream::connect(cluster.addr())
+    if cluster.is_real() {
+        return raw_through_client(cluster, method, path, headers, body).await;
+    }
+    let addr = cluster.devcluster().addr();
+    let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to devcluster");
     let extra: String = headers
@@ -143,8 +155,7 @@ pub async fn raw_with_headers(
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        cluster.addr(),
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream
@@ -170,9 +181,43 @@ pub async fn raw_with_headers(
     }
 }
 
+async fn raw_through_client(
+    cluster: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
+    use http_body_util::BodyExt as _;
+    let mut request = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(kube::client::Body::from(body.to_vec()))
+        .expect("a valid request");
+    let response = within("a raw response", cluster.client().send(request))
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let mut head = format!("HTTP/1.1 {}", response.status());
+    for (name, value) in response.headers() {
+        head.push_str(&format!("\r\n{name}: {}", value.to_str().unwrap_or("")));
+    }
+    let bytes = within("a raw response's body", response.into_body().collect())
+        .await
+        .expect("read body")
+        .to_bytes();
+    RawResponse {
+        status,
+        head,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
 /// Runs kubectl (`$KUBECTL`, else /usr/bin/kubectl) against `c` and returns its stdout, failing
 /// the test on error or after a minute.
-pub async fn kubectl_stdout(c: &DevCluster, args: &[&str]) -> String {
+pub async fn kubectl_stdout(c: &Server, args: &[&str]) -> String {
     let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
