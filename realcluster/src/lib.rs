@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rcgen::{CertificateParams, DnType, IsCa, KeyPair, SanType};
 use tokio::process::{Child, Command};
@@ -212,9 +213,91 @@ impl RealCluster {
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// Stops the API server and starts it again on the same port and data.
-    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+    /// A client authenticated as ServiceAccount `namespace/name`; see [`RealCluster::config_as`].
+    pub async fn client_as(&self, namespace: &str, name: &str) -> anyhow::Result<kube::Client> {
+        Ok(kube::Client::try_from(
+            self.config_as(namespace, name).await?,
+        )?)
+    }
+
+    /// The client configuration of ServiceAccount `namespace/name`, with a token from the
+    /// TokenRequest API, as a pod running under that account has: the real authorizer judges
+    /// its requests by the account's RoleBindings alone.
+    pub async fn config_as(&self, namespace: &str, name: &str) -> anyhow::Result<kube::Config> {
+        let accounts = kube::Api::<ServiceAccount>::namespaced(self.client().await?, namespace);
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        }))?;
+        let issued: TokenRequest = accounts
+            .create_subresource("token", name, &kube::api::PostParams::default(), &request)
+            .await
+            .with_context(|| format!("a token for ServiceAccount {namespace}/{name}"))?;
+        let token = issued
+            .status
+            .map(|status| status.token)
+            .context("the TokenRequest came back without a token")?;
+        let admin = Kubeconfig::from_yaml(&std::fs::read_to_string(&self.kubeconfig)?)?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(admin, &KubeConfigOptions::default()).await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        config.default_namespace = namespace.to_string();
+        Ok(config)
+    }
+
+    /// Runs kubectl as the cluster's admin and returns its output, or fails with it.
+    pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let home = tempfile::tempdir()?;
+        let run = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", home.path())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .with_context(|| format!("kubectl {args:?} took over two minutes"))?
+            .context("running kubectl")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!("kubectl {args:?} failed: {text}");
+        }
+        Ok(text)
+    }
+
+    /// Applies one overlay of `deploy/` (`dev`, `prod`, …) server-side, as an operator would.
+    pub async fn apply_overlay(&self, overlay: &str) -> anyhow::Result<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/overlays")
+            .join(overlay);
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            &dir.to_string_lossy(),
+        ])
+        .await
+    }
+
+    /// Stops the API server (etcd keeps the data); [`RealCluster::start_apiserver`] brings it
+    /// back on the same port.
+    pub async fn stop_apiserver(&mut self) -> anyhow::Result<()> {
         self.apiserver.kill().await?;
+        Ok(())
+    }
+
+    /// Starts the API server again after [`RealCluster::stop_apiserver`], and waits until it
+    /// is ready.
+    pub async fn start_apiserver(&mut self) -> anyhow::Result<()> {
         self.apiserver = spawn_apiserver(
             &self.binary,
             self.dir.path(),
@@ -222,6 +305,12 @@ impl RealCluster {
             self.apiserver_port,
         )?;
         self.wait_ready().await
+    }
+
+    /// Stops the API server and starts it again on the same port and data.
+    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        self.stop_apiserver().await?;
+        self.start_apiserver().await
     }
 
     /// Registers the fake node and waits until kwok reports it Ready.
