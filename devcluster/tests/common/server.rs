@@ -14,7 +14,7 @@ pub struct Server {
 
 enum Kind {
     Dev(DevCluster),
-    Real(RealCluster),
+    Real(Box<RealCluster>),
 }
 
 impl Server {
@@ -35,7 +35,7 @@ impl Server {
                 .client()
                 .await
                 .expect("a client of the real API server"),
-            kind: Kind::Real(cluster),
+            kind: Kind::Real(Box::new(cluster)),
         }
     }
 
