@@ -4,7 +4,6 @@
 //! outside its namespace); the Deployments' pods are scheduled on the fake node and become
 //! Ready.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -58,21 +57,8 @@ async fn can(
 #[tokio::test]
 async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
     let cluster = RealCluster::start().await.unwrap();
-    let overlays = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/overlays");
     for overlay in ["prod", "dev"] {
-        let dir = overlays.join(overlay);
-        let (ok, out) = kubectl(
-            &cluster,
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-k",
-                &dir.to_string_lossy(),
-            ],
-        )
-        .await;
-        assert!(ok, "{overlay}: {out}");
+        let out = cluster.apply_overlay(overlay).await.unwrap();
         assert!(
             out.contains("deployment.apps/ephgateway serverside-applied"),
             "{overlay}: {out}"
@@ -81,19 +67,17 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
 
     // Every Deployment rolls out: the scheduler places its pods on kwok's node, which reports
     // them Running and Ready, as a kubelet would.
-    let (ok, out) = kubectl(
-        &cluster,
-        &[
+    let out = cluster
+        .kubectl(&[
             "rollout",
             "status",
             "deployment",
             "-n",
             "ephemerator",
             "--timeout=100s",
-        ],
-    )
-    .await;
-    assert!(ok, "rollout: {out}\nkwok: {}", cluster.log_tail("kwok.log"));
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nkwok: {}", cluster.log_tail("kwok.log")));
     for deployment in ["ephctrl", "ephdash", "ephgateway", "oauth2-proxy"] {
         assert!(
             out.contains(&format!(
@@ -102,19 +86,17 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
             "{deployment}: {out}"
         );
     }
-    let (ok, pods) = kubectl(
-        &cluster,
-        &[
+    let pods = cluster
+        .kubectl(&[
             "get",
             "pods",
             "-n",
             "ephemerator",
             "-o",
             "jsonpath={range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/component} {.spec.nodeName} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
-        ],
-    )
-    .await;
-    assert!(ok, "{pods}");
+        ])
+        .await
+        .unwrap();
     for deployment in ["ephctrl", "ephdash", "ephgateway", "oauth2-proxy"] {
         let line = format!("{deployment} {} True", realcluster::NODE);
         assert!(
