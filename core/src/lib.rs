@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod config_change;
 pub mod env;
 pub mod errors;
 pub mod hosts;

@@ -30,8 +30,24 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The config a server runs on: the last good one. Cheap to clone; every clone sees reloads.
 #[derive(Clone)]
 pub struct LiveConfig {
-    current: watch::Receiver<Arc<Config>>,
+    current: watch::Receiver<InForce>,
     state: Arc<ReloadState>,
+}
+
+/// One config and its [`Config::digest`], swapped together.
+#[derive(Clone)]
+struct InForce {
+    config: Arc<Config>,
+    digest: u64,
+}
+
+impl InForce {
+    fn new(config: Config) -> InForce {
+        InForce {
+            digest: config.digest(),
+            config: Arc::new(config),
+        }
+    }
 }
 
 /// What the reloads did, for `/metrics` and the dashboard.
@@ -58,7 +74,7 @@ pub struct ReloadReport {
 impl LiveConfig {
     /// A config that never changes (tests, tools).
     pub fn fixed(config: Config) -> LiveConfig {
-        let (sender, current) = watch::channel(Arc::new(config));
+        let (sender, current) = watch::channel(InForce::new(config));
         // Kept open so that `changed()` waits forever rather than failing.
         std::mem::forget(sender);
         LiveConfig {
@@ -71,7 +87,7 @@ impl LiveConfig {
     /// `check_every` until every clone of the returned value is dropped. Needs a Tokio runtime.
     pub fn watch(path: impl Into<PathBuf>, initial: Config, check_every: Duration) -> LiveConfig {
         let path = path.into();
-        let (sender, current) = watch::channel(Arc::new(initial));
+        let (sender, current) = watch::channel(InForce::new(initial));
         let state = Arc::new(ReloadState::new());
         let seen = std::fs::read(&path).map(|bytes| sha256(&bytes)).ok();
         let mut watcher = FileWatcher {
@@ -96,14 +112,23 @@ impl LiveConfig {
     /// The config in force now. Hold the `Arc` for one request or one reconcile, so that it
     /// sees one config throughout.
     pub fn current(&self) -> Arc<Config> {
-        self.current.borrow().clone()
+        self.current.borrow().config.clone()
     }
 
-    /// A receiver that wakes when a new config takes effect.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+    /// The config in force now and its [`Config::digest`], read together.
+    pub fn current_with_digest(&self) -> (Arc<Config>, u64) {
+        let in_force = self.current.borrow();
+        (in_force.config.clone(), in_force.digest)
+    }
+
+    /// One item each time a new config takes effect (after this call).
+    pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
         let mut receiver = self.current.clone();
         receiver.mark_unchanged();
-        receiver
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.changed().await.ok()?;
+            Some(((), receiver))
+        })
     }
 
     /// Which config is in force and whether the file's content was refused.
@@ -161,7 +186,7 @@ struct FileWatcher {
     path: PathBuf,
     /// The digest of the content last judged, so a refused file is reported once.
     seen: Option<[u8; 32]>,
-    sender: watch::Sender<Arc<Config>>,
+    sender: watch::Sender<InForce>,
     state: Arc<ReloadState>,
 }
 
@@ -194,7 +219,8 @@ impl FileWatcher {
 
     fn accept(&mut self, config: Config) {
         self.state.set_error(None);
-        if self.sender.borrow().digest() == config.digest() {
+        let in_force = InForce::new(config);
+        if self.sender.borrow().digest == in_force.digest {
             tracing::info!(path = %self.path.display(), "config file changed, settings the same");
             return;
         }
@@ -202,7 +228,7 @@ impl FileWatcher {
         self.state
             .generation_gauge
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
-        self.sender.send_replace(Arc::new(config));
+        self.sender.send_replace(in_force);
         tracing::info!(path = %self.path.display(), generation, "config reloaded");
     }
 
@@ -275,11 +301,11 @@ mod tests {
         let path = dir.path().join("ephemerator.yaml");
         std::fs::write(&path, GOOD).unwrap();
         let live = start(&path);
-        let mut changes = live.subscribe();
+        let mut changes = Box::pin(live.changes());
         assert_eq!(live.report().generation, 1);
 
         std::fs::write(&path, MORE).unwrap();
-        tokio::time::timeout(Duration::from_secs(20), changes.changed())
+        tokio::time::timeout(Duration::from_secs(20), futures::StreamExt::next(&mut changes))
             .await
             .expect("a change within the deadline")
             .unwrap();
