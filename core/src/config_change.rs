@@ -13,6 +13,24 @@
 
 use crate::config::Config;
 use crate::env::EnvSpec;
+use crate::status::{EnvStatus, Phase};
+
+/// What every "no longer allowed" reason contains, so that a stopped env stays stopped with
+/// the same reason on later reconciles.
+const NO_LONGER_ALLOWED: &str = " no longer allowed: ";
+
+/// Whether an env was accepted under an earlier config: it has children, or a status other
+/// than `Rejected` was written for it, or it was stopped by a config change (and so keeps
+/// that reason).
+pub fn accepted_before(status: &EnvStatus, status_written: bool, has_children: bool) -> bool {
+    has_children
+        || (status_written && status.phase != Phase::Rejected)
+        || (status.phase == Phase::Rejected
+            && status
+                .message
+                .as_deref()
+                .is_some_and(|message| message.contains(NO_LONGER_ALLOWED)))
+}
 
 /// Whether the config in force lets an env with `spec` run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +55,7 @@ pub fn standing(config: &Config, spec: &EnvSpec, accepted_before: bool) -> Stand
     let reasons: Vec<String> = errors
         .errors
         .iter()
-        .map(|error| format!("{} no longer allowed: {}", error.field, error.message))
+        .map(|error| format!("{}{NO_LONGER_ALLOWED}{}", error.field, error.message))
         .collect();
     Standing::NoLongerAllowed(reasons.join("; "))
 }
@@ -48,9 +66,7 @@ mod tests {
 
     fn config(repos: &str) -> Config {
         Config::from_yaml_str(
-            &format!(
-                "gatewayHost: preview.localhost\nallowlist:\n  repos:\n{repos}"
-            ),
+            &format!("gatewayHost: preview.localhost\nallowlist:\n  repos:\n{repos}"),
             "test.yaml",
         )
         .unwrap()
@@ -69,8 +85,14 @@ mod tests {
     #[test]
     fn an_allowed_spec_stands_whatever_its_history() {
         let config = config(&format!("  - url: {HTML}\n"));
-        assert_eq!(standing(&config, &spec(HTML, "main"), true), Standing::Allowed);
-        assert_eq!(standing(&config, &spec(HTML, "main"), false), Standing::Allowed);
+        assert_eq!(
+            standing(&config, &spec(HTML, "main"), true),
+            Standing::Allowed
+        );
+        assert_eq!(
+            standing(&config, &spec(HTML, "main"), false),
+            Standing::Allowed
+        );
     }
 
     #[test]
@@ -89,9 +111,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_env_stays_stopped_and_a_never_accepted_one_is_not_stopped() {
+        let stopped = EnvStatus {
+            phase: Phase::Rejected,
+            message: Some("repo no longer allowed: not in the allow-list".into()),
+            ..EnvStatus::default()
+        };
+        assert!(accepted_before(&stopped, true, false));
+        let refused = EnvStatus {
+            phase: Phase::Rejected,
+            message: Some("repo: not in the allow-list".into()),
+            ..EnvStatus::default()
+        };
+        assert!(!accepted_before(&refused, true, false));
+        assert!(!accepted_before(&EnvStatus::default(), false, false));
+        let ready = EnvStatus {
+            phase: Phase::Ready,
+            ..EnvStatus::default()
+        };
+        assert!(accepted_before(&ready, true, false));
+        assert!(accepted_before(&EnvStatus::default(), false, true));
+    }
+
+    #[test]
     fn a_restricted_branch_stops_an_env_on_another_branch() {
         let config = config(&format!("  - url: {HTML}\n    branches: [main]\n"));
-        assert_eq!(standing(&config, &spec(HTML, "main"), true), Standing::Allowed);
+        assert_eq!(
+            standing(&config, &spec(HTML, "main"), true),
+            Standing::Allowed
+        );
         match standing(&config, &spec(HTML, "feature"), true) {
             Standing::NoLongerAllowed(reason) => {
                 assert!(reason.starts_with("branch no longer allowed: "), "{reason}")

@@ -32,6 +32,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub struct LiveConfig {
     current: watch::Receiver<InForce>,
     state: Arc<ReloadState>,
+    /// A fixed config's sender, kept so that the channel never closes.
+    _fixed: Option<Arc<watch::Sender<InForce>>>,
 }
 
 /// One config and its [`Config::digest`], swapped together.
@@ -75,11 +77,10 @@ impl LiveConfig {
     /// A config that never changes (tests, tools).
     pub fn fixed(config: Config) -> LiveConfig {
         let (sender, current) = watch::channel(InForce::new(config));
-        // Kept open so that `changed()` waits forever rather than failing.
-        std::mem::forget(sender);
         LiveConfig {
             current,
             state: Arc::new(ReloadState::new()),
+            _fixed: Some(Arc::new(sender)),
         }
     }
 
@@ -106,7 +107,11 @@ impl LiveConfig {
                 }
             }
         });
-        LiveConfig { current, state }
+        LiveConfig {
+            current,
+            state,
+            _fixed: None,
+        }
     }
 
     /// The config in force now. Hold the `Arc` for one request or one reconcile, so that it
@@ -305,10 +310,13 @@ mod tests {
         assert_eq!(live.report().generation, 1);
 
         std::fs::write(&path, MORE).unwrap();
-        tokio::time::timeout(Duration::from_secs(20), futures::StreamExt::next(&mut changes))
-            .await
-            .expect("a change within the deadline")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            futures::StreamExt::next(&mut changes),
+        )
+        .await
+        .expect("a change within the deadline")
+        .unwrap();
         assert_eq!(
             allowed(&live),
             [
@@ -354,8 +362,14 @@ mod tests {
         );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("test_config_reload_failures_total 1"), "{text}");
-        assert!(text.contains("test_config_last_reload_successful 0"), "{text}");
+        assert!(
+            text.contains("test_config_reload_failures_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test_config_last_reload_successful 0"),
+            "{text}"
+        );
         assert!(text.contains("test_config_generation 1"), "{text}");
 
         // Fixed: the new content takes effect and the error is gone.
@@ -408,6 +422,10 @@ mod tests {
         assert_eq!(allowed(&live).len(), 1);
         std::fs::write(&path, GOOD).unwrap();
         until("the file back", || live.report().error.is_none()).await;
-        assert_eq!(live.report().generation, 1, "the same settings: no new generation");
+        assert_eq!(
+            live.report().generation,
+            1,
+            "the same settings: no new generation"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ephemerator_core::Config;
+use ephemerator_core::LiveConfig;
 use ephemerator_core::cluster::ApiHealth;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -28,10 +28,8 @@ pub struct Context {
     pub api_health: ApiHealth,
     /// The namespace the controller works in.
     pub namespace: String,
-    /// The loaded config.
-    pub config: Arc<Config>,
-    /// Its [`Config::digest`], computed once.
-    pub config_digest: u64,
+    /// The config in force (reloaded when its file changes).
+    pub config: LiveConfig,
     /// Events on env ConfigMaps.
     pub events: EventSink,
     /// Prometheus metrics.
@@ -62,8 +60,8 @@ pub struct Parts {
     pub api_health: ApiHealth,
     /// The namespace.
     pub namespace: String,
-    /// The loaded config.
-    pub config: Arc<Config>,
+    /// The config in force.
+    pub config: LiveConfig,
     /// Events on env ConfigMaps.
     pub events: EventSink,
     /// Prometheus metrics.
@@ -101,7 +99,6 @@ impl Context {
             client,
             api_health,
             namespace,
-            config_digest: config.digest(),
             config,
             events,
             metrics,
@@ -127,13 +124,13 @@ impl Context {
             &self.tilt_url_template,
             env,
             &self.namespace,
-            self.config.runner.tilt_port,
+            self.config.current().runner.tilt_port,
         )
     }
 
     /// The dashboard's address, where envs are extended.
     pub fn dashboard_url(&self) -> String {
-        format!("http://{}/", self.config.gateway_host)
+        format!("http://{}/", self.config.current().gateway_host)
     }
 }
 

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ephemerator_core::LiveConfig;
 use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
@@ -65,8 +66,8 @@ pub struct Settings {
     pub api_health: ApiHealth,
     /// The namespace of the env ConfigMaps and their children.
     pub namespace: String,
-    /// The loaded config file.
-    pub config: Config,
+    /// The config file, as it is reloaded (see [`LiveConfig`]).
+    pub config: LiveConfig,
     /// The webhook for notices: the config's `notifications.webhookUrl` unless a secret gives
     /// another.
     pub webhook_url: Option<ephemerator_core::SecretUrl>,
@@ -88,7 +89,7 @@ impl Settings {
             api_health: ApiHealth::default(),
             namespace: namespace.into(),
             webhook_url: config.notifications.webhook_url.clone(),
-            config,
+            config: LiveConfig::fixed(config),
             listener: None,
             tilt_url_template: DEFAULT_TILT_URL_TEMPLATE.to_string(),
             concurrency: DEFAULT_CONCURRENCY,
@@ -122,14 +123,17 @@ pub async fn run(settings: Settings) -> Result<()> {
     let (services, service_writer) = reflector::store::<ChildMeta<Service>>();
     let (ingresses, ingress_writer) = reflector::store::<ChildMeta<Ingress>>();
 
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.track_config(&config);
+    let metrics = Arc::new(metrics);
+    let config_changes = config.changes();
     let (events, event_writer) =
         EventSink::new(client.clone(), &namespace, &events::reporting_instance());
     let ctx = Arc::new(Context::new(Parts {
         client: client.clone(),
         api_health: api_health.clone(),
         namespace: namespace.clone(),
-        config: Arc::new(config),
+        config,
         events,
         metrics: metrics.clone(),
         notifier: Notifier::new(webhook_url.map(|url| url.expose().clone())),
@@ -196,6 +200,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         .watches_stream(deployment_stream, env_of(&config_maps, &namespace))
         .watches_stream(service_stream, env_of(&config_maps, &namespace))
         .watches_stream(ingress_stream, env_of(&config_maps, &namespace))
+        // A new config is judged against every env at once: a repo taken off the allow-list
+        // stops its envs without waiting for them to change.
+        .reconcile_all_on(config_changes)
         .with_config(controller::Config::default().concurrency(concurrency))
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {

@@ -9,6 +9,7 @@ use clap::Parser;
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
 use ephemerator_core::cluster::{Cluster, connect};
 use ephemerator_core::config::parse_flag_duration;
+use ephemerator_core::live_config::{self, LiveConfig};
 use ephemerator_core::{Config, SecretUrl};
 
 /// Keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap in its
@@ -16,9 +17,14 @@ use ephemerator_core::{Config, SecretUrl};
 #[derive(Parser, Debug)]
 #[command(name = "ephctrl", version)]
 struct Args {
-    /// The ephemerator config file (YAML).
-    #[arg(long, env = "EPH_CONFIG")]
-    config: PathBuf,
+    /// The ephemerator config file (YAML). It is read again when it changes; a version that
+    /// does not load is refused and the last good one stays in force.
+    #[arg(long, env = "EPH_CONFIG", required_unless_present = "check_config")]
+    config: Option<PathBuf>,
+    /// Only check this config file, as the servers would load it, and exit: 0 when it loads,
+    /// 1 with every problem (file:line:column: field: message) on stderr when it does not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Namespace of the envs; default: the pod's namespace in-cluster, else the kubeconfig's.
     #[arg(long, env = "EPH_NAMESPACE")]
     namespace: Option<String>,
@@ -54,9 +60,13 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        std::process::exit(check_config(path));
+    }
     ephemerator_core::logging::init(args.log_json);
 
-    let config = Config::load(&args.config)?;
+    let path = args.config.clone().context("--config is required")?;
+    let config = Config::load(&path)?;
     let webhook_url = webhook_url(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -70,7 +80,8 @@ async fn main() -> anyhow::Result<()> {
         namespace,
     } = connect(args.namespace.clone(), args.api_timeout).await?;
 
-    let mut settings = Settings::new(client, namespace, config);
+    let mut settings = Settings::new(client, namespace, config.clone());
+    settings.config = LiveConfig::watch(path, config, live_config::CHECK_EVERY);
     settings.api_health = api_health;
     settings.listener = Some(listener);
     settings.tilt_url_template = args.tilt_url_template;
@@ -83,6 +94,25 @@ async fn main() -> anyhow::Result<()> {
         () = ephemerator_core::shutdown::signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// `--check-config`: the exit code, after saying what is wrong (or that all is well).
+fn check_config(path: &std::path::Path) -> i32 {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} repos allowed, gateway host {})",
+                path.display(),
+                config.allowed_repo_urls().len(),
+                config.gateway_host
+            );
+            0
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            1
+        }
+    }
 }
 
 /// The webhook URL from a Secret (file or environment), if one is given.

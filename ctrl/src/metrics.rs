@@ -122,6 +122,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Adds the config reload metrics (generation, failures) of `config`.
+    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+        config.register_metrics(&mut self.registry);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -43,6 +43,13 @@ pub enum Notice {
     },
     /// The env was deleted (by its owner, an admin or an operator; expiry says `Expired`).
     Deleted { env: String, owner: String },
+    /// A config change took the env's repo (or branch, or path) off the allow-list: it was
+    /// stopped and its runner removed.
+    Stopped {
+        env: String,
+        owner: String,
+        reason: String,
+    },
 }
 
 impl Notice {
@@ -52,7 +59,8 @@ impl Notice {
             Notice::ExpiresSoon { env, .. }
             | Notice::Expired { env, .. }
             | Notice::Created { env, .. }
-            | Notice::Deleted { env, .. } => env,
+            | Notice::Deleted { env, .. }
+            | Notice::Stopped { env, .. } => env,
         }
     }
 
@@ -118,6 +126,15 @@ impl Notice {
             Notice::Deleted { env, owner } => {
                 let text = format!("Env *{}* of {} was deleted.", escape(env), escape(owner));
                 (text.clone(), format!(":wastebasket: {text}"))
+            }
+            Notice::Stopped { env, owner, reason } => {
+                let text = format!(
+                    "Env *{}* of {} was stopped: {}.",
+                    escape(env),
+                    escape(owner),
+                    escape(reason)
+                );
+                (text.clone(), format!(":no_entry: {text}"))
             }
         };
         json!({

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ephemerator_core::config_change::{Standing, accepted_before, standing};
 use ephemerator_core::env::EXPIRATION_KEY;
 use ephemerator_core::labels::PHASE_LABEL;
 use ephemerator_core::lifecycle::Due;
@@ -287,10 +288,39 @@ pub fn plan(inputs: &Inputs) -> Plan {
 
     // (The name was checked by the parse: children are named after it.)
     let name = env.name.as_str();
-    if let Err(errors) = inputs.config.validate_spec(&env.spec) {
-        reject(&mut plan, inputs, &shown, errors.to_string());
-        plan.requeue = requeue(now, deadlines);
-        return plan;
+    let has_children = ChildKind::ALL
+        .into_iter()
+        .any(|kind| inputs.observed.ours(kind).is_some());
+    let status_written = !shown.cached
+        || meta
+            .labels
+            .as_ref()
+            .is_some_and(|labels| labels.contains_key(PHASE_LABEL));
+    let accepted = accepted_before(&shown.status, status_written, has_children);
+    match standing(inputs.config, &env.spec, accepted) {
+        Standing::Allowed => {}
+        Standing::Refused(reason) => {
+            reject(&mut plan, inputs, &shown, reason);
+            plan.requeue = requeue(now, deadlines);
+            return plan;
+        }
+        Standing::NoLongerAllowed(reason) => {
+            reject(&mut plan, inputs, &shown, reason.clone());
+            // Told once, when it is stopped.
+            if let Some(change) = plan
+                .status
+                .as_mut()
+                .filter(|_| shown.status.phase != Phase::Rejected)
+            {
+                change.notice = Some(Notice::Stopped {
+                    env: env.name.clone(),
+                    owner: env.owner.clone(),
+                    reason,
+                });
+            }
+            plan.requeue = requeue(now, deadlines);
+            return plan;
+        }
     }
     if due == Due::Warn {
         plan.warn = Some(Warning {

@@ -117,9 +117,11 @@ fn make_plan(
     tilt_token: &str,
     dashboard_url: &str,
 ) -> Plan {
+    // One config for the whole plan, even if a reload lands meanwhile.
+    let (config, config_digest) = ctx.config.current_with_digest();
     plan::plan(&Inputs {
-        config: &ctx.config,
-        config_digest: ctx.config_digest,
+        config: &config,
+        config_digest,
         namespace: &ctx.namespace,
         now: Timestamp::now(),
         config_map,
