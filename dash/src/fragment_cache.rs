@@ -37,6 +37,9 @@ pub struct Key {
     pub mine_only: bool,
     /// How the endpoint links are written.
     pub links: crate::views::LinkBase,
+    /// The refused config file's error, for an admin's banner (`None` for everyone else):
+    /// a new error, or its fix, is a new fragment.
+    pub config_refused: Option<String>,
 }
 
 /// A rendered fragment and when it was made.
@@ -114,6 +117,7 @@ mod tests {
                 scheme: "http".into(),
                 port_suffix: String::new(),
             },
+            config_refused: None,
         }
     }
 

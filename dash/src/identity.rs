@@ -82,7 +82,7 @@ impl FromRequest for User {
                 span.record("user", identity.as_str());
             }
             User {
-                admin: state.config.is_admin(&identity),
+                admin: state.config.current().is_admin(&identity),
                 identity,
             }
         });

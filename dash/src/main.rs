@@ -13,6 +13,7 @@ use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
 use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
 use ephemerator_core::config::parse_flag_duration;
+use ephemerator_core::live_config::{self, LiveConfig};
 
 /// The ephemerator dashboard.
 #[derive(Parser, Debug)]
@@ -98,7 +99,8 @@ async fn main() -> anyhow::Result<()> {
             client,
             api_health,
             namespace,
-            config,
+            // Read again when the file changes; a version that does not load is refused.
+            config: LiveConfig::watch(&args.config, config, live_config::CHECK_EVERY),
             identity,
             csrf,
             templates: args.templates,

@@ -82,6 +82,11 @@ impl Metrics {
     }
 
     /// The text exposition.
+    /// Adds the config reload metrics (generation, failures) of `config`.
+    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+        config.register_metrics(&mut self.registry);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use actix_web::dev::{ServerHandle, Service};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
-use ephemerator_core::Config;
+use ephemerator_core::LiveConfig;
 use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use futures::StreamExt;
@@ -42,8 +42,8 @@ pub struct Settings {
     pub api_health: ApiHealth,
     /// The namespace of the envs.
     pub namespace: String,
-    /// The loaded config.
-    pub config: Config,
+    /// The config file, as it is reloaded (see [`LiveConfig`]).
+    pub config: LiveConfig,
     /// Where identities come from.
     pub identity: IdentitySource,
     /// Signs CSRF tokens; every replica needs the same.
@@ -121,6 +121,14 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
     let (envs, writer) = reflector::store::<ConfigMap>();
     let listed = Arc::new(AtomicBool::new(false));
     let generation = Arc::new(Generation::default());
+    // A new config changes what pages show (admins, the form's repos): rendered fragments go.
+    let config_watch = {
+        let generation = generation.clone();
+        tokio::spawn(config.changes().for_each(move |()| {
+            generation.bump();
+            futures::future::ready(())
+        }))
+    };
     let watch = {
         let (listed, generation) = (listed.clone(), generation.clone());
         let events = reflected_watch(
@@ -160,14 +168,18 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         client,
         api_health,
         namespace,
-        config: Arc::new(config),
+        config: config.clone(),
         identity,
         csrf,
         envs,
         events,
         listed,
         templates,
-        metrics: Metrics::new(),
+        metrics: {
+            let mut metrics = Metrics::new();
+            metrics.track_config(&config);
+            metrics
+        },
         discovery: Discovery::new(discovery),
         generation,
         fragments: FragmentCache::default(),
@@ -219,6 +231,6 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         addr,
         handle,
         server: tokio::spawn(server),
-        watches: vec![watch, event_watch],
+        watches: vec![watch, event_watch, config_watch],
     })
 }

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ephemerator_core::Env;
+use ephemerator_core::LiveConfig;
 use ephemerator_core::cluster::ApiHealth;
-use ephemerator_core::{Config, Env};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,8 +25,9 @@ pub struct AppState {
     pub api_health: ApiHealth,
     /// The namespace of the envs.
     pub namespace: String,
-    /// The loaded config.
-    pub config: Arc<Config>,
+    /// The config in force (reloaded when its file changes): read it once per request with
+    /// `config.current()`.
+    pub config: LiveConfig,
     /// Where identities come from.
     pub identity: IdentitySource,
     /// Signs CSRF tokens.

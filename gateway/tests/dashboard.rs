@@ -39,7 +39,9 @@ async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
             client: cluster.client(),
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.into(),
-            config: Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
+            config: ephemerator_core::LiveConfig::fixed(
+                Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
+            ),
             identity: IdentitySource::AuthRequest,
             csrf: CsrfKey::random().unwrap(),
             templates: root.join("templates"),

@@ -198,7 +198,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             client: cluster.client(),
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.to_string(),
-            config: config.clone(),
+            config: ephemerator_core::LiveConfig::fixed(config.clone()),
             identity: ephdash::identity::IdentitySource::Fake(USER.to_string()),
             csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
             templates: repo_root.join("templates"),

@@ -179,7 +179,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             client: dash_client,
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.into(),
-            config: config(),
+            config: ephemerator_core::LiveConfig::fixed(config()),
             identity: IdentitySource::AuthRequest,
             csrf: csrf.clone(),
             templates: root.join("templates"),

@@ -65,7 +65,7 @@ pub async fn create(
     let config_map = match decide::create(
         &user.identity,
         &spec,
-        &state.config,
+        &state.config.current(),
         &envs,
         Timestamp::now(),
     ) {
@@ -121,7 +121,7 @@ pub async fn extend(
     for _ in 0..EXTEND_ATTEMPTS {
         let (patch, to) = match decide::extend(
             &user.identity,
-            &state.config,
+            &state.config.current(),
             &name,
             config_map.as_ref(),
             Timestamp::now(),
@@ -182,7 +182,12 @@ pub async fn delete(
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.namespace);
     // Read fresh: the labels and the owner are checked on what is deleted, not on a cache.
     let current = api.get_opt(&name).await?;
-    let uid = match decide::delete(&user.identity, &state.config, &name, current.as_ref()) {
+    let uid = match decide::delete(
+        &user.identity,
+        &state.config.current(),
+        &name,
+        current.as_ref(),
+    ) {
         Ok(uid) => uid,
         Err(refusal) => return refused_action(&request, &user, &state, refusal),
     };

@@ -61,7 +61,7 @@ pub async fn env_page(
         &envs,
         &events,
         &user,
-        &state.config,
+        &state.config.current(),
         &links,
         Timestamp::now(),
         false,

@@ -75,7 +75,12 @@ pub async fn branches(
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = state.config.repo_entry(query.repo.trim()).cloned() else {
+    let Some(entry) = state
+        .config
+        .current()
+        .repo_entry(query.repo.trim())
+        .cloned()
+    else {
         return not_allowed(&request, &user, &state);
     };
     let discovered = if entry.branches.is_empty() {
@@ -103,7 +108,12 @@ pub async fn paths(
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = state.config.repo_entry(query.repo.trim()).cloned() else {
+    let Some(entry) = state
+        .config
+        .current()
+        .repo_entry(query.repo.trim())
+        .cloned()
+    else {
         return not_allowed(&request, &user, &state);
     };
     let branch = query.branch.trim().to_string();

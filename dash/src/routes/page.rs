@@ -52,6 +52,7 @@ pub async fn env_list(
         user: user.identity.clone(),
         mine_only: show.mine_only(),
         links: LinkBase::of(&request),
+        config_refused: config_refused(&user, &state),
     };
     // Read before rendering: a change during the render makes the next poll render again.
     let generation = state.generation.current();
@@ -130,6 +131,12 @@ pub enum Rows {
 }
 
 /// Everything the templates read.
+/// Why the config file's current content was refused, for admins only: they see a banner
+/// until it is fixed (everyone keeps working on the last good config meanwhile).
+fn config_refused(user: &User, state: &AppState) -> Option<String> {
+    user.admin.then(|| state.config.report().error).flatten()
+}
+
 pub fn context(
     request: &HttpRequest,
     user: &User,
@@ -142,11 +149,13 @@ pub fn context(
     let (used, max) = quota(
         envs.iter().map(|(_, env)| env),
         &user.identity,
-        &state.config,
+        &state.config.current(),
     );
     let mut context = tera::Context::new();
     context.insert("user", &user.identity);
     context.insert("admin", &user.admin);
+    context.insert("config_refused", &config_refused(user, state));
+    context.insert("config_generation", &state.config.report().generation);
     context.insert("csrf", &state.csrf.token(&user.identity));
     let mine_only = matches!(rows, Rows::List { mine_only: true });
     context.insert("show", if mine_only { "mine" } else { "all" });
@@ -158,7 +167,7 @@ pub fn context(
                 &envs,
                 &state.events.state(),
                 user,
-                &state.config,
+                &state.config.current(),
                 &links,
                 Timestamp::now(),
                 mine_only,
@@ -173,10 +182,10 @@ pub fn context(
             full: used >= max,
         },
     );
-    context.insert("repos", &state.config.allowed_repo_urls());
+    context.insert("repos", &state.config.current().allowed_repo_urls());
     context.insert("form", &form);
     context.insert("notice", &notice);
-    context.insert("gateway_host", &state.config.gateway_host);
+    context.insert("gateway_host", &state.config.current().gateway_host);
     // The form's lists load after the page (git discovery never delays it); see `form.rs`.
     let none: Vec<String> = Vec::new();
     context.insert("discovered", &false);

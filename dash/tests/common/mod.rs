@@ -9,8 +9,8 @@ use devcluster::DevCluster;
 use ephdash::csrf::CsrfKey;
 use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Running, Settings};
-use ephemerator_core::Config;
 use ephemerator_core::cluster::ApiHealth;
+use ephemerator_core::{Config, LiveConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -57,6 +57,12 @@ impl Dash {
     }
 
     pub async fn start_with(config_yaml: &str, identity: IdentitySource) -> Dash {
+        let config = Config::from_yaml_str(config_yaml, "test.yaml").unwrap();
+        Dash::start_live(LiveConfig::fixed(config), identity).await
+    }
+
+    /// A dashboard on `config` as it is reloaded.
+    pub async fn start_live(config: LiveConfig, identity: IdentitySource) -> Dash {
         let cluster = DevCluster::builder()
             .pod_ready_delay(Duration::from_millis(200))
             .start()
@@ -69,7 +75,7 @@ impl Dash {
                 client: cluster.client(),
                 api_health: ApiHealth::default(),
                 namespace: "default".into(),
-                config: Config::from_yaml_str(config_yaml, "test.yaml").unwrap(),
+                config,
                 identity,
                 csrf: csrf_key(),
                 templates: root.join("templates"),
