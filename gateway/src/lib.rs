@@ -36,8 +36,9 @@ pub type Body =
 
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
-    /// The bare host of the dashboard; envs are `PORT---ENV.<gateway_host>`.
-    pub gateway_host: String,
+    /// The config in force: its `gatewayHost` is the dashboard's bare host, and envs are
+    /// `PORT---ENV.<gatewayHost>` (reloaded when the file changes).
+    pub config: ephemerator_core::LiveConfig,
     /// The scheme clients use (`https` behind TLS), for links, redirects and
     /// `X-Forwarded-Proto`.
     pub proto: &'static str,

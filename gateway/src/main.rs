@@ -9,6 +9,7 @@ use clap::Parser;
 use ephemerator_core::Config;
 use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
 use ephemerator_core::config::parse_flag_duration;
+use ephemerator_core::live_config::{self, LiveConfig};
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
 use ephgateway::upstream::{DEFAULT_TEMPLATE, UpstreamTemplate};
@@ -18,7 +19,8 @@ use ephgateway::{Limits, Settings, default_workers};
 #[derive(Parser, Debug)]
 #[command(name = "ephgateway", version)]
 struct Args {
-    /// The ephemerator config file (YAML); its `gatewayHost` is the host served.
+    /// The ephemerator config file (YAML); its `gatewayHost` is the host served. It is read
+    /// again when it changes.
     #[arg(long, env = "EPH_CONFIG")]
     config: PathBuf,
     /// Namespace of the envs; default: the pod's namespace in-cluster, else the kubeconfig's.
@@ -142,7 +144,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client,
             api_health,
             namespace,
-            gateway_host: config.gateway_host,
+            // Read again when the file changes; a version that does not load is refused.
+            config: LiveConfig::watch(&args.config, config, live_config::CHECK_EVERY),
             dashboard,
             env_upstream,
             auth,

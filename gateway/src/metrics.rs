@@ -179,6 +179,11 @@ impl Metrics {
     }
 
     /// The text exposition, with the table size and API state as of now.
+    /// Adds the config reload metrics (generation, failures) of `config`.
+    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+        config.register_metrics(&mut self.registry);
+    }
+
     pub fn encode(&self, envs: usize, api_answering: bool) -> String {
         self.envs.set(envs as i64);
         self.api_answering.set(i64::from(api_answering));

@@ -36,7 +36,10 @@ pub async fn handle(
     let Some(host) = request_host(&request) else {
         return bad_request("the request has no usable Host header");
     };
-    let target = route(&host, request.uri().path(), &gateway.gateway_host, |env| {
+    // One config for the whole request, even if a reload lands meanwhile.
+    let config = gateway.config.current();
+    let gateway_host = config.gateway_host.as_str();
+    let target = route(&host, request.uri().path(), gateway_host, |env| {
         gateway.table.get(env)
     });
     let (label, env) = match &target {
@@ -49,7 +52,18 @@ pub async fn handle(
         Target::Page(Page::UnknownHost) => ("page", ""),
     };
     let env = env.to_string();
-    let response = answer(&gateway, &upstreams, request, client, &host, target).await;
+    let response = answer(
+        &gateway,
+        &upstreams,
+        request,
+        client,
+        Hosts {
+            host: &host,
+            gateway_host,
+        },
+        target,
+    )
+    .await;
     gateway.metrics.request(
         label,
         &env,
@@ -59,18 +73,25 @@ pub async fn handle(
     response
 }
 
+/// The request's Host, and the gateway's own host in the config it is answered under.
+struct Hosts<'a> {
+    host: &'a str,
+    gateway_host: &'a str,
+}
+
 async fn answer(
     gateway: &Gateway,
     upstreams: &Upstreams,
     mut request: Request<Incoming>,
     client: IpAddr,
-    host: &str,
+    hosts: Hosts<'_>,
     target: Target,
 ) -> Response<Body> {
+    let Hosts { host, gateway_host } = hosts;
     let port_suffix = port_suffix(host, gateway.proto);
     let pages = PageContext {
         proto: gateway.proto,
-        gateway_host: &gateway.gateway_host,
+        gateway_host,
         port_suffix: &port_suffix,
         host,
     };
@@ -85,7 +106,10 @@ async fn answer(
         };
         match gateway.auth.check(&subject, &upstreams.auth).await {
             Verdict::Allowed(grant) => Some(grant),
-            Verdict::SignIn => return sign_in(gateway, &request, host, &port_suffix),
+            Verdict::SignIn => {
+                let dashboard = format!("{gateway_host}{port_suffix}");
+                return sign_in(gateway, &request, host, &dashboard);
+            }
             Verdict::Forbidden => return render(&pages.forbidden()),
             Verdict::Unavailable(problem) => {
                 tracing::warn!(%problem, "authentication unavailable");
@@ -193,9 +217,8 @@ fn sign_in(
     gateway: &Gateway,
     request: &Request<Incoming>,
     host: &str,
-    port_suffix: &str,
+    dashboard: &str,
 ) -> Response<Body> {
-    let dashboard = format!("{}{port_suffix}", gateway.gateway_host);
     let path = request
         .uri()
         .path_and_query()

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ephemerator_core::LiveConfig;
 use ephemerator_core::admin::AdminReport;
 use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
@@ -73,8 +74,8 @@ pub struct Settings {
     pub api_health: ApiHealth,
     /// The namespace of the envs.
     pub namespace: String,
-    /// The config file's `gatewayHost`.
-    pub gateway_host: String,
+    /// The config file, as it is reloaded: the gateway serves its `gatewayHost`.
+    pub config: LiveConfig,
     /// The dashboard's address (`host:port`).
     pub dashboard: Authority,
     /// Where env ports are reached.
@@ -155,7 +156,7 @@ pub fn start(
         client,
         api_health,
         namespace,
-        gateway_host,
+        config,
         dashboard,
         env_upstream,
         auth,
@@ -203,9 +204,11 @@ pub fn start(
         })));
     }
 
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.track_config(&config);
+    let metrics = Arc::new(metrics);
     let gateway = Arc::new(Gateway {
-        gateway_host: gateway_host.to_ascii_lowercase(),
+        config,
         proto,
         namespace,
         dashboard,

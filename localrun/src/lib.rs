@@ -220,7 +220,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             client: cluster.client(),
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.to_string(),
-            gateway_host: GATEWAY_HOST.to_string(),
+            config: ephemerator_core::LiveConfig::fixed(config.clone()),
             dashboard: dashboard.addr.to_string().parse()?,
             // Every runner port is one of the simulated runners' loopback listeners.
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}")

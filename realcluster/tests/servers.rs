@@ -271,7 +271,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             client: gateway_client,
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.into(),
-            gateway_host: HOST.into(),
+            config: ephemerator_core::LiveConfig::fixed(config()),
             dashboard: dash.addr.to_string().parse().unwrap(),
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
             auth: AuthMode::None,

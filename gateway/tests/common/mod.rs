@@ -113,7 +113,13 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
         client,
         api_health: ApiHealth::default(),
         namespace: NAMESPACE.into(),
-        gateway_host: GATEWAY_HOST.into(),
+        config: ephemerator_core::LiveConfig::fixed(
+            ephemerator_core::Config::from_yaml_str(
+                &format!("gatewayHost: {GATEWAY_HOST}\n"),
+                "test.yaml",
+            )
+            .unwrap(),
+        ),
         dashboard: dashboard.to_string().parse().unwrap(),
         // Every env port is a stand-in on loopback, published under its real port number.
         env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),

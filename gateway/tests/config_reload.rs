@@ -1,0 +1,56 @@
+//! The gateway follows its config file while it runs: a new `gatewayHost` is served within
+//! seconds (the old one no longer is), and a broken edit changes nothing but is counted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ephemerator_core::{Config, LiveConfig};
+use hyper::Response;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_gateway_host_is_served_and_a_broken_edit_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ephemerator.yaml");
+    std::fs::write(&path, "gatewayHost: old.localhost\n").unwrap();
+    let live = LiveConfig::watch(
+        &path,
+        Config::load(&path).unwrap(),
+        Duration::from_millis(50),
+    );
+    let cluster = devcluster().await;
+    let dashboard = serve(|_| async { Response::new(body("the dashboard")) }).await;
+    let mut settings = settings(cluster.client(), Auth::None, dashboard);
+    settings.config = live;
+    let gateway = Gateway::start(settings).await;
+
+    let old = gateway.get("old.localhost", "/", &[]).await;
+    assert_eq!((old.status, old.body.as_str()), (200, "the dashboard"));
+    assert_eq!(gateway.get("new.localhost", "/", &[]).await.status, 404);
+
+    std::fs::write(&path, "gatewayHost: new.localhost\n").unwrap();
+    wait_for("the new host served", || async {
+        let answer = gateway.get("new.localhost", "/", &[]).await;
+        (answer.status == 200 && answer.body == "the dashboard").then_some(())
+    })
+    .await;
+    assert_eq!(gateway.get("old.localhost", "/", &[]).await.status, 404);
+
+    // A broken edit: the new host stays, the refusal is counted.
+    std::fs::write(&path, "gatewayHost: NOT A HOST\n").unwrap();
+    let metrics = wait_for("the refusal counted", || async {
+        let metrics = gateway.admin("/metrics").await.body;
+        metrics
+            .contains("ephgateway_config_reload_failures_total 1")
+            .then_some(metrics)
+    })
+    .await;
+    assert!(
+        metrics.contains("ephgateway_config_generation 2"),
+        "{metrics}"
+    );
+    assert_eq!(gateway.get("new.localhost", "/", &[]).await.status, 200);
+    // Still ready: it works on the last good config.
+    assert_eq!(gateway.admin("/readyz").await.status, 200);
+}
