@@ -227,7 +227,7 @@ fn sign_in(
     if is_browser_navigation(request.method(), request.headers()) {
         let mut response = text(StatusCode::FOUND, "Sign in required.\n");
         if let Ok(location) =
-            HeaderValue::from_str(&sign_in_location(gateway.proto, &dashboard, &original))
+            HeaderValue::from_str(&sign_in_location(gateway.proto, dashboard, &original))
         {
             response.headers_mut().insert(LOCATION, location);
         }
@@ -241,7 +241,7 @@ fn sign_in(
             .and_then(|v| v.to_str().ok())
             .unwrap_or(&original);
         if let Ok(location) =
-            HeaderValue::from_str(&sign_in_location(gateway.proto, &dashboard, page))
+            HeaderValue::from_str(&sign_in_location(gateway.proto, dashboard, page))
         {
             response.headers_mut().insert("hx-redirect", location);
         }
