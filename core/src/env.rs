@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 use crate::errors::FieldError;
-use crate::labels::{OWNER_ANNOTATION, env_labels, has_ephemerator_labels};
+use crate::labels::{
+    MAX_LIFETIME_ANNOTATION, OWNER_ANNOTATION, env_labels, has_ephemerator_labels,
+};
 use crate::names::is_valid_env_name;
 use crate::status::EnvStatus;
 
@@ -178,6 +180,50 @@ pub fn expiration_patch(resource_version: &str, expiration: Timestamp) -> serde_
         "metadata": { "resourceVersion": resource_version },
         "data": { EXPIRATION_KEY: expiration.to_string() },
     })
+}
+
+/// Like [`expiration_patch`], and records the `maxLifetime` the expiration was set under
+/// ([`MAX_LIFETIME_ANNOTATION`]); without an expiration, records only that.
+pub fn lifetime_patch(
+    resource_version: &str,
+    expiration: Option<Timestamp>,
+    max_lifetime: SignedDuration,
+) -> serde_json::Value {
+    let mut patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": resource_version,
+            "annotations": { MAX_LIFETIME_ANNOTATION: format_lifetime(max_lifetime) },
+        },
+    });
+    if let Some(expiration) = expiration {
+        patch["data"] = serde_json::json!({ EXPIRATION_KEY: expiration.to_string() });
+    }
+    patch
+}
+
+/// The `maxLifetime` recorded on an env ([`MAX_LIFETIME_ANNOTATION`]); `None` when absent or
+/// unreadable (the config's then applies, and ephctrl records it).
+pub fn recorded_max_lifetime(meta: &ObjectMeta) -> Option<SignedDuration> {
+    let text = meta.annotations.as_ref()?.get(MAX_LIFETIME_ANNOTATION)?;
+    crate::config::parse_duration(text)
+        .ok()
+        .filter(|lifetime| lifetime.is_positive())
+}
+
+/// Records `max_lifetime` on a ConfigMap about to be created.
+pub fn record_max_lifetime(config_map: &mut ConfigMap, max_lifetime: SignedDuration) {
+    config_map
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            MAX_LIFETIME_ANNOTATION.to_string(),
+            format_lifetime(max_lifetime),
+        );
+}
+
+fn format_lifetime(lifetime: SignedDuration) -> String {
+    format!("{}s", lifetime.as_secs())
 }
 
 /// Builds an env ConfigMap named `name` owned by `owner` (a full identity) for `spec`, with an

@@ -29,6 +29,10 @@ pub const MESSAGE_ANNOTATION: &str = "ephemerator.tilt.dev/message";
 pub const PORTS_ANNOTATION: &str = "ephemerator.tilt.dev/ports";
 /// Annotation with the RFC 3339 time the env first became Ready.
 pub const READY_AT_ANNOTATION: &str = "ephemerator.tilt.dev/ready-at";
+/// Annotation with the `maxLifetime` in force when the env's expiration was last set (by a
+/// create, an extend, or ephctrl), as seconds like `28800s`. The env's cap is its creation
+/// plus this, so that a shorter `maxLifetime` in a new config never cuts a running env short.
+pub const MAX_LIFETIME_ANNOTATION: &str = "ephemerator.tilt.dev/max-lifetime";
 
 /// The labels every env ConfigMap carries.
 pub fn env_labels() -> BTreeMap<String, String> {

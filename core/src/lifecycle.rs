@@ -50,6 +50,16 @@ impl ExpirationPolicy {
         wanted.min(self.cap(now))
     }
 
+    /// This policy with the `maxLifetime` an env recorded when its expiration was set, if any
+    /// (see [`crate::labels::MAX_LIFETIME_ANNOTATION`]): a config change never moves a running
+    /// env's cap; a new action (an extend) is judged by the config in force.
+    pub fn for_env(&self, recorded_max_lifetime: Option<SignedDuration>) -> ExpirationPolicy {
+        ExpirationPolicy {
+            max_lifetime: recorded_max_lifetime.unwrap_or(self.max_lifetime),
+            ..*self
+        }
+    }
+
     /// The latest an env created at `created` may live: `created + maxLifetime`.
     pub fn cap(&self, created: Timestamp) -> Timestamp {
         add(created, self.max_lifetime)

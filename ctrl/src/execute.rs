@@ -3,8 +3,7 @@
 
 use std::fmt::Debug;
 
-use ephemerator_core::env::expiration_patch;
-use jiff::Timestamp;
+use ephemerator_core::env::{lifetime_patch, recorded_max_lifetime};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -32,9 +31,9 @@ pub async fn execute(
     let name = config_map.name_any();
     let shown = &plan.shown;
     let mut versions = shown.versions.clone();
-    if let Some(expiration) = plan.write_expiration {
+    if plan.write_expiration.is_some() || plan.record_max_lifetime.is_some() {
         // The cache may show the ConfigMap before or after this write for a while.
-        versions.push(write_expiration(ctx, config_map, expiration).await?);
+        versions.push(write_lifetime(ctx, config_map, &plan).await?);
     }
     if let Some(expiry) = plan.expire {
         // Before the delete: its watch event must not read as someone else's deletion.
@@ -148,27 +147,32 @@ pub async fn execute(
     Ok(())
 }
 
-/// Writes `data.expiration`, guarded by the cached resourceVersion: if anyone changed the
-/// ConfigMap meanwhile (an extend, say) the write fails with a conflict and the next
-/// reconcile sees their value, which is never overwritten. Returns the new resourceVersion.
-async fn write_expiration(
-    ctx: &Context,
-    config_map: &ConfigMap,
-    expiration: Timestamp,
-) -> Result<String> {
+/// Writes `data.expiration` and the `maxLifetime` it was set under, guarded by the cached
+/// resourceVersion: if anyone changed the ConfigMap meanwhile (an extend, say) the write fails
+/// with a conflict and the next reconcile sees their value, which is never overwritten.
+/// Returns the new resourceVersion.
+async fn write_lifetime(ctx: &Context, config_map: &ConfigMap, plan: &Plan) -> Result<String> {
     let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    let patch = expiration_patch(
+    let max_lifetime = plan
+        .record_max_lifetime
+        .or_else(|| recorded_max_lifetime(&config_map.metadata))
+        .unwrap_or_else(|| ctx.config.current().expiration.max_lifetime);
+    let patch = lifetime_patch(
         &config_map.resource_version().unwrap_or_default(),
-        expiration,
+        plan.write_expiration,
+        max_lifetime,
     );
     let patched = api
         .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
         .await?;
-    info!(%expiration, "wrote the expiration");
+    match plan.write_expiration {
+        Some(expiration) => info!(%expiration, "wrote the expiration"),
+        None => info!(?max_lifetime, "recorded the env's maximum lifetime"),
+    }
     Ok(patched.resource_version().unwrap_or_default())
 }
 

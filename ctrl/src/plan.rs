@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use ephemerator_core::config_change::{Standing, accepted_before, standing};
-use ephemerator_core::env::EXPIRATION_KEY;
+use ephemerator_core::env::{EXPIRATION_KEY, recorded_max_lifetime};
 use ephemerator_core::labels::PHASE_LABEL;
 use ephemerator_core::lifecycle::Due;
 use ephemerator_core::status::normalize_ports;
 use ephemerator_core::{Config, Env, EnvStatus, Phase, Port};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -111,6 +111,9 @@ pub struct Plan {
     /// Write `data.expiration` (it was missing, or past the cap), guarded by the ConfigMap's
     /// resourceVersion so a value someone wrote meanwhile is never overwritten.
     pub write_expiration: Option<Timestamp>,
+    /// Record the config's `maxLifetime` on the env (it has none recorded), in the same
+    /// guarded write as [`Plan::write_expiration`].
+    pub record_max_lifetime: Option<SignedDuration>,
     /// Delete the env ConfigMap (guarded by its uid): it expired.
     pub expire: Option<Expiry>,
     /// Children to delete (each guarded by its uid): no longer wanted, or an earlier env's.
@@ -255,7 +258,13 @@ pub fn plan(inputs: &Inputs) -> Plan {
     };
 
     let now = inputs.now;
-    let policy = &inputs.config.expiration;
+    // The cap the env was given when its expiration was set, not today's: a shorter
+    // maxLifetime in a new config never cuts a running env short (core::config_change).
+    let recorded = recorded_max_lifetime(meta);
+    let policy = &inputs.config.expiration.for_env(recorded);
+    if recorded.is_none() {
+        plan.record_max_lifetime = Some(inputs.config.expiration.max_lifetime);
+    }
     let created = meta.creation_timestamp.as_ref().map(|time| time.0);
     let expiration = match env.expiration {
         Some(written) => {
@@ -276,6 +285,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
     if due == Due::Expire {
         // Deleted as it is: no point writing the expiration first.
         plan.write_expiration = None;
+        plan.record_max_lifetime = None;
         plan.expire = Some(Expiry {
             notice: Notice::Expired {
                 env: env.name.clone(),

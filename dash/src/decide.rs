@@ -2,7 +2,7 @@
 //! create, extend or delete an env, and exactly what to write. The routes only carry the
 //! decisions out (see `routes::actions`).
 
-use ephemerator_core::env::expiration_patch;
+use ephemerator_core::env::{lifetime_patch, record_max_lifetime};
 use ephemerator_core::labels::has_ephemerator_labels;
 use ephemerator_core::lifecycle::Extension;
 use ephemerator_core::names::nth_env_name;
@@ -100,7 +100,10 @@ pub fn create(
         // Every name of the user is taken by envs someone else owns (hand-made ConfigMaps).
         .ok_or_else(|| Refusal::Conflict(nth_env_name(user, 1).unwrap_or_default()))?;
     let expiration = config.expiration.initial_expiration(now);
-    Ok(env_config_map(&name, user, spec, Some(expiration)))
+    let mut config_map = env_config_map(&name, user, spec, Some(expiration));
+    // The cap this env lives under, whatever later configs say (core::config_change).
+    record_max_lifetime(&mut config_map, config.expiration.max_lifetime);
+    Ok(config_map)
 }
 
 /// Checks that `user` may change env `name`, given its ConfigMap (as cached or just read).
@@ -143,8 +146,13 @@ pub fn extend(
         .expiration
         .unwrap_or_else(|| config.expiration.initial_expiration(created.unwrap_or(now)));
     match config.expiration.extend(created, current, now) {
+        // An extend is a new action: judged by the config in force, whose cap it records.
         Extension::Extended { to, .. } => Ok((
-            expiration_patch(&config_map.resource_version().unwrap_or_default(), to),
+            lifetime_patch(
+                &config_map.resource_version().unwrap_or_default(),
+                Some(to),
+                config.expiration.max_lifetime,
+            ),
             to,
         )),
         Extension::AtCap { cap } => Err(Refusal::AtCap {

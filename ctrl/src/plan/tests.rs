@@ -591,3 +591,37 @@ fn a_status_already_on_the_config_map_is_not_written_again() {
         &EnvStatus::default()
     ));
 }
+
+#[test]
+fn a_shorter_max_lifetime_in_a_new_config_never_cuts_a_recorded_env_short() {
+    use ephemerator_core::env::record_max_lifetime;
+    // Created 10:00 under an 8h cap, expiring 12:00; the new config caps lifetimes at 1h.
+    let mut shorter = config();
+    shorter.expiration.max_lifetime = SignedDuration::from_hours(1);
+    shorter.expiration.default_ttl = SignedDuration::from_mins(15);
+    let mut recorded = config_map(HTML, Some("2030-01-01T12:00:00Z"));
+    record_max_lifetime(&mut recorded, SignedDuration::from_hours(8));
+    let mut case = Case::new(recorded).at("2030-01-01T11:30:00Z");
+    case.config = shorter.clone();
+    let plan = case.plan();
+    assert!(plan.expire.is_none(), "not deleted early");
+    assert_eq!(plan.write_expiration, None, "not cut to the new cap");
+    assert_eq!(plan.record_max_lifetime, None, "already recorded");
+    assert_eq!(
+        plan.requeue,
+        Some(Duration::from_secs(25 * 60)),
+        "warned at 11:55"
+    );
+
+    // Without a record (an env from before the annotation), the config in force is the cap,
+    // and it is recorded with the write.
+    let mut case =
+        Case::new(config_map(HTML, Some("2030-01-01T12:00:00Z"))).at("2030-01-01T10:30:00Z");
+    case.config = shorter;
+    let plan = case.plan();
+    assert_eq!(plan.write_expiration, Some(at("2030-01-01T11:00:00Z")));
+    assert_eq!(
+        plan.record_max_lifetime,
+        Some(SignedDuration::from_hours(1))
+    );
+}
