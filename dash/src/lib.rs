@@ -14,4 +14,6 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod views;

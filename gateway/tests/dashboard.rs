@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use ephdash::csrf::CsrfKey;
 use ephdash::identity::IdentitySource;
 use ephemerator_core::Config;
-use ephemerator_core::cluster::ApiHealth;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
@@ -33,25 +30,16 @@ fn form(fields: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
     let cluster = devcluster().await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dash = ephdash::startup::start(
-        ephdash::startup::Settings {
-            client: cluster.client(),
-            api_health: ApiHealth::default(),
-            namespace: NAMESPACE.into(),
-            config: ephemerator_core::LiveConfig::fixed(
+        ephdash::testing::settings(
+            cluster.client(),
+            NAMESPACE,
+            ephemerator_core::LiveConfig::fixed(
                 Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
             ),
-            identity: IdentitySource::AuthRequest,
-            csrf: CsrfKey::random().unwrap(),
-            templates: root.join("templates"),
-            assets: root.join("assets"),
-            workers: 1,
-            discovery: ephdash::discovery::DiscoverySettings {
-                timeout: Duration::from_secs(5),
-                ..Default::default()
-            },
-        },
+            IdentitySource::AuthRequest,
+            CsrfKey::random().unwrap(),
+        ),
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
     )
     .expect("the dashboard starts");

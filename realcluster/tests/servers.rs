@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use ephctrl::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
@@ -172,24 +171,15 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
     ));
 
     // The dashboard, as ephdash: nicks creates an env with the plain form.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let csrf = ephdash::csrf::CsrfKey::from_bytes(&[7u8; 32]).unwrap();
     let dash = ephdash::startup::start(
-        ephdash::startup::Settings {
-            client: dash_client,
-            api_health: ApiHealth::default(),
-            namespace: NAMESPACE.into(),
-            config: ephemerator_core::LiveConfig::fixed(config()),
-            identity: IdentitySource::AuthRequest,
-            csrf: csrf.clone(),
-            templates: root.join("templates"),
-            assets: root.join("assets"),
-            workers: 1,
-            discovery: ephdash::discovery::DiscoverySettings {
-                timeout: Duration::from_secs(5),
-                ..Default::default()
-            },
-        },
+        ephdash::testing::settings(
+            dash_client,
+            NAMESPACE,
+            ephemerator_core::LiveConfig::fixed(config()),
+            IdentitySource::AuthRequest,
+            csrf.clone(),
+        ),
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
     )
     .expect("the dashboard starts");

@@ -68,6 +68,15 @@ fn options(
     }
 }
 
+/// The allow-list entry of the repo asked about, in the config in force.
+fn allowed_entry(state: &AppState, query: &FormQuery) -> Option<RepoEntry> {
+    state
+        .config
+        .current()
+        .repo_entry(query.repo.trim())
+        .cloned()
+}
+
 /// The branch field (and, out of band, the path field for the branch it offers first).
 pub async fn branches(
     request: HttpRequest,
@@ -75,12 +84,7 @@ pub async fn branches(
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = state
-        .config
-        .current()
-        .repo_entry(query.repo.trim())
-        .cloned()
-    else {
+    let Some(entry) = allowed_entry(&state, &query) else {
         return not_allowed(&request, &user, &state);
     };
     let discovered = if entry.branches.is_empty() {
@@ -108,12 +112,7 @@ pub async fn paths(
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = state
-        .config
-        .current()
-        .repo_entry(query.repo.trim())
-        .cloned()
-    else {
+    let Some(entry) = allowed_entry(&state, &query) else {
         return not_allowed(&request, &user, &state);
     };
     let branch = query.branch.trim().to_string();

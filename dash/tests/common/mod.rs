@@ -8,8 +8,7 @@ use std::time::Duration;
 use devcluster::DevCluster;
 use ephdash::csrf::CsrfKey;
 use ephdash::identity::IdentitySource;
-use ephdash::startup::{self, Running, Settings};
-use ephemerator_core::cluster::ApiHealth;
+use ephdash::startup::{self, Running};
 use ephemerator_core::{Config, LiveConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -69,23 +68,8 @@ impl Dash {
             .await
             .expect("devcluster starts");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let running = startup::start(
-            Settings {
-                client: cluster.client(),
-                api_health: ApiHealth::default(),
-                namespace: "default".into(),
-                config,
-                identity,
-                csrf: csrf_key(),
-                templates: root.join("templates"),
-                assets: root.join("assets"),
-                workers: 1,
-                discovery: ephdash::discovery::DiscoverySettings {
-                    timeout: Duration::from_secs(5),
-                    ..Default::default()
-                },
-            },
+            ephdash::testing::settings(cluster.client(), "default", config, identity, csrf_key()),
             listener,
         )
         .expect("the dashboard starts");

@@ -1,0 +1,38 @@
+//! For integration tests (here and in other crates, with the `test-support` feature): the
+//! dashboard's settings with this repository's templates and assets.
+
+use std::time::Duration;
+
+use ephemerator_core::LiveConfig;
+use ephemerator_core::cluster::ApiHealth;
+
+use crate::csrf::CsrfKey;
+use crate::discovery::DiscoverySettings;
+use crate::identity::IdentitySource;
+use crate::startup::Settings;
+
+/// One worker, the repository's `templates/` and `assets/`, git discovery bounded to 5 s.
+pub fn settings(
+    client: kube::Client,
+    namespace: &str,
+    config: LiveConfig,
+    identity: IdentitySource,
+    csrf: CsrfKey,
+) -> Settings {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    Settings {
+        client,
+        api_health: ApiHealth::default(),
+        namespace: namespace.into(),
+        config,
+        identity,
+        csrf,
+        templates: root.join("templates"),
+        assets: root.join("assets"),
+        workers: 1,
+        discovery: DiscoverySettings {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+    }
+}
