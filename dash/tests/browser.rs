@@ -192,3 +192,53 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
     browser.client.clone().close().await.unwrap();
     ctrl.abort();
 }
+
+/// A team lead's broken edit of the config file: the admin's open page shows the banner (with
+/// the file, line and column) without a reload, and loses it when the file is fixed.
+#[tokio::test]
+async fn an_admin_sees_the_refused_config_without_reloading() {
+    let admin = "root@example.com";
+    let good = format!("{BROWSER_CONFIG}admins: [{admin}]\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ephemerator.yaml");
+    std::fs::write(&path, &good).unwrap();
+    let live = ephemerator_core::LiveConfig::watch(
+        &path,
+        ephemerator_core::Config::load(&path).unwrap(),
+        Duration::from_millis(100),
+    );
+    let dash = Dash::start_live(live, IdentitySource::Fake(admin.into())).await;
+    let browser = Browser::start(format!("http://{}", dash.running.addr), "dashboard").await;
+    browser.goto("/").await;
+    browser.run(MARK).await;
+    assert_eq!(
+        browser
+            .run("return document.querySelector('.banner') === null")
+            .await,
+        json!(true)
+    );
+
+    std::fs::write(&path, good.replace("extendBy: 15m", "extendBy: 15 minutes")).unwrap();
+    let shown = browser
+        .until(
+            "the banner",
+            "var b = document.querySelector('.banner[role=alert] pre'); return b ? b.textContent : null",
+        )
+        .await;
+    let shown = shown.as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with(&format!("{}:", path.display()))
+            && shown.contains("expiration.extendBy: invalid duration \"15 minutes\""),
+        "{shown}"
+    );
+    assert_eq!(browser.run(MARKED).await, json!(true), "the page reloaded");
+    browser.screenshot("config-refused").await;
+
+    std::fs::write(&path, &good).unwrap();
+    browser
+        .until(
+            "the banner gone",
+            "return document.querySelector('#envs') !== null && document.querySelector('.banner') === null",
+        )
+        .await;
+}

@@ -65,9 +65,12 @@ pub async fn env_list(
             };
             let mut context = context(&request, &user, &state, rows, FormView::default(), None);
             let list = state.templates.render("env_list.html", &context)?;
-            // The quota changes with the list (an expiry, a delete elsewhere): refreshed with it.
+            // The quota changes with the list (an expiry, a delete elsewhere), and an admin's
+            // config banner comes and goes with a reload: both refreshed with it.
             context.insert("oob", &true);
-            let body = list + &state.templates.render("quota.html", &context)?;
+            let body = list
+                + &state.templates.render("quota.html", &context)?
+                + &state.templates.render("config_banner.html", &context)?;
             state.fragments.put(key, generation, minute, body)
         }
     };
