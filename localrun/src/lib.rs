@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use devcluster::DevCluster;
 use ephemerator_core::Config;
 use ephemerator_core::cluster::ApiHealth;
+use ephemerator_core::live_config::{self, LiveConfig};
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
 
@@ -72,6 +73,12 @@ pub fn sample_repo_url(git_port: u16) -> String {
 /// (so the form works offline: listed values are used as they are, never discovered), three
 /// envs per user, Tilt on the simulated port.
 pub fn config(runner_ports: RunnerPorts, git_port: u16) -> anyhow::Result<Config> {
+    Config::from_yaml_str(&config_yaml(runner_ports, git_port), "local run config")
+        .map_err(|error| anyhow::anyhow!("{error}"))
+}
+
+/// The text of [`config`], as the local run writes it to `<data dir>/ephemerator.yaml`.
+pub fn config_yaml(runner_ports: RunnerPorts, git_port: u16) -> String {
     let examples = [
         ("tilt-example-html", "0-base/Tiltfile"),
         ("tilt-example-python", "0-base/Tiltfile"),
@@ -88,12 +95,13 @@ pub fn config(runner_ports: RunnerPorts, git_port: u16) -> anyhow::Result<Config
              paths: [{path}]\n"
         ));
     }
-    let yaml = format!(
-        "gatewayHost: {GATEWAY_HOST}\nallowlist:\n  repos:\n{repos}maxEnvsPerUser: 3\n\
+    format!(
+        "# The local run's config, written at every start: edit it while the stack runs and\n\
+         # every server follows within a second (a broken edit is refused and shown to admins).\n\
+         gatewayHost: {GATEWAY_HOST}\nallowlist:\n  repos:\n{repos}maxEnvsPerUser: 3\n\
          runner:\n  tiltPort: {}\n",
         runner_ports.tilt
-    );
-    Config::from_yaml_str(&yaml, "local run config").map_err(|error| anyhow::anyhow!("{error}"))
+    )
 }
 
 /// The running stack; everything stops when it is dropped.
@@ -104,6 +112,8 @@ pub struct LocalStack {
     pub gateway_addr: SocketAddr,
     /// A kubeconfig for devcluster (`kubectl` works on the local stack).
     pub kubeconfig: PathBuf,
+    /// The config file every server follows (written at start).
+    pub config_file: PathBuf,
     /// The simulated runners.
     pub runners: runner::SimulatedRunners,
     cluster: DevCluster,
@@ -154,7 +164,12 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     } = settings;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let config = config(runner_ports, git_port)?;
+    // Written at every start (the ports may differ), then followed by every server.
+    let config_file = data_dir.join("ephemerator.yaml");
+    std::fs::write(&config_file, config_yaml(runner_ports, git_port))
+        .with_context(|| format!("writing {}", config_file.display()))?;
+    let config = Config::load(&config_file)?;
+    let live_config = LiveConfig::watch(&config_file, config.clone(), live_config::CHECK_EVERY);
 
     let git_root = data_dir.join("git");
     git_host::ensure_sample_repo(&git_root)
@@ -186,6 +201,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     .await?;
 
     let mut ctrl = ephctrl::Settings::new(cluster.client(), NAMESPACE.to_string(), config.clone());
+    ctrl.config = live_config.clone();
     ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);
     let controller = tokio::spawn(async move {
         if let Err(error) = ephctrl::run(ctrl).await {
@@ -198,7 +214,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             client: cluster.client(),
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.to_string(),
-            config: ephemerator_core::LiveConfig::fixed(config.clone()),
+            config: live_config.clone(),
             identity: ephdash::identity::IdentitySource::Fake(USER.to_string()),
             csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
             templates: repo_root.join("templates"),
@@ -220,7 +236,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             client: cluster.client(),
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.to_string(),
-            config: ephemerator_core::LiveConfig::fixed(config.clone()),
+            config: live_config,
             dashboard: dashboard.addr.to_string().parse()?,
             // Every runner port is one of the simulated runners' loopback listeners.
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}")
@@ -238,6 +254,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         url: format!("http://{GATEWAY_HOST}:{}/", gateway_addr.port()),
         gateway_addr,
         kubeconfig,
+        config_file,
         runners,
         cluster,
         gateway,

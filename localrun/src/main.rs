@@ -43,6 +43,10 @@ async fn main() -> anyhow::Result<()> {
     println!("ephemerator is running: open {}", stack.url);
     println!("kubectl: export KUBECONFIG={}", stack.kubeconfig.display());
     println!(
+        "config: edit {} while it runs (the allow-list, lifetimes, ...)",
+        stack.config_file.display()
+    );
+    println!(
         "Ctrl-C stops it; the envs are kept in {}",
         args.data_dir.display()
     );

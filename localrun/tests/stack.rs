@@ -302,5 +302,19 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
         .then_some(())
     })
     .await;
+
+    // A team lead edits the config file the stack follows: a new repo is offered at once.
+    let file = std::fs::read_to_string(&stack.config_file).unwrap();
+    assert!(!file.contains("tilt-example-rust"));
+    let edited = file.replace(
+        "  repos:\n",
+        "  repos:\n    - url: https://github.com/tilt-dev/tilt-example-rust\n      branches: [main]\n      paths: [Tiltfile]\n",
+    );
+    std::fs::write(&stack.config_file, edited).unwrap();
+    wait_for("the new repo offered on the dashboard", || async {
+        let page = request(&stack, "GET", "preview.localhost", "/", &[], String::new()).await;
+        page.body.contains("tilt-example-rust").then_some(())
+    })
+    .await;
     stack.stop().await;
 }
