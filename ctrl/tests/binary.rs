@@ -20,9 +20,10 @@ impl Setup {
     async fn new(config_yaml: &str) -> Setup {
         let cluster = cluster().await;
         let dir = tempfile::tempdir().unwrap();
-        cluster
-            .write_kubeconfig(&dir.path().join("kubeconfig"))
-            .unwrap();
+        // The kubeconfig's namespace is the tests' (the binary takes it from there).
+        let kubeconfig = devcluster::kubeconfig_yaml(cluster.url())
+            .replace("namespace: default", &format!("namespace: {NAMESPACE}"));
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
         std::fs::write(dir.path().join("ephemerator.yaml"), config_yaml).unwrap();
         Setup { cluster, dir }
     }
@@ -69,7 +70,7 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
         status.contains("200").then_some(())
     })
     .await;
-    // The namespace came from the kubeconfig (`default`).
+    // The namespace came from the kubeconfig.
     create_env(&client, "olga", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "olga", Phase::Ready).await;
     // The gauge counts the controller's cache, which sees the status write a moment later.

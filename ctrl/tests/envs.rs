@@ -27,11 +27,23 @@ fn service_ports(service: &Service) -> Vec<(String, i32)> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_env_created_through_kube_gets_owned_children_and_reports_ready() {
-    let cluster = cluster().await;
+on_both_clusters!(
+    an_env_created_through_kube_gets_owned_children_and_reports_ready,
+    the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner,
+    changing_the_branch_rolls_the_runner_out_again,
+    a_two_second_ttl_expires_and_everything_is_gone,
+    a_malformed_expiration_fails_the_env_and_deletes_nothing,
+    a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children,
+    a_foreign_object_of_the_same_name_is_left_untouched,
+    ports_discovered_from_tilt_end_up_on_the_service,
+    static_ports_from_the_config_need_no_tilt,
+    a_deleted_child_is_made_again,
+    ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress,
+);
+
+async fn an_env_created_through_kube_gets_owned_children_and_reports_ready(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     let before = Timestamp::now();
     let created = create_env(&client, "alice", &spec(HTML_REPO, "master", "0-base")).await;
 
@@ -120,11 +132,9 @@ data:
   branch: master
 ";
 
-#[tokio::test]
-async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner() {
-    let cluster = cluster().await;
+async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     kubectl(
         &cluster,
         &["apply", "-f", "nicks.yaml"],
@@ -149,11 +159,9 @@ async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner() {
     assert_eq!(status.message.as_deref(), Some("runner ready"));
 }
 
-#[tokio::test]
-async fn changing_the_branch_rolls_the_runner_out_again() {
-    let cluster = cluster().await;
+async fn changing_the_branch_rolls_the_runner_out_again(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "bob", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "bob", Phase::Ready).await;
     let (before, _) = wait_for_children(&client, "bob").await;
@@ -194,13 +202,11 @@ async fn changing_the_branch_rolls_the_runner_out_again() {
     assert_eq!(labelled_deployments(&client, "bob").await.len(), 1);
 }
 
-#[tokio::test]
-async fn a_two_second_ttl_expires_and_everything_is_gone() {
-    let cluster = cluster().await;
+async fn a_two_second_ttl_expires_and_everything_is_gone(cluster: TestCluster) {
     let client = cluster.client();
     let mut config = config();
     config.expiration.default_ttl = SignedDuration::from_secs(2);
-    let _ctrl = Ctrl::with_config(client.clone(), config);
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config);
     create_env(&client, "carol", &spec(HTML_REPO, "master", "0-base")).await;
 
     let expiration: Timestamp = wait_for("carol's expiration to be filled in", || async {
@@ -226,11 +232,9 @@ async fn a_two_second_ttl_expires_and_everything_is_gone() {
     );
 }
 
-#[tokio::test]
-async fn a_malformed_expiration_fails_the_env_and_deletes_nothing() {
-    let cluster = cluster().await;
+async fn a_malformed_expiration_fails_the_env_and_deletes_nothing(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "dora", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "dora", Phase::Ready).await;
 
@@ -247,11 +251,11 @@ async fn a_malformed_expiration_fails_the_env_and_deletes_nothing() {
     wait_for_children(&client, "dora").await;
 }
 
-#[tokio::test]
-async fn a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children() {
-    let cluster = cluster().await;
+async fn a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children(
+    cluster: TestCluster,
+) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(
         &client,
         "eve",
@@ -285,9 +289,7 @@ async fn a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children()
     wait_for_phase(&client, "eve", Phase::Ready).await;
 }
 
-#[tokio::test]
-async fn a_foreign_object_of_the_same_name_is_left_untouched() {
-    let cluster = cluster().await;
+async fn a_foreign_object_of_the_same_name_is_left_untouched(cluster: TestCluster) {
     let client = cluster.client();
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
     let foreign = services
@@ -315,7 +317,7 @@ async fn a_foreign_object_of_the_same_name_is_left_untouched() {
         )
         .await
         .unwrap();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "frank", &spec(HTML_REPO, "master", "0-base")).await;
 
     let status = wait_for_phase(&client, "frank", Phase::Failed).await;
@@ -341,12 +343,10 @@ async fn a_foreign_object_of_the_same_name_is_left_untouched() {
     wait_for_phase(&client, "frank", Phase::Ready).await;
 }
 
-#[tokio::test]
-async fn ports_discovered_from_tilt_end_up_on_the_service() {
-    let cluster = cluster().await;
+async fn ports_discovered_from_tilt_end_up_on_the_service(cluster: TestCluster) {
     let client = cluster.client();
     // The first controller makes the runner and its token (Tilt is unreachable for it).
-    let first = Ctrl::with_config(client.clone(), config());
+    let first = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "gina", &spec(HTML_REPO, "master", "0-base")).await;
     let (deployment, _) = wait_for_children(&client, "gina").await;
     first.kill().await;
@@ -362,7 +362,7 @@ async fn ports_discovered_from_tilt_end_up_on_the_service() {
     )
     .await
     .unwrap();
-    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
+    let mut settings = ephctrl::testing::settings(cluster.ctrl_client(), NAMESPACE, config());
     // Every env's Tilt is at its own path of the stand-in.
     settings.tilt_url_template = format!("{}/envs/{{env}}", tilt.base_url());
     let _ctrl = Ctrl::start(settings);
@@ -406,9 +406,7 @@ async fn ports_discovered_from_tilt_end_up_on_the_service() {
     );
 }
 
-#[tokio::test]
-async fn static_ports_from_the_config_need_no_tilt() {
-    let cluster = cluster().await;
+async fn static_ports_from_the_config_need_no_tilt(cluster: TestCluster) {
     let client = cluster.client();
     let config = ephemerator_core::Config::from_yaml_str(
         r#"
@@ -422,7 +420,7 @@ allowlist:
         "static.yaml",
     )
     .unwrap();
-    let _ctrl = Ctrl::with_config(client.clone(), config);
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config);
     create_env(
         &client,
         "hank",
@@ -450,15 +448,15 @@ allowlist:
     );
 }
 
-#[tokio::test]
-async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress() {
+async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress(
+    cluster: TestCluster,
+) {
     use k8s_openapi::api::networking::v1::Ingress;
-    let cluster = cluster().await;
     let client = cluster.client();
     let mut config = config();
     config.ingress.enabled = true;
     config.ingress.class_name = Some("nginx".into());
-    let ctrl = Ctrl::with_config(client.clone(), config.clone());
+    let ctrl = Ctrl::with_config(cluster.ctrl_client(), config.clone());
     create_env(&client, "ivy", &spec(HTML_REPO, "master", "0-base")).await;
     let ingress: Ingress = wait_for("ivy's Ingress", || get(&client, "ivy")).await;
     let spec = ingress.spec.unwrap();
@@ -473,7 +471,7 @@ async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress(
     ctrl.kill().await;
 
     config.ingress.enabled = false;
-    let _ctrl = Ctrl::with_config(client.clone(), config);
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config);
     wait_for("ivy's Ingress to be removed", || async {
         get::<Ingress>(&client, "ivy").await.is_none().then_some(())
     })
@@ -481,11 +479,9 @@ async fn ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress(
     assert!(get::<Deployment>(&client, "ivy").await.is_some());
 }
 
-#[tokio::test]
-async fn a_deleted_child_is_made_again() {
-    let cluster = cluster().await;
+async fn a_deleted_child_is_made_again(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "gina", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "gina", Phase::Ready).await;
     let (_, service) = wait_for_children(&client, "gina").await;

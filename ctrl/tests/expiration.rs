@@ -18,11 +18,15 @@ fn expiration_of(config_map: &ConfigMap) -> Option<String> {
     config_map.data.as_ref()?.get(EXPIRATION_KEY).cloned()
 }
 
-#[tokio::test]
-async fn a_fill_in_racing_an_extend_never_loses_the_extend() {
-    let cluster = cluster().await;
+on_both_clusters!(
+    a_fill_in_racing_an_extend_never_loses_the_extend,
+    a_missing_expiration_is_filled_in_and_one_past_the_cap_is_written_back,
+    server_side_applies_by_another_manager_do_not_conflict_with_ephctrl,
+);
+
+async fn a_fill_in_racing_an_extend_never_loses_the_extend(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let extended = (Timestamp::now() + SignedDuration::from_mins(40)).to_string();
     let names: Vec<String> = (0..12).map(|i| format!("race-{i}")).collect();
@@ -54,11 +58,11 @@ async fn a_fill_in_racing_an_extend_never_loses_the_extend() {
     }
 }
 
-#[tokio::test]
-async fn a_missing_expiration_is_filled_in_and_one_past_the_cap_is_written_back() {
-    let cluster = cluster().await;
+async fn a_missing_expiration_is_filled_in_and_one_past_the_cap_is_written_back(
+    cluster: TestCluster,
+) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     create_env(&client, "fresh", &spec(HTML_REPO, "master", "0-base")).await;
     let filled = wait_for("the expiration filled in", || async {
         expiration_of(&get::<ConfigMap>(&client, "fresh").await?)
@@ -105,11 +109,9 @@ data:
   branch: BRANCH
 "#;
 
-#[tokio::test]
-async fn server_side_applies_by_another_manager_do_not_conflict_with_ephctrl() {
-    let cluster = cluster().await;
+async fn server_side_applies_by_another_manager_do_not_conflict_with_ephctrl(cluster: TestCluster) {
     let client = cluster.client();
-    let _ctrl = Ctrl::with_config(client.clone(), config());
+    let _ctrl = Ctrl::with_config(cluster.ctrl_client(), config());
     let apply = |branch: &str| {
         let manifest = KUBECTL_ENV.replace("BRANCH", branch);
         let cluster = &cluster;

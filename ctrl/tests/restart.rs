@@ -20,7 +20,14 @@ async fn devcluster(data: &std::path::Path, listen: Option<std::net::SocketAddr>
     if let Some(addr) = listen {
         builder = builder.listen(addr);
     }
-    builder.start().await.expect("devcluster starts")
+    let cluster = builder.start().await.expect("devcluster starts");
+    // The tests' namespace, kept in the data from the first start on.
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap();
+    let _ = Api::all(cluster.client())
+        .create(&Default::default(), &namespace)
+        .await;
+    cluster
 }
 
 async fn readyz(port: u16) -> Option<String> {

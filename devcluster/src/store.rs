@@ -1199,6 +1199,9 @@ impl State {
                 }
             }
         }
+        if !generate.is_empty() {
+            defaults::validate_generate_name(rt, &name, &generate)?;
+        }
         defaults::validate_name(rt, &name)?;
         m.insert("name".into(), json!(name));
         m.insert("uid".into(), json!(ids::new_uid()));

@@ -183,6 +183,17 @@ async fn create_rejects_duplicates_bad_names_and_missing_namespaces(c: Server) {
     let (n1, n2) = (g1.metadata.name.unwrap(), g2.metadata.name.unwrap());
     assert!(n1.starts_with("gen-") && n1.len() == 9, "{n1}");
     assert_ne!(n1, n2);
+    // The prefix itself must be valid in a name (a trailing '-' aside): "gen." is refused.
+    generated.metadata.generate_name = Some("gen.".into());
+    let refused = status_of(api.create(&PostParams::default(), &generated).await);
+    assert_eq!((refused.code, refused.reason.as_str()), (422, "Invalid"));
+    assert!(
+        refused.message.contains(
+            "metadata.generateName: Invalid value: \"gen.\": a lowercase RFC 1123 subdomain"
+        ),
+        "{}",
+        refused.message
+    );
 
     let dry = api
         .create(
@@ -519,13 +530,15 @@ async fn apply_conflicts_report_every_manager_like_the_real_server(c: Server) {
         status.message,
         "Apply failed with 3 conflicts: conflicts with \"alice\":\n- .data.a\nconflicts with \"bob\" using v1:\n- .data.b\n- .data.c"
     );
-    let causes: Vec<(String, String, String)> = status
+    // The real server lists the causes in no fixed order (its managers are a Go map).
+    let mut causes: Vec<(String, String, String)> = status
         .details
         .expect("conflict details")
         .causes
         .into_iter()
         .map(|c| (c.reason, c.message, c.field))
         .collect();
+    causes.sort();
     let cause = |manager: &str, field: &str| {
         (
             "FieldManagerConflict".to_string(),

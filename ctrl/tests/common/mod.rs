@@ -1,6 +1,6 @@
 //! Helpers shared by ephctrl's integration tests: a devcluster, the controller running
 //! in-process, and waiting for conditions with a deadline.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,8 +16,9 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
-/// The namespace the tests use (devcluster's client default).
-pub const NAMESPACE: &str = "default";
+/// The namespace the tests use: `deploy/`'s, so that on the real API server the controller
+/// runs as its ServiceAccount with exactly its Role.
+pub const NAMESPACE: &str = "ephemerator";
 /// An allow-listed repo (upstream's `nicks` example).
 pub const HTML_REPO: &str = "https://github.com/tilt-dev/tilt-example-html";
 /// How long any awaited condition may take before the test fails. Generous: the machine is
@@ -45,12 +46,116 @@ pub async fn cluster() -> DevCluster {
             .with_test_writer()
             .try_init();
     }
-    DevCluster::builder()
+    let cluster = DevCluster::builder()
         .pod_ready_delay(Duration::from_millis(200))
         .start()
         .await
-        .expect("devcluster starts")
+        .expect("devcluster starts");
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap();
+    Api::all(cluster.client())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("the test namespace");
+    cluster
 }
+
+/// The API server a test runs against: devcluster, or the real control plane with `deploy/`'s
+/// dev overlay applied. [`on_both_clusters!`] runs a test on each.
+pub struct TestCluster {
+    admin: Client,
+    ctrl: Client,
+    kind: Kind,
+}
+
+enum Kind {
+    Dev(DevCluster),
+    Real(Box<realcluster::RealCluster>),
+}
+
+impl TestCluster {
+    pub async fn dev() -> TestCluster {
+        let cluster = cluster().await;
+        TestCluster {
+            admin: cluster.client(),
+            ctrl: cluster.client(),
+            kind: Kind::Dev(cluster),
+        }
+    }
+
+    pub async fn real() -> TestCluster {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let cluster = realcluster::RealCluster::start()
+            .await
+            .expect("the real control plane starts");
+        cluster
+            .apply_overlay("dev")
+            .await
+            .expect("deploy/'s dev overlay applies");
+        TestCluster {
+            admin: cluster.client().await.expect("an admin client"),
+            ctrl: cluster
+                .client_as(NAMESPACE, "ephctrl")
+                .await
+                .expect("ephctrl's ServiceAccount"),
+            kind: Kind::Real(Box::new(cluster)),
+        }
+    }
+
+    /// The cluster's admin: the test's own reads and writes (as a user's kubectl).
+    pub fn client(&self) -> Client {
+        self.admin.clone()
+    }
+
+    /// What the controller runs as: on the real server, its ServiceAccount.
+    pub fn ctrl_client(&self) -> Client {
+        self.ctrl.clone()
+    }
+}
+
+impl WriteKubeconfig for TestCluster {
+    fn write_kubeconfig(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        match &self.kind {
+            Kind::Dev(cluster) => cluster.write_kubeconfig(path),
+            Kind::Real(cluster) => Ok(std::fs::copy(cluster.kubeconfig(), path).map(drop)?),
+        }
+    }
+}
+
+impl WriteKubeconfig for DevCluster {
+    fn write_kubeconfig(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        DevCluster::write_kubeconfig(self, path)
+    }
+}
+
+/// A cluster kubectl can be pointed at.
+pub trait WriteKubeconfig {
+    fn write_kubeconfig(&self, path: &std::path::Path) -> anyhow::Result<()>;
+}
+
+/// Turns `async fn name(cluster: TestCluster)` into two tests, `name::on_devcluster` and
+/// `name::on_real_apiserver`.
+macro_rules! on_both_clusters {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_devcluster() {
+                super::$name(crate::common::TestCluster::dev().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_real_apiserver() {
+                super::$name(crate::common::TestCluster::real().await).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_clusters;
 
 /// The controller running in-process; aborted when dropped.
 pub struct Ctrl {
@@ -234,7 +339,11 @@ pub fn name_of(object: &impl kube::Resource) -> String {
 /// Runs the real kubectl (1.32; `KUBECTL` names another) against `cluster` with its own
 /// kubeconfig, cache and home, `files` written next to the kubeconfig first (name, content).
 /// Fails the test when kubectl is missing, hangs past a minute, or exits non-zero.
-pub async fn kubectl(cluster: &DevCluster, args: &[&str], files: &[(&str, &str)]) -> String {
+pub async fn kubectl(
+    cluster: &impl WriteKubeconfig,
+    args: &[&str],
+    files: &[(&str, &str)],
+) -> String {
     let binary = std::env::var_os("KUBECTL").unwrap_or_else(|| "/usr/bin/kubectl".into());
     assert!(
         std::path::Path::new(&binary).exists(),
@@ -251,6 +360,7 @@ pub async fn kubectl(cluster: &DevCluster, args: &[&str], files: &[(&str, &str)]
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(&binary)
+            .arg(format!("--namespace={NAMESPACE}"))
             .args(args)
             .current_dir(dir.path())
             .env("KUBECONFIG", &kubeconfig)

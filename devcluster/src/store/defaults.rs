@@ -24,6 +24,42 @@ const DNS1035_HELP: &str = "a DNS-1035 label must consist of lower case alphanum
 
 /// Validates `metadata.name` with the rule the type uses in the real server.
 pub fn validate_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
+    match name_problem(rt, name) {
+        None => Ok(()),
+        Some(help) => Err(ApiError::invalid(
+            rt,
+            name,
+            "metadata.name",
+            &format!("Invalid value: \"{name}\": {help}"),
+        )),
+    }
+}
+
+/// Checks `generateName` as the real server does, as a name prefix: a trailing `-` is fine
+/// (the random suffix follows it), anything else must already be valid in a name (so `web.`
+/// is refused). `generated` names the object in the message.
+pub fn validate_generate_name(
+    rt: &ResourceType,
+    generated: &str,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let masked = match prefix.strip_suffix('-') {
+        Some(head) => format!("{head}a"),
+        None => prefix.to_string(),
+    };
+    match name_problem(rt, &masked) {
+        None => Ok(()),
+        Some(help) => Err(ApiError::invalid(
+            rt,
+            generated,
+            "metadata.generateName",
+            &format!("Invalid value: \"{prefix}\": {help}"),
+        )),
+    }
+}
+
+/// What is wrong with `name` for `rt`, as the real validation's help text.
+fn name_problem(rt: &ResourceType, name: &str) -> Option<&'static str> {
     let (ok, help) = match rt.kind {
         "Namespace" => (is_dns_label(name), LABEL_HELP),
         "Service" => (
@@ -37,16 +73,7 @@ pub fn validate_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
         ),
         _ => (is_dns_subdomain(name), SUBDOMAIN_HELP),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            rt,
-            name,
-            "metadata.name",
-            &format!("Invalid value: \"{name}\": {help}"),
-        ))
-    }
+    (!ok).then_some(help)
 }
 
 /// The object at `path` under `obj`, created (replacing non-objects) along the way.
