@@ -42,7 +42,7 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
     let config = ephemerator_core::Config::from_yaml_str(BROWSER_CONFIG, "test.yaml").unwrap();
     let ctrl = tokio::spawn(ephctrl::run(ephctrl::testing::settings(
         dash.client(),
-        "default",
+        common::NAMESPACE,
         config,
     )));
     // Always the same host (the dashboard compares a POST's Origin with its Host).
@@ -180,7 +180,7 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
         .await;
     assert_eq!(browser.run(MARKED).await, json!(true), "the page reloaded");
     assert!(
-        Api::<ConfigMap>::namespaced(dash.client(), "default")
+        Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE)
             .get_opt(ENV)
             .await
             .unwrap()

@@ -28,7 +28,7 @@ fn spec(branch: &str) -> EnvSpec {
 }
 
 async fn config_map(dash: &Dash, name: &str) -> Option<ConfigMap> {
-    Api::<ConfigMap>::namespaced(dash.client(), "default")
+    Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE)
         .get_opt(name)
         .await
         .unwrap()
@@ -37,7 +37,7 @@ async fn config_map(dash: &Dash, name: &str) -> Option<ConfigMap> {
 /// Creates env `name` of `owner` directly in the cluster (as kubectl would) and waits until
 /// the dashboard lists it.
 async fn seed_env(dash: &Dash, name: &str, owner: &str, expiration: Option<Timestamp>) {
-    Api::<ConfigMap>::namespaced(dash.client(), "default")
+    Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE)
         .create(
             &PostParams::default(),
             &env_config_map(name, owner, &spec("main"), expiration),
@@ -63,9 +63,23 @@ fn create_fields<'a>(csrf: &'a str, branch: &'a str) -> Vec<(&'a str, &'a str)> 
     ]
 }
 
-#[tokio::test]
-async fn without_an_identity_the_answer_is_a_sign_in_page_never_an_error() {
-    let dash = Dash::start().await;
+on_both_clusters!(
+    without_an_identity_the_answer_is_a_sign_in_page_never_an_error,
+    the_page_lists_the_team_yours_first_with_a_mine_filter,
+    create_writes_the_env_config_map_and_redirects_without_javascript,
+    create_with_htmx_answers_a_fragment_and_refreshes_the_list,
+    refusals_come_in_place_with_the_input_kept,
+    a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touched,
+    every_mutation_needs_the_users_own_token_from_the_dashboards_origin,
+    only_owners_and_admins_extend_and_delete,
+    extend_stops_at_the_cap_and_says_so,
+    hostile_text_renders_inert,
+    operations_endpoints_and_vendored_assets,
+    the_polled_list_is_rendered_once_per_change_and_revalidates,
+    every_form_field_has_a_label,
+);
+
+async fn without_an_identity_the_answer_is_a_sign_in_page_never_an_error(dash: Dash) {
     for path in ["/", "/envs"] {
         let answer = dash.get(path, None).await;
         assert_eq!(answer.status, 401, "{path}");
@@ -94,9 +108,7 @@ async fn without_an_identity_the_answer_is_a_sign_in_page_never_an_error() {
     assert_eq!(forged.status, 401);
 }
 
-#[tokio::test]
-async fn the_page_lists_the_team_yours_first_with_a_mine_filter() {
-    let dash = Dash::start().await;
+async fn the_page_lists_the_team_yours_first_with_a_mine_filter(dash: Dash) {
     let later = Timestamp::now() + SignedDuration::from_mins(10);
     seed_env(&dash, "alice", "alice", Some(later)).await;
     seed_env(&dash, "zed", "zed", Some(later)).await;
@@ -127,9 +139,7 @@ async fn the_page_lists_the_team_yours_first_with_a_mine_filter() {
     assert!(!page.body.contains("style="), "no inline style");
 }
 
-#[tokio::test]
-async fn create_writes_the_env_config_map_and_redirects_without_javascript() {
-    let dash = Dash::start().await;
+async fn create_writes_the_env_config_map_and_redirects_without_javascript(dash: Dash) {
     let answer = dash
         .post(
             "/envs",
@@ -169,9 +179,7 @@ async fn create_writes_the_env_config_map_and_redirects_without_javascript() {
     assert_eq!(managers, vec!["ephdash".to_string()]);
 }
 
-#[tokio::test]
-async fn create_with_htmx_answers_a_fragment_and_refreshes_the_list() {
-    let dash = Dash::start().await;
+async fn create_with_htmx_answers_a_fragment_and_refreshes_the_list(dash: Dash) {
     let answer = dash
         .hx_post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
         .await;
@@ -192,9 +200,7 @@ async fn create_with_htmx_answers_a_fragment_and_refreshes_the_list() {
     assert!(config_map(&dash, "nicks").await.is_some());
 }
 
-#[tokio::test]
-async fn refusals_come_in_place_with_the_input_kept() {
-    let dash = Dash::start().await;
+async fn refusals_come_in_place_with_the_input_kept(dash: Dash) {
     let csrf = token("nicks");
     // Off the allow-list.
     let off = dash
@@ -245,9 +251,7 @@ async fn refusals_come_in_place_with_the_input_kept() {
     assert!(over.body.contains("1 of 1"), "{}", over.body);
 }
 
-#[tokio::test]
-async fn a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touched() {
-    let dash = Dash::start().await;
+async fn a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touched(dash: Dash) {
     let plain = ConfigMap {
         metadata: ObjectMeta {
             name: Some("olga".into()),
@@ -256,7 +260,7 @@ async fn a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touche
         data: Some(BTreeMap::from([("keep".to_string(), "me".to_string())])),
         ..ConfigMap::default()
     };
-    Api::<ConfigMap>::namespaced(dash.client(), "default")
+    Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE)
         .create(&PostParams::default(), &plain)
         .await
         .unwrap();
@@ -277,9 +281,7 @@ async fn a_config_map_of_that_name_that_is_not_an_env_is_a_conflict_never_touche
     assert_eq!(still.data.unwrap()["keep"], "me");
 }
 
-#[tokio::test]
-async fn every_mutation_needs_the_users_own_token_from_the_dashboards_origin() {
-    let dash = Dash::start().await;
+async fn every_mutation_needs_the_users_own_token_from_the_dashboards_origin(dash: Dash) {
     let path = "/envs";
     // No token, another user's token, a made-up token.
     for csrf in ["", &token("mallory"), "00"] {
@@ -314,9 +316,7 @@ async fn every_mutation_needs_the_users_own_token_from_the_dashboards_origin() {
     assert_eq!(same.status, 303, "{}", same.body);
 }
 
-#[tokio::test]
-async fn only_owners_and_admins_extend_and_delete() {
-    let dash = Dash::start().await;
+async fn only_owners_and_admins_extend_and_delete(dash: Dash) {
     let expiration = Timestamp::now() + SignedDuration::from_mins(10);
     seed_env(&dash, "nicks", "nicks", Some(expiration)).await;
 
@@ -366,9 +366,7 @@ async fn only_owners_and_admins_extend_and_delete() {
     .await;
 }
 
-#[tokio::test]
-async fn extend_stops_at_the_cap_and_says_so() {
-    let dash = Dash::start().await;
+async fn extend_stops_at_the_cap_and_says_so(dash: Dash) {
     // Created now, cap in 1h: an expiration at the cap cannot grow.
     let cap = Timestamp::now() + SignedDuration::from_mins(59);
     seed_env(
@@ -396,13 +394,11 @@ async fn extend_stops_at_the_cap_and_says_so() {
     );
 }
 
-#[tokio::test]
-async fn hostile_text_renders_inert() {
-    let dash = Dash::start().await;
+async fn hostile_text_renders_inert(dash: Dash) {
     let markup = "<script>alert(1)</script>";
     // A user name with markup owns an env made with kubectl; a refused branch echoes markup.
     let owner = "evil\"><img src=x onerror=alert(1)>";
-    Api::<ConfigMap>::namespaced(dash.client(), "default")
+    Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE)
         .create(
             &PostParams::default(),
             &env_config_map("evil", owner, &spec("main"), None),
@@ -432,9 +428,7 @@ async fn hostile_text_renders_inert() {
     assert!(refused.body.contains("&lt;script&gt;"), "{}", refused.body);
 }
 
-#[tokio::test]
-async fn operations_endpoints_and_vendored_assets() {
-    let dash = Dash::start().await;
+async fn operations_endpoints_and_vendored_assets(dash: Dash) {
     assert_eq!(dash.get("/healthz", None).await.status, 200);
     assert_eq!(dash.get("/readyz", None).await.status, 200);
     dash.post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
@@ -478,7 +472,7 @@ async fn the_env_page_shows_events_and_setup_logs() {
     let config = ephemerator_core::Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
     let ctrl = tokio::spawn(ephctrl::run(ephctrl::testing::settings(
         dash.client(),
-        "default",
+        common::NAMESPACE,
         config,
     )));
     let created = dash
@@ -543,7 +537,8 @@ async fn the_env_page_shows_events_and_setup_logs() {
     assert_eq!(dash.get("/envs/nobody", Some("nicks")).await.status, 404);
 
     // The runner's container crashes and restarts: its previous run's output is shown too.
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(dash.client(), "default");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(dash.client(), common::NAMESPACE);
     let pod = pods
         .list(
             &kube::api::ListParams::default()
@@ -553,8 +548,8 @@ async fn the_env_page_shows_events_and_setup_logs() {
         .unwrap()
         .items
         .remove(0);
-    dash.cluster
-        .restart_container("default", &pod.name_any(), "tilt-upper")
+    dash.devcluster()
+        .restart_container(common::NAMESPACE, &pod.name_any(), "tilt-upper")
         .unwrap();
     let logs = dash.get("/envs/nicks/logs", Some("nicks")).await;
     assert!(
@@ -569,7 +564,7 @@ async fn the_env_page_shows_events_and_setup_logs() {
 #[tokio::test]
 async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
     let dash = Dash::start().await;
-    dash.cluster.fail_next_requests(3, 500);
+    dash.devcluster().fail_next_requests(3, 500);
     let answer = dash
         .hx_post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
         .await;
@@ -591,9 +586,7 @@ async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
     );
 }
 
-#[tokio::test]
-async fn the_polled_list_is_rendered_once_per_change_and_revalidates() {
-    let dash = Dash::start().await;
+async fn the_polled_list_is_rendered_once_per_change_and_revalidates(dash: Dash) {
     seed_env(&dash, "nicks", "nicks", None).await;
     let first = dash.get("/envs", Some("nicks")).await;
     let etag = first.headers.get("etag").cloned().expect("an ETag");
@@ -661,9 +654,7 @@ async fn with_oauth2_proxy_in_front_the_forwarded_headers_are_the_trusted_ones()
     assert_eq!(other.status, 401);
 }
 
-#[tokio::test]
-async fn every_form_field_has_a_label() {
-    let dash = Dash::start().await;
+async fn every_form_field_has_a_label(dash: Dash) {
     let page = dash.get("/", Some("nicks")).await.body;
     for id in ["repo", "branch", "path"] {
         assert!(

@@ -1,6 +1,6 @@
 //! The dashboard on a free port with a devcluster behind it, and a small HTTP client that
 //! speaks to it as a browser (or htmx) would.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,10 +36,42 @@ pub fn csrf_key() -> CsrfKey {
 }
 
 pub struct Dash {
-    pub cluster: DevCluster,
+    backend: Backend,
+    /// The cluster's admin (the test's own reads and writes, as kubectl would).
+    admin: kube::Client,
     pub running: Running,
     http: Client<HttpConnector, Full<Bytes>>,
 }
+
+/// The API server behind the dashboard.
+enum Backend {
+    Dev(DevCluster),
+    Real(Box<realcluster::RealCluster>),
+}
+
+/// The envs' namespace: `deploy/`'s, so that on the real API server the dashboard runs as its
+/// ServiceAccount with exactly its Role.
+pub const NAMESPACE: &str = "ephemerator";
+
+/// Turns `async fn name(dash: Dash)` into two tests, `name::on_devcluster` and
+/// `name::on_real_apiserver`, each with a dashboard from [`Dash::start`] or
+/// [`Dash::start_on_real_apiserver`].
+macro_rules! on_both_clusters {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_devcluster() {
+                super::$name(crate::common::Dash::start().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_real_apiserver() {
+                super::$name(crate::common::Dash::start_on_real_apiserver().await).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_clusters;
 
 /// An answer: status, headers (lower-case names), body.
 #[derive(Debug)]
@@ -67,15 +99,66 @@ impl Dash {
             .start()
             .await
             .expect("devcluster starts");
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap();
+        kube::Api::all(cluster.client())
+            .create(&Default::default(), &namespace)
+            .await
+            .expect("the tests' namespace");
+        let admin = cluster.client();
+        Dash::serve(
+            Backend::Dev(cluster),
+            admin.clone(),
+            admin,
+            config,
+            identity,
+        )
+        .await
+    }
+
+    /// A dashboard on the real API server with `deploy/`'s dev overlay applied, running as
+    /// ephdash's ServiceAccount.
+    pub async fn start_on_real_apiserver() -> Dash {
+        let cluster = realcluster::RealCluster::start()
+            .await
+            .expect("the real control plane starts");
+        cluster
+            .apply_overlay("dev")
+            .await
+            .expect("deploy/'s dev overlay applies");
+        let admin = cluster.client().await.expect("an admin client");
+        let dash = cluster
+            .client_as(NAMESPACE, "ephdash")
+            .await
+            .expect("ephdash's ServiceAccount");
+        let config = Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+        Dash::serve(
+            Backend::Real(Box::new(cluster)),
+            admin,
+            dash,
+            LiveConfig::fixed(config),
+            IdentitySource::AuthRequest,
+        )
+        .await
+    }
+
+    async fn serve(
+        backend: Backend,
+        admin: kube::Client,
+        client: kube::Client,
+        config: LiveConfig,
+        identity: IdentitySource,
+    ) -> Dash {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let running = startup::start(
-            ephdash::testing::settings(cluster.client(), "default", config, identity, csrf_key()),
+            ephdash::testing::settings(client, NAMESPACE, config, identity, csrf_key()),
             listener,
         )
         .expect("the dashboard starts");
         let http = Client::builder(TokioExecutor::new()).build_http();
         let dash = Dash {
-            cluster,
+            backend,
+            admin,
             running,
             http,
         };
@@ -86,8 +169,17 @@ impl Dash {
         dash
     }
 
+    /// The cluster's admin client.
     pub fn client(&self) -> kube::Client {
-        self.cluster.client()
+        self.admin.clone()
+    }
+
+    /// The devcluster, for tests of what only it does (fault injection, restarts).
+    pub fn devcluster(&self) -> &DevCluster {
+        match &self.backend {
+            Backend::Dev(cluster) => cluster,
+            Backend::Real(_) => panic!("a devcluster-only test ran on the real API server"),
+        }
     }
 
     /// GET as `user` (no identity header when `None`).
