@@ -120,12 +120,6 @@ impl LiveConfig {
         self.current.borrow().config.clone()
     }
 
-    /// The config in force now and its [`Config::digest`], read together.
-    pub fn current_with_digest(&self) -> (Arc<Config>, u64) {
-        let in_force = self.current.borrow();
-        (in_force.config.clone(), in_force.digest)
-    }
-
     /// One item each time a new config takes effect (after this call).
     pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
         let mut receiver = self.current.clone();

@@ -236,7 +236,7 @@ async fn floor_env(
         tilt_token: &token,
         discovered_ports: &[],
         config,
-        config_digest: config.digest(),
+        config_digest: ephctrl::desired::children_config_digest(config),
     };
     let children = desired::desired_children(&inputs);
     let apply = PatchParams::apply(FIELD_MANAGER).force();

@@ -333,7 +333,7 @@ mod tests {
             tilt_token: "token-1",
             discovered_ports: &[],
             config: &config,
-            config_digest: config.digest(),
+            config_digest: crate::desired::children_config_digest(&config),
         })
         .deployment;
         // As the API server returns it: server-set metadata, managed fields, kubectl's copy,

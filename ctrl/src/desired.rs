@@ -58,8 +58,20 @@ pub struct ChildrenInputs<'a> {
     pub discovered_ports: &'a [Port],
     /// The loaded config.
     pub config: &'a Config,
-    /// [`Config::digest`] of `config`, computed once per loaded config.
+    /// [`children_config_digest`] of `config`.
     pub config_digest: u64,
+}
+
+/// A digest of the config settings every env's children are built from (the runner, Ingress
+/// mode, the gateway host): an allow-list edit leaves it, so it re-applies no env's children.
+pub fn children_config_digest(config: &Config) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    format!(
+        "{:?}{:?}{:?}",
+        config.runner, config.ingress, config.gateway_host
+    )
+    .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl ChildrenInputs<'_> {
@@ -75,6 +87,8 @@ impl ChildrenInputs<'_> {
             self.tilt_token,
             self.discovered_ports,
             self.config_digest,
+            // The one per-env part of the config children use.
+            self.config.static_ports(&self.spec.repo),
         )
             .hash(&mut hasher);
         hasher.finish()
@@ -467,7 +481,7 @@ ingress:
             tilt_token: observed.tilt_token.as_deref().unwrap_or("fresh-token"),
             discovered_ports: &observed.discovered_ports,
             config,
-            config_digest: config.digest(),
+            config_digest: children_config_digest(config),
         }
     }
 
@@ -639,6 +653,37 @@ ingress:
     }
 
     #[test]
+    fn an_allow_list_edit_rebuilds_no_env_s_children() {
+        let env = env(HTML, "master");
+        let observed = Observed::default();
+        let config = config();
+        let mut more_repos = config.clone();
+        more_repos.allowlist = ephemerator_core::Config::from_yaml_str(
+            "gatewayHost: preview.localhost\nallowlist:\n  repoBase: https://github.com/tilt-dev\n  repoNames: [tilt-example-html, tilt-example-go]\n",
+            "test.yaml",
+        )
+        .unwrap()
+        .allowlist;
+        assert_ne!(config.digest(), more_repos.digest(), "a different config");
+        assert_eq!(
+            inputs(&env, &observed, &config).digest(),
+            inputs(&env, &observed, &more_repos).digest()
+        );
+        // Static ports for this env's repo are part of its children.
+        let mut with_ports = config.clone();
+        with_ports.allowlist = ephemerator_core::Config::from_yaml_str(
+            &format!("gatewayHost: preview.localhost\nallowlist:\n  repos:\n    - url: {HTML}\n      ports: [{{name: web, port: 8000}}]\n"),
+            "test.yaml",
+        )
+        .unwrap()
+        .allowlist;
+        assert_ne!(
+            inputs(&env, &observed, &config).digest(),
+            inputs(&env, &observed, &with_ports).digest()
+        );
+    }
+
+    #[test]
     fn every_input_changes_the_digest() {
         let env = env(HTML, "master");
         let config = config();
@@ -677,7 +722,7 @@ ingress:
             },
             ChildrenInputs {
                 config: &other_config,
-                config_digest: other_config.digest(),
+                config_digest: children_config_digest(&other_config),
                 ..base.clone()
             },
         ];

@@ -118,7 +118,8 @@ fn make_plan(
     dashboard_url: &str,
 ) -> Plan {
     // One config for the whole plan, even if a reload lands meanwhile.
-    let (config, config_digest) = ctx.config.current_with_digest();
+    let config = ctx.config.current();
+    let config_digest = crate::desired::children_config_digest(&config);
     plan::plan(&Inputs {
         config: &config,
         config_digest,

@@ -151,7 +151,7 @@ impl Case {
         let memory = self.memory.of("nicks");
         plan(&Inputs {
             config: &self.config,
-            config_digest: self.config.digest(),
+            config_digest: crate::desired::children_config_digest(&self.config),
             namespace: "eph",
             now: self.now,
             config_map: &self.config_map,
@@ -179,7 +179,7 @@ impl Case {
             tilt_token: TOKEN,
             discovered_ports: &memory.ports().discovered,
             config: &self.config,
-            config_digest: self.config.digest(),
+            config_digest: crate::desired::children_config_digest(&self.config),
         }
         .digest();
         for (kind, meta) in [
