@@ -494,7 +494,9 @@ fn parse_raw(text: &str, source_name: &str) -> Result<RawConfig, ConfigError> {
     });
     result.map_err(|error| {
         let path = track.path().to_string();
-        let message = serde_saphyr::UserMessageFormatter.format_message(error.without_snippet());
+        let message = plain_message(
+            &serde_saphyr::UserMessageFormatter.format_message(error.without_snippet()),
+        );
         let problem = ConfigProblem {
             source_name: source_name.to_string(),
             position: error.location().and_then(known_position),
@@ -503,6 +505,21 @@ fn parse_raw(text: &str, source_name: &str) -> Result<RawConfig, ConfigError> {
         };
         ConfigError::Invalid(vec![problem])
     })
+}
+
+/// The parser's words for a number that does not fit (`invalid u32`) in a team lead's: which
+/// numbers fit.
+fn plain_message(message: &str) -> String {
+    let range = match message.trim() {
+        "invalid u16" => Some(u64::from(u16::MAX)),
+        "invalid u32" => Some(u64::from(u32::MAX)),
+        "invalid u64" => Some(u64::MAX),
+        _ => None,
+    };
+    match range {
+        Some(max) => format!("must be a whole number from 0 to {max}"),
+        None => message.to_string(),
+    }
 }
 
 /// `serde_path_to_error` shows the inner field of [`Spanned`] as `.value`; users never see it.

@@ -160,6 +160,11 @@ fn wrong_types_name_the_field() {
     let found = problems("gatewayHost: preview.localhost\nrunner:\n  tiltPort: 70000\n");
     assert!(found[0].starts_with("test.yaml:3:"), "{}", found[0]);
     assert!(found[0].contains("runner.tiltPort"), "{}", found[0]);
+    let found = problems("gatewayHost: preview.localhost\nmaxEnvsPerUser: lots\n");
+    assert_eq!(
+        found,
+        ["test.yaml:2:17: maxEnvsPerUser: must be a whole number from 0 to 4294967295"]
+    );
 }
 
 #[test]
