@@ -289,11 +289,19 @@ mod tests {
         }
     }
 
+    /// A whole-file replacement (a new file renamed over it), so no half-written file is read.
+    fn replace(path: &Path, text: &str) {
+        let next = path.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+
     fn start(path: &Path) -> LiveConfig {
         let initial = Config::load(path).unwrap();
         LiveConfig::watch(path, initial, FAST)
     }
 
+    /// (An in-place write may be read half done: refused, then taken when whole.)
     #[tokio::test]
     async fn an_in_place_edit_takes_effect_and_bumps_the_generation() {
         let dir = tempfile::tempdir().unwrap();
@@ -336,7 +344,7 @@ mod tests {
         let mut registry = Registry::with_prefix("test");
         live.register_metrics(&mut registry);
 
-        std::fs::write(&path, BROKEN).unwrap();
+        replace(&path, BROKEN);
         until("the refusal", || live.report().error.is_some()).await;
         let report = live.report();
         assert_eq!(
@@ -367,7 +375,7 @@ mod tests {
         assert!(text.contains("test_config_generation 1"), "{text}");
 
         // Fixed: the new content takes effect and the error is gone.
-        std::fs::write(&path, MORE).unwrap();
+        replace(&path, MORE);
         until("the fix", || live.report().generation == 2).await;
         assert_eq!(live.report().error, None);
         assert_eq!(allowed(&live).len(), 2);

@@ -53,7 +53,7 @@ async fn the_allow_list_is_followed_while_the_controller_runs() {
     wait_for_phase(&client, "hal", Phase::Ready).await;
 
     // A broken edit: nothing changes, the failure is counted, the generation stays.
-    std::fs::write(&path, "gatewayHost: [not, a, host]\n").unwrap();
+    ephemerator_testkit::replace_file(&path, "gatewayHost: [not, a, host]\n").unwrap();
     wait_for("the refused edit counted", || async {
         let (_, metrics) = http_get(port, "/metrics").await?;
         metrics
@@ -70,7 +70,7 @@ async fn the_allow_list_is_followed_while_the_controller_runs() {
     assert_eq!(status(&client, "hal").await.unwrap().phase, Phase::Ready);
 
     // The team lead swaps html for python: pia runs without a restart; hal is stopped.
-    std::fs::write(
+    ephemerator_testkit::replace_file(
         &path,
         config_yaml(&["tilt-example-python"], webhook.url().as_str()),
     )

@@ -218,7 +218,8 @@ async fn an_admin_sees_the_refused_config_without_reloading() {
         json!(true)
     );
 
-    std::fs::write(&path, good.replace("extendBy: 15m", "extendBy: 15 minutes")).unwrap();
+    ephemerator_testkit::replace_file(&path, good.replace("extendBy: 15m", "extendBy: 15 minutes"))
+        .unwrap();
     let shown = browser
         .until(
             "the banner",
@@ -234,7 +235,7 @@ async fn an_admin_sees_the_refused_config_without_reloading() {
     assert_eq!(browser.run(MARKED).await, json!(true), "the page reloaded");
     browser.screenshot("config-refused").await;
 
-    std::fs::write(&path, &good).unwrap();
+    ephemerator_testkit::replace_file(&path, &good).unwrap();
     browser
         .until(
             "the banner gone",

@@ -56,7 +56,8 @@ async fn an_added_repo_can_be_created_at_once_and_a_broken_edit_is_shown_to_admi
     assert!(!dash.get("/", Some("gopher")).await.body.contains(GO_OPTION));
 
     // The team lead adds it: offered in the form and created, without a restart.
-    std::fs::write(&path, yaml(&["tilt-example-html", "tilt-example-go"])).unwrap();
+    ephemerator_testkit::replace_file(&path, yaml(&["tilt-example-html", "tilt-example-go"]))
+        .unwrap();
     wait_for("the new repo in the form", || async {
         dash.get("/", Some("gopher"))
             .await
@@ -70,7 +71,7 @@ async fn an_added_repo_can_be_created_at_once_and_a_broken_edit_is_shown_to_admi
     assert!(created.body.contains("Created gopher"), "{}", created.body);
 
     // A broken edit: the banner for admins, in the page and the list that refreshes it.
-    std::fs::write(
+    ephemerator_testkit::replace_file(
         &path,
         format!("{}maxEnvsPerUser: lots\n", yaml(&["tilt-example-html"])),
     )
@@ -100,7 +101,7 @@ async fn an_added_repo_can_be_created_at_once_and_a_broken_edit_is_shown_to_admi
     assert!(metrics.contains("ephdash_config_generation 2"), "{metrics}");
 
     // Fixed: the banner goes.
-    std::fs::write(&path, yaml(&["tilt-example-html"])).unwrap();
+    ephemerator_testkit::replace_file(&path, yaml(&["tilt-example-html"])).unwrap();
     wait_for("the banner gone", || async {
         let list = dash.get("/envs", Some("root@example.com")).await.body;
         (!list.contains("The config file was refused")).then_some(())

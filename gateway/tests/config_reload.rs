@@ -29,7 +29,7 @@ async fn a_new_gateway_host_is_served_and_a_broken_edit_is_counted() {
     assert_eq!((old.status, old.body.as_str()), (200, "the dashboard"));
     assert_eq!(gateway.get("new.localhost", "/", &[]).await.status, 404);
 
-    std::fs::write(&path, "gatewayHost: new.localhost\n").unwrap();
+    ephemerator_testkit::replace_file(&path, "gatewayHost: new.localhost\n").unwrap();
     wait_for("the new host served", || async {
         let answer = gateway.get("new.localhost", "/", &[]).await;
         (answer.status == 200 && answer.body == "the dashboard").then_some(())
@@ -38,7 +38,7 @@ async fn a_new_gateway_host_is_served_and_a_broken_edit_is_counted() {
     assert_eq!(gateway.get("old.localhost", "/", &[]).await.status, 404);
 
     // A broken edit: the new host stays, the refusal is counted.
-    std::fs::write(&path, "gatewayHost: NOT A HOST\n").unwrap();
+    ephemerator_testkit::replace_file(&path, "gatewayHost: NOT A HOST\n").unwrap();
     let metrics = wait_for("the refusal counted", || async {
         let metrics = gateway.admin("/metrics").await.body;
         metrics
@@ -90,9 +90,8 @@ async fn no_request_fails_while_the_config_is_reloaded() {
     };
     for n in 1..=10u32 {
         // Written whole, as editors and kubelet do, so no half-written file is ever read.
-        let next = dir.path().join("next.yaml");
-        std::fs::write(&next, version(n)).unwrap();
-        std::fs::rename(&next, &path).unwrap();
+        ephemerator_testkit::replace_file(&path, version(n)).unwrap();
+
         let generation = format!("ephgateway_config_generation {}", n + 1);
         wait_for("the reload", || async {
             gateway

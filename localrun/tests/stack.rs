@@ -310,7 +310,7 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
         "  repos:\n",
         "  repos:\n    - url: https://github.com/tilt-dev/tilt-example-rust\n      branches: [main]\n      paths: [Tiltfile]\n",
     );
-    std::fs::write(&stack.config_file, edited).unwrap();
+    ephemerator_testkit::replace_file(&stack.config_file, edited).unwrap();
     wait_for("the new repo offered on the dashboard", || async {
         let page = request(&stack, "GET", "preview.localhost", "/", &[], String::new()).await;
         page.body.contains("tilt-example-rust").then_some(())

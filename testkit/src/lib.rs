@@ -39,6 +39,19 @@ where
     }
 }
 
+/// Replaces the file at `path` with `contents` in one step (a new file renamed over it), as
+/// editors and kubelet do: a server following the file never reads it half-written. The same
+/// shape as `std::fs::write`.
+pub fn replace_file(
+    path: impl AsRef<std::path::Path>,
+    contents: impl AsRef<[u8]>,
+) -> std::io::Result<()> {
+    let path = path.as_ref();
+    let next = path.with_extension("next");
+    std::fs::write(&next, contents)?;
+    std::fs::rename(&next, path)
+}
+
 /// A loopback port free at the time of asking (for servers a test must name up front).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
