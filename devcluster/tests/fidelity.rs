@@ -299,12 +299,21 @@ async fn deployments_scale_through_the_scale_subresource(c: Server) {
     );
     assert_eq!(invalid.code, 422);
 
-    let mut current = deployments.get_scale("web").await.unwrap();
-    current.spec = Some(k8s_openapi::api::autoscaling::v1::ScaleSpec { replicas: Some(0) });
-    let replaced = deployments
-        .replace_scale("web", &PostParams::default(), &current)
-        .await
-        .unwrap();
+    // Read, change, replace: retried on a conflict, as every client must (on a real cluster
+    // the deployment controller writes the status, and so the resourceVersion, meanwhile).
+    let replaced = wait_for("the scale replaced", || async {
+        let mut current = deployments.get_scale("web").await.unwrap();
+        current.spec = Some(k8s_openapi::api::autoscaling::v1::ScaleSpec { replicas: Some(0) });
+        match deployments
+            .replace_scale("web", &PostParams::default(), &current)
+            .await
+        {
+            Ok(replaced) => Some(replaced),
+            Err(kube::Error::Api(status)) if status.code == 409 => None,
+            Err(other) => panic!("replacing the scale: {other}"),
+        }
+    })
+    .await;
     assert_eq!(replaced.spec.and_then(|s| s.replicas), None, "0 is omitted");
     let missing = status_of(deployments.get_scale("nope").await);
     assert_eq!(missing.code, 404);
