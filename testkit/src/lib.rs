@@ -17,6 +17,27 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub use fantoccini;
 
+/// Registers each `async fn name(server)` as two tests, `name::on_devcluster` and
+/// `name::on_real_apiserver`, running the same body with the server `dev` and `real` give
+/// (expressions with absolute paths, e.g. `crate::common::Server::start_dev().await`): tests
+/// written once, run against devcluster and against the real API server.
+#[macro_export]
+macro_rules! on_devcluster_and_real_apiserver {
+    (dev: $dev:expr, real: $real:expr; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_devcluster() {
+                super::$name($dev).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_real_apiserver() {
+                super::$name($real).await
+            }
+        }
+    )*};
+}
+
 /// How long any one step may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 /// Polls `check` every 25 ms until it gives a value; fails the test after [`DEADLINE`]

@@ -138,22 +138,16 @@ pub trait WriteKubeconfig {
     fn write_kubeconfig(&self, path: &std::path::Path) -> anyhow::Result<()>;
 }
 
-/// Turns `async fn name(cluster: TestCluster)` into two tests, `name::on_devcluster` and
-/// `name::on_real_apiserver`.
+/// `on_both_clusters!(a, b)`: each `async fn` named runs on devcluster and on the real API server
+/// (see `ephemerator_testkit::on_devcluster_and_real_apiserver`).
 macro_rules! on_both_clusters {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_devcluster() {
-                super::$name(crate::common::TestCluster::dev().await).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_real_apiserver() {
-                super::$name(crate::common::TestCluster::real().await).await
-            }
-        }
-    )*};
+    ($($test:ident),* $(,)?) => {
+        ephemerator_testkit::on_devcluster_and_real_apiserver!(
+            dev: crate::common::TestCluster::dev().await,
+            real: crate::common::TestCluster::real().await;
+            $($test),*
+        );
+    };
 }
 pub(crate) use on_both_clusters;
 

@@ -53,23 +53,16 @@ enum Backend {
 /// ServiceAccount with exactly its Role.
 pub const NAMESPACE: &str = "ephemerator";
 
-/// Turns `async fn name(dash: Dash)` into two tests, `name::on_devcluster` and
-/// `name::on_real_apiserver`, each with a dashboard from [`Dash::start`] or
-/// [`Dash::start_on_real_apiserver`].
+/// `on_both_clusters!(a, b)`: each `async fn` named runs on devcluster and on the real API server
+/// (see `ephemerator_testkit::on_devcluster_and_real_apiserver`).
 macro_rules! on_both_clusters {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_devcluster() {
-                super::$name(crate::common::Dash::start().await).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_real_apiserver() {
-                super::$name(crate::common::Dash::start_on_real_apiserver().await).await
-            }
-        }
-    )*};
+    ($($test:ident),* $(,)?) => {
+        ephemerator_testkit::on_devcluster_and_real_apiserver!(
+            dev: crate::common::Dash::start().await,
+            real: crate::common::Dash::start_on_real_apiserver().await;
+            $($test),*
+        );
+    };
 }
 pub(crate) use on_both_clusters;
 

@@ -65,21 +65,15 @@ impl Server {
     }
 }
 
-/// Turns `async fn name(c: Server)` into two tests, `name::on_devcluster` and
-/// `name::on_real_apiserver`, running the same body against each server.
+/// `on_both_servers!(a, b)`: each `async fn` named runs on devcluster and on the real API server
+/// (see `ephemerator_testkit::on_devcluster_and_real_apiserver`).
 macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_devcluster() {
-                super::$name(crate::common::Server::start_dev().await).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_real_apiserver() {
-                super::$name(crate::common::Server::start_real().await).await
-            }
-        }
-    )*};
+    ($($test:ident),* $(,)?) => {
+        ephemerator_testkit::on_devcluster_and_real_apiserver!(
+            dev: crate::common::Server::start_dev().await,
+            real: crate::common::Server::start_real().await;
+            $($test),*
+        );
+    };
 }
 pub(crate) use on_both_servers;
