@@ -12,7 +12,6 @@
 //! error is logged once per distinct content, counted, and kept for the dashboard's banner.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,12 +53,11 @@ impl InForce {
 
 /// What the reloads did, for `/metrics` and the dashboard.
 struct ReloadState {
-    /// Bumped on every change that took effect; 1 for the config loaded at start.
-    generation: AtomicU64,
     /// Why the file's current content is not in force; `None` when it is.
     error: Mutex<Option<String>>,
     failures: Counter,
-    generation_gauge: Gauge,
+    /// Which config is in force: 1 at start, bumped on every change that took effect.
+    generation: Gauge,
     last_reload_ok: Gauge,
 }
 
@@ -133,7 +131,7 @@ impl LiveConfig {
     /// Which config is in force and whether the file's content was refused.
     pub fn report(&self) -> ReloadReport {
         ReloadReport {
-            generation: self.state.generation.load(Ordering::Relaxed),
+            generation: u64::try_from(self.state.generation.get()).unwrap_or(0),
             error: self.state.error.lock().map(|e| e.clone()).unwrap_or(None),
         }
     }
@@ -144,7 +142,7 @@ impl LiveConfig {
         registry.register(
             "config_generation",
             "Which config is in force: 1 at start, one more per reload that took effect",
-            self.state.generation_gauge.clone(),
+            self.state.generation.clone(),
         );
         registry.register(
             "config_reload_failures",
@@ -162,13 +160,12 @@ impl LiveConfig {
 impl ReloadState {
     fn new() -> ReloadState {
         let state = ReloadState {
-            generation: AtomicU64::new(1),
             error: Mutex::new(None),
             failures: Counter::default(),
-            generation_gauge: Gauge::default(),
+            generation: Gauge::default(),
             last_reload_ok: Gauge::default(),
         };
-        state.generation_gauge.set(1);
+        state.generation.set(1);
         state.last_reload_ok.set(1);
         state
     }
@@ -223,10 +220,7 @@ impl FileWatcher {
             tracing::info!(path = %self.path.display(), "config file changed, settings the same");
             return;
         }
-        let generation = self.state.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.state
-            .generation_gauge
-            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        let generation = self.state.generation.inc() + 1;
         self.sender.send_replace(in_force);
         tracing::info!(path = %self.path.display(), generation, "config reloaded");
     }

@@ -197,6 +197,17 @@ impl RealCluster {
         Ok(cluster)
     }
 
+    /// [`RealCluster::start`], then one overlay of `deploy/` applied (its namespace,
+    /// ServiceAccounts, Roles and RoleBindings), as the servers' tests need.
+    pub async fn start_with_overlay(overlay: &str) -> anyhow::Result<RealCluster> {
+        let cluster = RealCluster::start().await?;
+        cluster
+            .apply_overlay(overlay)
+            .await
+            .with_context(|| format!("applying deploy/overlays/{overlay}"))?;
+        Ok(cluster)
+    }
+
     /// A kubeconfig of the cluster's admin (`system:masters`), for kubectl.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig

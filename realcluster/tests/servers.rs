@@ -39,9 +39,7 @@ fn config() -> Config {
 /// The control plane with `deploy/`'s dev overlay applied: the namespace, the ServiceAccounts,
 /// their Roles and RoleBindings.
 async fn cluster() -> RealCluster {
-    let cluster = RealCluster::start().await.unwrap();
-    cluster.apply_overlay("dev").await.unwrap();
-    cluster
+    RealCluster::start_with_overlay("dev").await.unwrap()
 }
 
 /// Whether a kube call was refused by the authorizer (403).

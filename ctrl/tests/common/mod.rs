@@ -90,13 +90,9 @@ impl TestCluster {
                 .with_test_writer()
                 .try_init();
         }
-        let cluster = realcluster::RealCluster::start()
+        let cluster = realcluster::RealCluster::start_with_overlay("dev")
             .await
-            .expect("the real control plane starts");
-        cluster
-            .apply_overlay("dev")
-            .await
-            .expect("deploy/'s dev overlay applies");
+            .expect("the real control plane with deploy/'s dev overlay");
         TestCluster {
             admin: cluster.client().await.expect("an admin client"),
             ctrl: cluster

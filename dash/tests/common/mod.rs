@@ -112,13 +112,9 @@ impl Dash {
     /// A dashboard on the real API server with `deploy/`'s dev overlay applied, running as
     /// ephdash's ServiceAccount.
     pub async fn start_on_real_apiserver() -> Dash {
-        let cluster = realcluster::RealCluster::start()
+        let cluster = realcluster::RealCluster::start_with_overlay("dev")
             .await
-            .expect("the real control plane starts");
-        cluster
-            .apply_overlay("dev")
-            .await
-            .expect("deploy/'s dev overlay applies");
+            .expect("the real control plane with deploy/'s dev overlay");
         let admin = cluster.client().await.expect("an admin client");
         let dash = cluster
             .client_as(NAMESPACE, "ephdash")
