@@ -9,6 +9,8 @@ command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 # git: ephdash discovers branches and Tiltfiles with it, and its tests serve repositories with
 # `git http-backend`.
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# python3: the tests' Tiltfiles serve their apps with Python's http.server.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Headless Chromium and its WebDriver for the dashboard's browser test (dash/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
@@ -23,8 +25,10 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # The manifests and Dockerfiles: rendered, validated against the Kubernetes schemas, linted.
 ./scripts/check-deploy.sh
 
-# The real control plane the realcluster tests run against, built once before they start.
+# The real control plane the realcluster tests run against, and the real Tilt, oauth2-proxy and
+# OIDC provider of the realprograms tests, built once before they start.
 time ./scripts/build-testcluster.sh
+time ./scripts/build-testprograms.sh
 
 # The doc tests nextest does not run, then every test of every crate (unit, integration, property
 # tests); nextest's summary is the last line.

@@ -15,6 +15,7 @@ use crate::events::EventSink;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::plan::TiltPolls;
 use crate::tilt::TiltClient;
 
 /// Field manager of every write the controller makes.
@@ -40,6 +41,8 @@ pub struct Context {
     pub tilt: TiltClient,
     /// Where Tilt is reached, see [`tilt_base_url`].
     pub tilt_url_template: String,
+    /// How often Tilt is asked.
+    pub tilt_polls: TiltPolls,
     /// Every Deployment in the namespace (ours and others', for the foreign-object check).
     pub deployments: Store<RunnerDeployment>,
     /// Every Service in the namespace (metadata only).
@@ -70,6 +73,8 @@ pub struct Parts {
     pub notifier: Notifier,
     /// Where Tilt is reached.
     pub tilt_url_template: String,
+    /// How often Tilt is asked.
+    pub tilt_polls: TiltPolls,
     /// The child stores.
     pub stores: (
         Store<RunnerDeployment>,
@@ -92,6 +97,7 @@ impl Context {
             metrics,
             notifier,
             tilt_url_template,
+            tilt_polls,
             stores: (deployments, services, ingresses),
             synced,
         } = parts;
@@ -105,6 +111,7 @@ impl Context {
             notifier,
             tilt: TiltClient::new(),
             tilt_url_template,
+            tilt_polls,
             deployments,
             services,
             ingresses,

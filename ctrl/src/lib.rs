@@ -78,6 +78,8 @@ pub struct Settings {
     pub tilt_url_template: String,
     /// Most reconciles at once; see [`DEFAULT_CONCURRENCY`].
     pub concurrency: u16,
+    /// How often the Tilt of a ready runner is asked for its ports.
+    pub tilt_polls: plan::TiltPolls,
 }
 
 impl Settings {
@@ -93,6 +95,7 @@ impl Settings {
             listener: None,
             tilt_url_template: DEFAULT_TILT_URL_TEMPLATE.to_string(),
             concurrency: DEFAULT_CONCURRENCY,
+            tilt_polls: plan::TiltPolls::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         listener,
         tilt_url_template,
         concurrency,
+        tilt_polls,
     } = settings;
     context::check_tilt_url_template(&tilt_url_template).map_err(|reason| {
         Error::TiltUrlTemplate {
@@ -138,6 +142,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         metrics: metrics.clone(),
         notifier: Notifier::new(webhook_url.map(|url| url.expose().clone())),
         tilt_url_template,
+        tilt_polls,
         stores: (deployments, services, ingresses),
         synced: synced.clone(),
     }));

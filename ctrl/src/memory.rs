@@ -44,10 +44,13 @@ pub struct PortMemory {
     pub discovered: Vec<Port>,
     /// The runner (template hash and Tilt token) the discovered ports belong to.
     pub for_runner: Option<String>,
-    /// Whether Tilt still had pending resources at the last poll.
+    /// Whether Tilt still had pending resources at the last poll (or could not be asked).
     pub pending: bool,
     /// When Tilt was last asked.
     pub polled_at: Option<Timestamp>,
+    /// What the env's status message adds about Tilt: what is not running yet, or why Tilt
+    /// could not be asked; `None` when all is well.
+    pub note: Option<String>,
 }
 
 /// A child as the controller last applied it.

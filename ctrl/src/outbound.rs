@@ -8,17 +8,23 @@
 //! try again stay with the callers.
 
 use std::error::Error as StdError;
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::{HeaderMap, Request, StatusCode, header};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
+use tokio::time::Instant;
 
 /// A whole answer: status, headers and the body, read up to the cap.
 #[derive(Debug, Clone)]
@@ -83,7 +89,7 @@ pub struct TlsSetupError {
 /// An outgoing HTTP/1 client over http and https. Cheap to clone (one shared connection pool).
 #[derive(Clone)]
 pub struct Outbound {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
 }
 
 impl Outbound {
@@ -116,7 +122,7 @@ impl Outbound {
     }
 
     fn build(tls: ClientConfig, connect_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver::default());
         // The https connector handles the scheme; this one only connects.
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
@@ -143,76 +149,143 @@ impl Outbound {
         timeout: Duration,
         max_body: usize,
     ) -> Result<Answer, OutboundError> {
-        let mut head = None;
-        let exchange = self.exchange(request, max_body, &mut head);
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(answered) => answered,
-            Err(_) => Err(OutboundError::Timeout {
-                after: timeout,
-                head: head.map(Box::new),
-            }),
-        }
-    }
-
-    /// The exchange without its deadline; `seen` gets the head as soon as it arrives, so a
-    /// timeout while reading the body can still tell the status.
-    async fn exchange(
-        &self,
-        request: Request<Full<Bytes>>,
-        max_body: usize,
-        seen: &mut Option<Head>,
-    ) -> Result<Answer, OutboundError> {
-        let response = self.client.request(request).await.map_err(|err| {
-            let reason = describe(&err);
-            if err.is_connect() {
-                OutboundError::Connect { reason }
-            } else {
-                OutboundError::Request { reason, head: None }
+        let deadline = Instant::now() + timeout;
+        let (head, body) = match self.open(request, deadline).await {
+            Ok(opened) => opened,
+            Err(OutboundError::Timeout { head, .. }) => {
+                return Err(OutboundError::Timeout {
+                    after: timeout,
+                    head,
+                });
             }
-        })?;
-        let (parts, body) = response.into_parts();
-        let (status, headers) = (parts.status, parts.headers);
-        *seen = Some(Head {
-            status,
-            headers: headers.clone(),
-        });
-        let head = || {
-            Box::new(Head {
-                status,
-                headers: headers.clone(),
-            })
+            Err(other) => return Err(other),
         };
-        let declared = headers
+        let declared = head
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_body as u64) {
             return Err(OutboundError::TooLarge {
                 limit: max_body,
-                head: head(),
+                head: Box::new(head),
             });
         }
-        let collected = Limited::new(body, max_body)
-            .collect()
-            .await
-            .map_err(|err| {
-                if err.is::<LengthLimitError>() {
-                    OutboundError::TooLarge {
+        let collected =
+            match tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect()).await {
+                Ok(Ok(collected)) => collected,
+                Ok(Err(err)) if err.is::<LengthLimitError>() => {
+                    return Err(OutboundError::TooLarge {
                         limit: max_body,
-                        head: head(),
-                    }
-                } else {
-                    OutboundError::Request {
-                        reason: describe(err.as_ref()),
-                        head: Some(head()),
-                    }
+                        head: Box::new(head),
+                    });
                 }
-            })?;
+                Ok(Err(err)) => {
+                    return Err(OutboundError::Request {
+                        reason: describe(err.as_ref()),
+                        head: Some(Box::new(head)),
+                    });
+                }
+                Err(_) => {
+                    return Err(OutboundError::Timeout {
+                        after: timeout,
+                        head: Some(Box::new(head)),
+                    });
+                }
+            };
         Ok(Answer {
-            status,
-            headers,
+            status: head.status,
+            headers: head.headers,
             body: collected.to_bytes(),
         })
+    }
+
+    /// Sends `request` and returns the head of the answer and its body unread, or fails if no
+    /// head arrived by `deadline`. The caller reads the body, within the same deadline (a body
+    /// streamed rather than held: [`crate::tilt`]).
+    pub async fn open(
+        &self,
+        request: Request<Full<Bytes>>,
+        deadline: Instant,
+    ) -> Result<(Head, Incoming), OutboundError> {
+        let started = Instant::now();
+        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                let reason = describe(&err);
+                return Err(if err.is_connect() {
+                    OutboundError::Connect { reason }
+                } else {
+                    OutboundError::Request { reason, head: None }
+                });
+            }
+            Err(_) => {
+                return Err(OutboundError::Timeout {
+                    after: deadline.saturating_duration_since(started),
+                    head: None,
+                });
+            }
+        };
+        let (parts, body) = response.into_parts();
+        Ok((
+            Head {
+                status: parts.status,
+                headers: parts.headers,
+            },
+            body,
+        ))
+    }
+}
+
+/// The system's resolver, except that `localhost` and every name under it are the loopback
+/// address without asking anyone, as RFC 6761 (6.3) asks of resolvers and browsers do: a Tilt
+/// URL template such as `http://{env}.localhost:PORT` names each env's Tilt on this machine.
+#[derive(Clone)]
+pub struct Resolver {
+    system: GaiResolver,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            system: GaiResolver::new(),
+        }
+    }
+}
+
+/// Whether `host` is `localhost` or a name under it.
+fn is_localhost(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .len()
+            .checked_sub(".localhost".len())
+            .and_then(|start| host.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
+}
+
+type Resolved = std::vec::IntoIter<SocketAddr>;
+
+impl tower::Service<Name> for Resolver {
+    type Response = Resolved;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Resolved, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.system.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        if is_localhost(name.as_str()) {
+            // The connector fills in the port.
+            let loopback = vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ];
+            return Box::pin(std::future::ready(Ok(loopback.into_iter())));
+        }
+        let lookup = self.system.call(name);
+        Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
     }
 }
 
@@ -406,6 +479,37 @@ mod tests {
         });
         let err = send(&url, DEADLINE, BIG).await.unwrap_err();
         assert!(matches!(&err, OutboundError::Connect { .. }), "{err}");
+        server.abort();
+    }
+
+    #[test]
+    fn localhost_names_are_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "nicks.localhost",
+            "a.b.localhost.",
+        ] {
+            assert!(is_localhost(host), "{host}");
+        }
+        for host in [
+            "localhost.example.com",
+            "notlocalhost",
+            "example.com",
+            "",
+            "xlocalhost",
+        ] {
+            assert!(!is_localhost(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_under_localhost_reaches_a_loopback_server() {
+        let (url, server) =
+            raw_server(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n".to_vec()).await;
+        let url = url.replace("127.0.0.1", "nicks.localhost");
+        let answer = send(&url, DEADLINE, BIG).await.unwrap();
+        assert_eq!(answer.status, StatusCode::NO_CONTENT);
         server.abort();
     }
 

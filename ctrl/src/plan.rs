@@ -23,8 +23,24 @@ use crate::memory::{EnvMemory, PortMemory};
 use crate::notify::Notice;
 use crate::observe::{self, ChildKind, Ownership, RunnerState};
 
-/// How often Tilt is asked again while resources are pending (upstream: 10 s).
-pub const PORT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the Tilt of a ready runner is asked for its view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TiltPolls {
+    /// While resources are starting, or Tilt could not be asked (upstream: 10 s).
+    pub while_pending: Duration,
+    /// Once everything has started: links change when resources are enabled or disabled in
+    /// Tilt, or the Tiltfile is reloaded.
+    pub when_settled: Duration,
+}
+
+impl Default for TiltPolls {
+    fn default() -> Self {
+        TiltPolls {
+            while_pending: Duration::from_secs(10),
+            when_settled: Duration::from_secs(60),
+        }
+    }
+}
 /// How soon a failed env (a foreign object in the way) is checked again.
 pub const FAILED_RECHECK: Duration = Duration::from_secs(30);
 /// Most ConfigMap versions remembered as older than the last status write (the cache lags by
@@ -53,6 +69,8 @@ pub struct Inputs<'a> {
     pub tilt_token: &'a str,
     /// The dashboard's address, for notices.
     pub dashboard_url: &'a str,
+    /// How often Tilt is asked.
+    pub tilt_polls: TiltPolls,
 }
 
 /// The objects named like the env, as cached.
@@ -434,9 +452,14 @@ pub fn plan(inputs: &Inputs) -> Plan {
         .status
         .ready_at
         .or_else(|| (runner.phase == Phase::Ready).then_some(now));
+    // A ready runner's message says what its Tilt reported, when that is not all well.
+    let message = match ports.note.filter(|_| runner.phase == Phase::Ready) {
+        Some(note) => format!("{}; {note}", runner.message),
+        None => runner.message,
+    };
     let status = EnvStatus {
         phase: runner.phase,
-        message: Some(runner.message),
+        message: Some(message),
         // In the order the status reads back (by port), so an unchanged status compares equal.
         ports: normalize_ports(children_inputs.ports()),
         ready_at,
@@ -512,13 +535,16 @@ fn status_change(inputs: &Inputs, shown: &ShownStatus, status: EnvStatus) -> Opt
 /// The ports known for the env's runner, and whether to ask Tilt now.
 struct PortsKnown {
     discovered: Vec<Port>,
+    /// What Tilt last reported that the env's message should say.
+    note: Option<String>,
     next_poll: Option<Timestamp>,
     /// The runner to ask about, when Tilt is to be asked now.
     ask: Option<String>,
 }
 
-/// Tilt is asked once per runner after it is ready, then every [`PORT_POLL_INTERVAL`] while it
-/// reports pending resources (or could not be asked). Repos with static ports never ask.
+/// Tilt is asked once per runner as soon as it is ready, then every
+/// [`TiltPolls::while_pending`] while it reports pending resources (or could not be asked),
+/// and every [`TiltPolls::when_settled`] after. Repos with static ports never ask.
 fn ports_known(
     inputs: &Inputs,
     env: &Env,
@@ -527,6 +553,7 @@ fn ports_known(
 ) -> PortsKnown {
     let nothing = PortsKnown {
         discovered: Vec::new(),
+        note: None,
         next_poll: None,
         ask: None,
     };
@@ -536,22 +563,29 @@ fn ports_known(
     let memory: &PortMemory = inputs.memory.ports();
     let runner_key = runner_key(template_hash, inputs.tilt_token);
     let known = memory.for_runner.as_deref() == Some(runner_key.as_str());
-    let discovered = if known {
-        memory.discovered.clone()
+    let (discovered, note) = if known {
+        (memory.discovered.clone(), memory.note.clone())
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    if runner.phase != Phase::Ready || (known && !memory.pending) {
+    if runner.phase != Phase::Ready {
         return PortsKnown {
             discovered,
             ..nothing
         };
     }
     if let Some(polled_at) = memory.polled_at.filter(|_| known) {
-        let next = after(polled_at, PORT_POLL_INTERVAL);
+        let polls = inputs.tilt_polls;
+        let interval = if memory.pending {
+            polls.while_pending
+        } else {
+            polls.when_settled
+        };
+        let next = after(polled_at, interval);
         if next > inputs.now {
             return PortsKnown {
                 discovered,
+                note,
                 next_poll: Some(next),
                 ask: None,
             };
@@ -559,6 +593,7 @@ fn ports_known(
     }
     PortsKnown {
         discovered,
+        note,
         next_poll: None,
         ask: Some(runner_key),
     }

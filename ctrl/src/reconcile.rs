@@ -130,27 +130,29 @@ fn make_plan(
         observed,
         tilt_token,
         dashboard_url,
+        tilt_polls: ctx.tilt_polls,
     })
 }
 
-/// Asks the runner's Tilt for its ports and remembers the answer. Failures are logged and
-/// retried later; they never fail the reconcile (the env keeps Tilt's own port and whatever
-/// was found before).
+/// Asks the runner's Tilt for its view and remembers the answer. Failures are remembered too,
+/// for the env's message, and asked about again later; they never fail the reconcile (the env
+/// keeps Tilt's own port and whatever was found before).
 async fn ask_tilt(ctx: &Context, name: &str, token: &str, runner: String, known: &PortMemory) {
     let now = Timestamp::now();
     let base_url = ctx.tilt_base_url(name);
-    let ports = match ctx.tilt.discover_ports(&base_url, token).await {
-        Ok(discovered) => {
-            debug!(ports = ?discovered.ports, pending = discovered.pending, "asked Tilt for ports");
+    let ports = match ctx.tilt.ask(&base_url, token).await {
+        Ok(state) => {
+            debug!(ports = ?state.ports, pending = state.pending(), "asked Tilt for ports");
             PortMemory {
-                discovered: discovered.ports,
+                pending: state.pending(),
+                note: state.summary(),
+                discovered: state.ports,
                 for_runner: Some(runner),
-                pending: discovered.pending,
                 polled_at: Some(now),
             }
         }
         Err(error) => {
-            warn!(%error, %base_url, "asking Tilt for ports failed; trying again");
+            warn!(%error, "asking Tilt for its view failed; asking again later");
             let same_runner = known.for_runner.as_deref() == Some(runner.as_str());
             PortMemory {
                 discovered: if same_runner {
@@ -161,6 +163,10 @@ async fn ask_tilt(ctx: &Context, name: &str, token: &str, runner: String, known:
                 for_runner: Some(runner),
                 pending: true,
                 polled_at: Some(now),
+                note: Some(format!(
+                    "the app's ports are not known yet: {}",
+                    error.summary()
+                )),
             }
         }
     };

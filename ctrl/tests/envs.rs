@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use ephctrl::desired::{template_hash_of, tilt_token_of};
-use ephctrl::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
-use ephemerator_core::labels::{OWNER_NAME_LABEL, PHASE_LABEL, PORTS_ANNOTATION};
+use ephemerator_core::labels::{OWNER_NAME_LABEL, PHASE_LABEL};
 use ephemerator_core::{Phase, Port};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -35,7 +34,6 @@ on_both_clusters!(
     a_malformed_expiration_fails_the_env_and_deletes_nothing,
     a_repo_off_the_allow_list_is_rejected_with_its_reason_and_no_children,
     a_foreign_object_of_the_same_name_is_left_untouched,
-    ports_discovered_from_tilt_end_up_on_the_service,
     static_ports_from_the_config_need_no_tilt,
     a_deleted_child_is_made_again,
     ingress_mode_routes_env_hosts_and_switching_it_off_removes_the_ingress,
@@ -156,7 +154,7 @@ async fn the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner(clus
         Some("0-base")
     );
     let status = wait_for_phase(&client, "nicks", Phase::Ready).await;
-    assert_eq!(status.message.as_deref(), Some("runner ready"));
+    assert_eq!(status.message.as_deref(), Some(READY_WITHOUT_TILT));
 }
 
 async fn changing_the_branch_rolls_the_runner_out_again(cluster: TestCluster) {
@@ -341,69 +339,6 @@ async fn a_foreign_object_of_the_same_name_is_left_untouched(cluster: TestCluste
         .await
         .unwrap();
     wait_for_phase(&client, "frank", Phase::Ready).await;
-}
-
-async fn ports_discovered_from_tilt_end_up_on_the_service(cluster: TestCluster) {
-    let client = cluster.client();
-    // The first controller makes the runner and its token (Tilt is unreachable for it).
-    let first = Ctrl::with_config(cluster.ctrl_client(), config());
-    create_env(&client, "gina", &spec(HTML_REPO, "master", "0-base")).await;
-    let (deployment, _) = wait_for_children(&client, "gina").await;
-    first.kill().await;
-    let token = tilt_token_of(&deployment).expect("the runner is given a Tilt token");
-
-    // A stand-in Tilt for that token, still loading one resource.
-    let tilt = StandInTilt::start(
-        &token,
-        uiresource_list(&[
-            FakeResource::new("web", "ok", &["http://localhost:8000/"]),
-            FakeResource::new("api", "pending", &[]),
-        ]),
-    )
-    .await
-    .unwrap();
-    let mut settings = ephctrl::testing::settings(cluster.ctrl_client(), NAMESPACE, config());
-    // Every env's Tilt is at its own path of the stand-in.
-    settings.tilt_url_template = format!("{}/envs/{{env}}", tilt.base_url());
-    let _ctrl = Ctrl::start(settings);
-
-    let with_web = wait_for("port 8000 on the Service", || async {
-        let service: Service = get(&client, "gina").await?;
-        let ports = service_ports(&service);
-        (ports.len() == 2).then_some(ports)
-    })
-    .await;
-    assert_eq!(
-        with_web,
-        vec![("tilt".to_string(), 10350), ("web".to_string(), 8000)]
-    );
-    // The runner kept its token: the new controller reused it.
-    let kept: Deployment = get(&client, "gina").await.unwrap();
-    assert_eq!(tilt_token_of(&kept).as_deref(), Some(token.as_str()));
-
-    // The pending resource comes up with a link: the next poll (10 s later) finds it.
-    tilt.set_uiresources(uiresource_list(&[
-        FakeResource::new("web", "ok", &["http://localhost:8000/"]),
-        FakeResource::new("api", "ok", &["http://0.0.0.0:3000"]),
-    ]));
-    wait_for("port 3000 on the Service and in the status", || async {
-        let service: Service = get(&client, "gina").await?;
-        let cm: ConfigMap = get(&client, "gina").await?;
-        let ports_annotation = cm.annotations().get(PORTS_ANNOTATION)?.clone();
-        (service_ports(&service)
-            == vec![
-                ("tilt".to_string(), 10350),
-                ("api".to_string(), 3000),
-                ("web".to_string(), 8000),
-            ]
-            && ports_annotation.contains("3000"))
-        .then_some(())
-    })
-    .await;
-    assert!(
-        tilt.refused() == 0,
-        "every request carried the runner's token"
-    );
 }
 
 async fn static_ports_from_the_config_need_no_tilt(cluster: TestCluster) {

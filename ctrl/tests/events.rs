@@ -44,7 +44,7 @@ async fn kubectl_describe_tells_an_envs_story() {
         })
     };
     assert!(
-        listed("Starting", "runner starting") && listed("Ready", "runner ready"),
+        listed("Starting", "runner starting") && listed("Ready", READY_WITHOUT_TILT),
         "describe lists Starting and Ready, from ephctrl, with their messages:\n{stdout}"
     );
 }
@@ -88,7 +88,7 @@ async fn events_name_the_env_the_controller_and_what_happened() {
     );
     assert_eq!(ready.action.as_deref(), Some("Reconcile"));
     assert_eq!(ready.type_.as_deref(), Some("Normal"));
-    assert_eq!(ready.note.as_deref(), Some("runner ready"));
+    assert_eq!(ready.note.as_deref(), Some(READY_WITHOUT_TILT));
     assert!(ready.event_time.is_some());
     assert!(ready.name_any().starts_with("bob."), "{}", ready.name_any());
 }

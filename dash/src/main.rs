@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use ephdash::csrf::CsrfKey;
 use ephdash::discovery::DiscoverySettings;
-use ephdash::identity::IdentitySource;
+use ephdash::identity::{IdentitySource, NameFields};
 use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
 use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
@@ -28,11 +28,16 @@ struct Args {
     /// Address to serve on; port 0 picks a free port (logged as `addr`).
     #[arg(long, env = "EPH_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Which headers carry the signed-in user: `auth-request` (X-Auth-Request-User/-Email, set
-    /// by the gateway from oauth2-proxy's answer) or `forwarded` (X-Forwarded-User/-Email, with
-    /// oauth2-proxy in front).
+    /// Which headers carry the signed-in user: `auth-request` (X-Auth-Request-*, set by the
+    /// gateway from oauth2-proxy's answer) or `forwarded` (X-Forwarded-*, with oauth2-proxy in
+    /// front).
     #[arg(long, env = "EPH_IDENTITY_HEADERS", default_value = "auth-request")]
     identity_headers: String,
+    /// Which of those headers name a person, in order, the first present winning: any of
+    /// `preferred-username`, `user` and `email`. The default names people by their readable
+    /// name with OIDC providers and by their login with GitHub.
+    #[arg(long, env = "EPH_IDENTITY_FROM", default_value = "preferred-username,user", value_parser = NameFields::parse)]
+    identity_from: NameFields,
     /// Treat every request as signed in as NAME (local runs only).
     #[arg(long, env = "EPH_AUTH_FAKE_USER")]
     auth_fake_user: Option<String>,
@@ -102,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             // Read again when the file changes; a version that does not load is refused.
             config: LiveConfig::watch(&args.config, config, live_config::CHECK_EVERY),
             identity,
+            identity_from: args.identity_from,
             csrf,
             templates: args.templates,
             assets: args.assets,

@@ -22,7 +22,7 @@ use kube::runtime::{reflector, watcher};
 use crate::csrf::CsrfKey;
 use crate::discovery::{Discovery, DiscoverySettings};
 use crate::fragment_cache::{FragmentCache, Generation};
-use crate::identity::IdentitySource;
+use crate::identity::{IdentitySource, NameFields};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -46,6 +46,8 @@ pub struct Settings {
     pub config: LiveConfig,
     /// Where identities come from.
     pub identity: IdentitySource,
+    /// Which of its headers name a person (`--identity-from`).
+    pub identity_from: NameFields,
     /// Signs CSRF tokens; every replica needs the same.
     pub csrf: CsrfKey,
     /// The tera templates (`templates/` at the top of the repo).
@@ -105,6 +107,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         namespace,
         config,
         identity,
+        identity_from,
         csrf,
         templates,
         assets,
@@ -170,6 +173,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         namespace,
         config: config.clone(),
         identity,
+        identity_from,
         csrf,
         envs,
         events,

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::csrf::CsrfKey;
 use crate::discovery::Discovery;
 use crate::fragment_cache::{FragmentCache, Generation};
-use crate::identity::IdentitySource;
+use crate::identity::{IdentitySource, NameFields};
 use crate::metrics::Metrics;
 
 /// Shared state of the dashboard (one per process, behind `web::Data`).
@@ -30,6 +30,8 @@ pub struct AppState {
     pub config: LiveConfig,
     /// Where identities come from.
     pub identity: IdentitySource,
+    /// Which of its headers name a person.
+    pub identity_from: NameFields,
     /// Signs CSRF tokens.
     pub csrf: CsrfKey,
     /// Every env ConfigMap, kept by a watch: pages make no API call.

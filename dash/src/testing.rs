@@ -8,7 +8,7 @@ use ephemerator_core::cluster::ApiHealth;
 
 use crate::csrf::CsrfKey;
 use crate::discovery::DiscoverySettings;
-use crate::identity::IdentitySource;
+use crate::identity::{IdentitySource, NameFields};
 use crate::startup::Settings;
 
 /// One worker, the repository's `templates/` and `assets/`, git discovery bounded to 5 s.
@@ -26,6 +26,7 @@ pub fn settings(
         namespace: namespace.into(),
         config,
         identity,
+        identity_from: NameFields::default(),
         csrf,
         templates: root.join("templates"),
         assets: root.join("assets"),

@@ -68,9 +68,14 @@ pub enum Verdict {
     /// Go on, with these identity headers set on the request and these cookies (a refreshed
     /// session) set on the response.
     Allowed(Arc<Grant>),
-    /// No valid session: sign in.
-    SignIn,
-    /// Signed in but not allowed (oauth2-proxy's group or e-mail checks).
+    /// No valid session: sign in. oauth2-proxy clears a session it refuses (a tampered,
+    /// expired or no longer allowed one) with these `Set-Cookie` values, passed to the client
+    /// so that its next request is not another round trip with the stale cookie.
+    SignIn(Vec<HeaderValue>),
+    /// Signed in but not allowed. oauth2-proxy answers 403 only to the `allowed_groups` and
+    /// `allowed_emails` query parameters, which the gateway does not send (a person who fails
+    /// its org or e-mail checks gets 401 and signs in again); kept for an authenticator that
+    /// does.
     Forbidden,
     /// oauth2-proxy did not answer usefully; the request is refused (fail closed).
     Unavailable(String),
@@ -162,7 +167,7 @@ impl Authenticator {
         };
         // Without a session cookie oauth2-proxy can only say 401: spare it the question.
         let Some(cookies) = session_cookies(subject.headers, cookie_name) else {
-            return Verdict::SignIn;
+            return Verdict::SignIn(Vec::new());
         };
         let key: [u8; 32] = Sha256::digest(cookies.as_bytes()).into();
         if let Some(grant) = self.cached(&key) {
@@ -237,7 +242,9 @@ impl Authenticator {
                     .collect(),
                 set_cookies: headers.get_all(SET_COOKIE).iter().cloned().collect(),
             })),
-            StatusCode::UNAUTHORIZED => Verdict::SignIn,
+            StatusCode::UNAUTHORIZED => {
+                Verdict::SignIn(headers.get_all(SET_COOKIE).iter().cloned().collect())
+            }
             StatusCode::FORBIDDEN => Verdict::Forbidden,
             other => Verdict::Unavailable(format!("oauth2-proxy answered {other}")),
         }
@@ -275,7 +282,7 @@ fn auth_uri(base: &Uri) -> Result<Uri, String> {
 fn verdict_label(verdict: &Verdict) -> &'static str {
     match verdict {
         Verdict::Allowed(_) => "allowed",
-        Verdict::SignIn => "sign_in",
+        Verdict::SignIn(_) => "sign_in",
         Verdict::Forbidden => "forbidden",
         Verdict::Unavailable(_) => "unavailable",
     }

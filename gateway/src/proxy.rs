@@ -106,9 +106,13 @@ async fn answer(
         };
         match gateway.auth.check(&subject, &upstreams.auth).await {
             Verdict::Allowed(grant) => Some(grant),
-            Verdict::SignIn => {
+            Verdict::SignIn(clear_cookies) => {
                 let dashboard = format!("{gateway_host}{port_suffix}");
-                return sign_in(gateway, &request, host, &dashboard);
+                let mut response = sign_in(gateway, &request, host, &dashboard);
+                for cookie in clear_cookies {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+                return response;
             }
             Verdict::Forbidden => return render(&pages.forbidden()),
             Verdict::Unavailable(problem) => {

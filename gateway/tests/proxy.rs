@@ -87,7 +87,8 @@ async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "alice").await;
 
-    let cookie = format!("{}; theme=dark", session("alice"));
+    // A session whose check answers with the user's OAuth token too (--pass-access-token).
+    let cookie = format!("{COOKIE}=token-alice; theme=dark");
     let host = env_host(port, "alice");
     let echo = setup
         .gateway
@@ -171,11 +172,11 @@ async fn the_bare_host_is_the_dashboard_and_oauth2_paths_reach_oauth2_proxy_unau
         .gateway
         .get(GATEWAY_HOST, "/oauth2/sign_in?rd=x", &[])
         .await;
-    assert_eq!(sign_in.status, 200);
+    assert_eq!(sign_in.status, 302);
     assert!(
-        sign_in.body.starts_with("oauth2-proxy sign in page"),
-        "{}",
-        sign_in.body
+        sign_in.header("location").starts_with(PROVIDER_AUTHORIZE),
+        "{:?}",
+        sign_in.headers
     );
     assert_eq!(
         setup.oauth2.auth_requests.load(Ordering::SeqCst),
@@ -238,6 +239,24 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
         )
         .await;
     assert_eq!(api.status, 401);
+    // oauth2-proxy's clearing of the stale session reaches the client, so its next request
+    // carries no cookie to ask about.
+    let cleared = format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly");
+    assert_eq!(api.set_cookies, [cleared.as_str()]);
+    let stale = setup
+        .gateway
+        .get(
+            &host,
+            "/page",
+            &[
+                ("accept", "text/html"),
+                ("cookie", "_oauth2_proxy=tampered"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, 302);
+    assert!(stale.header("location").contains("/oauth2/sign_in?rd="));
+    assert_eq!(stale.set_cookies, [cleared.as_str()]);
     assert_eq!(
         env.requests.load(Ordering::SeqCst),
         1,
@@ -296,7 +315,7 @@ async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per
         refreshing
             .set_cookies
             .iter()
-            .any(|c| c.starts_with("_oauth2_proxy=valid-dave; Domain=preview.localhost")),
+            .any(|c| c.starts_with("_oauth2_proxy=valid-dave; Path=/; Domain=preview.localhost")),
         "{:?}",
         refreshing.set_cookies
     );

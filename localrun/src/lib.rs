@@ -216,6 +216,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             namespace: NAMESPACE.to_string(),
             config: live_config.clone(),
             identity: ephdash::identity::IdentitySource::Fake(USER.to_string()),
+            identity_from: ephdash::identity::NameFields::default(),
             csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
             templates: repo_root.join("templates"),
             assets: repo_root.join("assets"),

@@ -38,6 +38,28 @@ macro_rules! on_devcluster_and_real_apiserver {
     )*};
 }
 
+/// Registers each `async fn name(target)` as one test per target: `written_once!([on_stand_in:
+/// expr, on_real_tilt: expr]; a, b)` gives `a::on_stand_in`, `a::on_real_tilt`, `b::…`, each
+/// running the same body with what its expression gives. For tests of a stand-in and the real
+/// program it stands for, written once (as [`on_devcluster_and_real_apiserver!`] does for the
+/// two API servers).
+#[macro_export]
+macro_rules! written_once {
+    ($targets:tt; $($name:ident),* $(,)?) => {$(
+        $crate::written_once!(@one $name; $targets);
+    )*};
+    (@one $name:ident; [$($target:ident: $make:expr),+ $(,)?]) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $target() {
+                    super::$name($make).await
+                }
+            )+
+        }
+    };
+}
+
 /// How long any one step may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 /// Polls `check` every 25 ms until it gives a value; fails the test after [`DEADLINE`]

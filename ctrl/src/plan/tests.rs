@@ -163,6 +163,7 @@ impl Case {
             },
             tilt_token: TOKEN,
             dashboard_url: "http://preview.localhost/",
+            tilt_polls: TiltPolls::default(),
         })
     }
 
@@ -269,6 +270,7 @@ fn the_phase_follows_the_runner() {
             for_runner: plan.ask_tilt.clone(),
             pending: false,
             polled_at: Some(ready.now),
+            note: None,
         },
     );
     let plan = ready.plan();
@@ -300,6 +302,7 @@ fn the_phase_follows_the_runner() {
             for_runner: Some(runner_key(&spec(HTML).fingerprint(), TOKEN)),
             pending: false,
             polled_at: Some(at("2030-01-01T10:00:40Z")),
+            note: None,
         },
     );
     let plan = settled.applied_before().plan();
@@ -320,6 +323,7 @@ fn tilt_is_asked_again_while_resources_are_pending() {
             for_runner: Some(key.clone()),
             pending: true,
             polled_at: Some(at("2030-01-01T10:00:55Z")),
+            note: None,
         },
     );
     // Polled 5 s ago: the next poll is at +10 s, which is the next wake-up.

@@ -19,19 +19,23 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 /// The loop the stand-ins share: serves `listener` until the task is aborted, one task per
-/// connection, answering every request with `answer`.
+/// connection (aborted with it), answering every request with `answer`.
 async fn serve<S, F, Fut>(listener: TcpListener, shared: Arc<S>, answer: F)
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    // Connections end with the server (the set is dropped with this task), as they do when a
+    // real server stops: no pooled connection of a client outlives it.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        while connections.try_join_next().is_some() {}
         let shared = shared.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |request| {
                 let answered = answer(shared.clone(), request);
                 async move { Ok::<_, Infallible>(answered.await) }

@@ -25,6 +25,11 @@ pub const HTML_REPO: &str = "https://github.com/tilt-dev/tilt-example-html";
 /// shared by several builds.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The message of a Ready env whose runner's Tilt does not answer (the tests point ephctrl at
+/// a closed port for Tilt, see `ephctrl::testing::NO_TILT_URL_TEMPLATE`).
+pub const READY_WITHOUT_TILT: &str =
+    "runner ready; the app's ports are not known yet: Tilt does not answer yet (no connection)";
+
 /// The test config: upstream's allow-list, the default lifetimes.
 pub const CONFIG_YAML: &str = r#"
 gatewayHost: preview.localhost

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devcluster::DevCluster;
+use ephctrl::testing::tilt::origin_allowed;
 use ephemerator_core::cluster::ApiHealth;
 use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
 use ephgateway::auth::AuthMode;
@@ -394,8 +395,8 @@ impl futures::Stream for FrameStream {
     }
 }
 
-/// A WebSocket echo server that enforces Tilt's origin rule: the `Origin` header's host must
-/// equal the `Host` header, else 403.
+/// A WebSocket echo server that enforces Tilt's origin rule (the stand-in's
+/// [`origin_allowed`], checked against the real Tilt in ephctrl's tests), else 403.
 pub async fn websocket_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -413,9 +414,8 @@ pub async fn websocket_server() -> SocketAddr {
                         let origin = request
                             .headers()
                             .get("origin")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|o| o.split_once("://").map(|(_, h)| h.to_string()));
-                        if host.is_some() && origin.as_deref() == host {
+                            .and_then(|v| v.to_str().ok());
+                        if host.is_some_and(|host| origin_allowed(origin, host)) {
                             Ok(response)
                         } else {
                             let mut refusal =
@@ -445,15 +445,28 @@ pub async fn websocket_server() -> SocketAddr {
     addr
 }
 
-/// oauth2-proxy's `/oauth2/auth` contract: a `_oauth2_proxy=valid-USER` cookie is a session of
-/// USER (202 with `X-Auth-Request-User`, `-Email` and `-Access-Token`); `banned` is signed in
-/// but refused (403); `refresh-USER` is valid and refreshed (202 with a `Set-Cookie`); anything
-/// else 401. `/oauth2/sign_in` is its sign-in page. It records what it was sent.
+/// A stand-in of oauth2-proxy (v7.15.6, set up as `deploy/` sets it up with the GitHub
+/// provider), for what the real one cannot do in a test: many users at once with no sign-in,
+/// refreshed sessions (`--cookie-refresh`), a 403 (only `allowed_groups` query parameters get
+/// one), and counting what it is asked. It answers what the real one answered (the contract
+/// tests in `tests/oauth2_proxy.rs` ask both the same):
+/// - `/oauth2/auth` with `_oauth2_proxy=valid-USER`: 202 with `X-Auth-Request-User: USER` (a
+///   login, as with GitHub), `-Email` and `Gap-Auth` (the e-mail); no access token (that needs
+///   `--pass-access-token`);
+/// - `token-USER`: the same with `X-Auth-Request-Access-Token`, as with `--pass-access-token`;
+/// - `refresh-USER`: the same, with a new session cookie set (`Expires`, the cookie domain);
+/// - `banned`: 403;
+/// - no cookie: 401 `Unauthorized`; any other cookie: 401 with a `Set-Cookie` that clears it
+///   (`Max-Age=0`, the cookie domain `deploy/` sets);
+/// - `/oauth2/sign_in`: a redirect to the provider (`--skip-provider-button`).
 pub struct OAuth2Proxy {
     pub addr: SocketAddr,
     pub auth_requests: Arc<AtomicUsize>,
     pub cookies_seen: Arc<Mutex<Vec<String>>>,
 }
+
+/// Where the stand-in's sign-in sends people: the provider's authorize endpoint.
+pub const PROVIDER_AUTHORIZE: &str = "https://github.com/login/oauth/authorize";
 
 pub async fn oauth2_proxy() -> OAuth2Proxy {
     let auth_requests = Arc::new(AtomicUsize::new(0));
@@ -468,6 +481,14 @@ pub async fn oauth2_proxy() -> OAuth2Proxy {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
+            let plain = |status: StatusCode, text: &str| {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .header("x-content-type-options", "nosniff")
+                    .body(body(format!("{text}\n")))
+                    .unwrap()
+            };
             match request.uri().path() {
                 "/oauth2/auth" => {
                     count.fetch_add(1, Ordering::SeqCst);
@@ -475,41 +496,63 @@ pub async fn oauth2_proxy() -> OAuth2Proxy {
                     let session = cookies
                         .split(';')
                         .map(str::trim)
-                        .find_map(|pair| pair.strip_prefix(&format!("{COOKIE}=")))
-                        .unwrap_or("");
-                    let answer = |status: StatusCode| Response::builder().status(status);
-                    if let Some(user) = session.strip_prefix("valid-") {
-                        answer(StatusCode::ACCEPTED)
+                        .find_map(|pair| pair.strip_prefix(&format!("{COOKIE}=")));
+                    let accepted = |user: &str| {
+                        Response::builder()
+                            .status(StatusCode::ACCEPTED)
+                            .header("gap-auth", format!("{user}@example.com"))
                             .header("x-auth-request-user", user)
                             .header("x-auth-request-email", format!("{user}@example.com"))
-                            .header("x-auth-request-access-token", "oauth-token-secret")
-                            .body(body(""))
-                            .unwrap()
-                    } else if let Some(user) = session.strip_prefix("refresh-") {
-                        answer(StatusCode::ACCEPTED)
-                            .header("x-auth-request-user", user)
-                            .header(
+                    };
+                    match session {
+                        Some(session) if session.starts_with("valid-") => {
+                            accepted(&session["valid-".len()..]).body(body("")).unwrap()
+                        }
+                        Some(session) if session.starts_with("token-") => {
+                            accepted(&session["token-".len()..])
+                                .header("x-auth-request-access-token", "oauth-token-secret")
+                                .body(body(""))
+                                .unwrap()
+                        }
+                        Some(session) if session.starts_with("refresh-") => {
+                            let user = &session["refresh-".len()..];
+                            accepted(user)
+                                .header(
+                                    "set-cookie",
+                                    format!(
+                                        "{COOKIE}=valid-{user}; Path=/; Domain={GATEWAY_HOST}; \
+                                         Expires=Wed, 09 Dec 2026 03:19:55 GMT; HttpOnly; SameSite=Lax"
+                                    ),
+                                )
+                                .body(body(""))
+                                .unwrap()
+                        }
+                        Some("banned") => plain(StatusCode::FORBIDDEN, "Forbidden"),
+                        Some(_) => {
+                            let mut refused = plain(StatusCode::UNAUTHORIZED, "Unauthorized");
+                            refused.headers_mut().insert(
                                 "set-cookie",
-                                format!(
-                                    "{COOKIE}=valid-{user}; Domain={GATEWAY_HOST}; Path=/; HttpOnly"
-                                ),
-                            )
-                            .body(body(""))
-                            .unwrap()
-                    } else if session == "banned" {
-                        answer(StatusCode::FORBIDDEN).body(body("")).unwrap()
-                    } else {
-                        answer(StatusCode::UNAUTHORIZED).body(body("")).unwrap()
+                                format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly")
+                                    .parse()
+                                    .unwrap(),
+                            );
+                            refused
+                        }
+                        None => plain(StatusCode::UNAUTHORIZED, "Unauthorized"),
                     }
                 }
-                "/oauth2/sign_in" => Response::new(body(format!(
-                    "oauth2-proxy sign in page; {}",
-                    request.uri()
-                ))),
-                other => Response::builder()
-                    .status(StatusCode::NOT_FOUND)
-                    .body(body(format!("oauth2-proxy: no {other}")))
+                "/oauth2/sign_in" => Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header(
+                        "location",
+                        format!(
+                            "{PROVIDER_AUTHORIZE}?client_id=stand-in&state={}",
+                            request.uri().query().unwrap_or("")
+                        ),
+                    )
+                    .body(body("Found"))
                     .unwrap(),
+                other => plain(StatusCode::NOT_FOUND, &format!("oauth2-proxy: no {other}")),
             }
         }
     })
