@@ -107,7 +107,7 @@ async fn the_auth_endpoint_answers_what_the_gateway_relies_on(kind: ProxyKind) {
     assert_eq!(
         refused.set_cookies,
         [format!(
-            "{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly"
+            "{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax"
         )]
     );
 

@@ -241,7 +241,8 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     assert_eq!(api.status, 401);
     // oauth2-proxy's clearing of the stale session reaches the client, so its next request
     // carries no cookie to ask about.
-    let cleared = format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly");
+    let cleared =
+        format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax");
     assert_eq!(api.set_cookies, [cleared.as_str()]);
     let stale = setup
         .gateway

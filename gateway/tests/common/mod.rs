@@ -532,7 +532,7 @@ pub async fn oauth2_proxy() -> OAuth2Proxy {
                             let mut refused = plain(StatusCode::UNAUTHORIZED, "Unauthorized");
                             refused.headers_mut().insert(
                                 "set-cookie",
-                                format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly")
+                                format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax")
                                     .parse()
                                     .unwrap(),
                             );
