@@ -59,20 +59,18 @@ async fn git(dir: &Path, home: &Path, args: &[&str]) -> anyhow::Result<()> {
 /// Creates the sample repository under `root` unless it is there already; returns its path.
 pub async fn ensure_sample_repo(root: &Path) -> anyhow::Result<PathBuf> {
     let bare = root.join(SAMPLE_REPO);
-    if bare.join("HEAD").exists() {
+    // Made again when an earlier version of it is there (its Tiltfiles published no link).
+    let marker = bare.join(SAMPLE_VERSION_FILE);
+    if std::fs::read_to_string(&marker).is_ok_and(|version| version == SAMPLE_VERSION) {
         return Ok(bare);
     }
+    let _ = std::fs::remove_dir_all(&bare);
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let work = root.join("sample-work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("services/api"))?;
-    let tiltfile = |what: &str| {
-        format!(
-            "# The {what} of the sample app.\nlocal_resource('{what}', serve_cmd='python3 -m http.server 8000')\n"
-        )
-    };
-    std::fs::write(work.join("Tiltfile"), tiltfile("web"))?;
-    std::fs::write(work.join("services/api/Tiltfile"), tiltfile("api"))?;
+    std::fs::write(work.join("Tiltfile"), sample_tiltfile("web"))?;
+    std::fs::write(work.join("services/api/Tiltfile"), sample_tiltfile("api"))?;
     std::fs::write(
         work.join("README.md"),
         "A sample app for ephemerator's local run.\n",
@@ -82,7 +80,10 @@ pub async fn ensure_sample_repo(root: &Path) -> anyhow::Result<PathBuf> {
     git(&work, root, &["commit", "--quiet", "-m", "The sample app"]).await?;
     git(&work, root, &["checkout", "--quiet", "-b", "feature/login"]).await?;
     std::fs::create_dir_all(work.join("deploy/staging"))?;
-    std::fs::write(work.join("deploy/staging/Tiltfile"), tiltfile("staging"))?;
+    std::fs::write(
+        work.join("deploy/staging/Tiltfile"),
+        sample_tiltfile("staging"),
+    )?;
     git(&work, root, &["add", "."]).await?;
     git(
         &work,
@@ -97,7 +98,26 @@ pub async fn ensure_sample_repo(root: &Path) -> anyhow::Result<PathBuf> {
     )
     .await?;
     std::fs::remove_dir_all(&work)?;
+    std::fs::write(&marker, SAMPLE_VERSION)?;
     Ok(bare)
+}
+
+/// Which version of the sample repository is in a data directory.
+const SAMPLE_VERSION_FILE: &str = "ephemerator-sample-version";
+const SAMPLE_VERSION: &str = "2";
+
+/// A Tiltfile of the sample app: one `local_resource` serving its checkout over HTTP, linked,
+/// so that a real Tilt runs it with no cluster and ephctrl publishes its port. The port is
+/// `EPH_APP_PORT`, which the local run's real runners give each env (8000 elsewhere).
+pub fn sample_tiltfile(what: &str) -> String {
+    format!(
+        "# The {what} of the sample app: this checkout over HTTP.\n\
+         port = os.getenv('EPH_APP_PORT', '8000')\n\
+         local_resource(\n    '{what}',\n    \
+         serve_cmd='python3 -m http.server %s --bind 127.0.0.1' % port,\n    \
+         links=['http://localhost:%s/' % port],\n    \
+         readiness_probe=probe(period_secs=1, http_get=http_get_action(port=int(port), host='127.0.0.1')),\n)\n"
+    )
 }
 
 /// Serves the repositories under `root` on `listener` until the task is dropped.

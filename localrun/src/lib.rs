@@ -1,7 +1,8 @@
 //! ephemerator on one machine: devcluster (with a data directory, so envs survive a restart),
 //! ephctrl, ephdash and ephgateway, wired together in one process, with a fake signed-in user
-//! and simulated runners ([`runner`]) standing in for Tilt, so that everything after "Create"
-//! really happens. [`start`] returns the running stack and the URL to open.
+//! (or oauth2-proxy, [`LocalAuth`]) and runners ([`runner`]: the real Tilt when there is one,
+//! else a stand-in), so that everything after "Create" really happens. [`start`] returns the
+//! running stack and the URL to open.
 
 pub mod git_host;
 pub mod runner;
@@ -18,7 +19,7 @@ use ephemerator_core::live_config::{self, LiveConfig};
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
 
-pub use runner::RunnerPorts;
+pub use runner::{RunnerKind, RunnerPorts};
 
 /// The host of the local dashboard; env ports are `PORT---ENV.preview.localhost`, which
 /// browsers and curl resolve to loopback.
@@ -43,6 +44,20 @@ pub struct LocalSettings {
     pub pod_ready_delay: Duration,
     /// The sample git host's port on 127.0.0.1 (the allow-list names it: keep it stable).
     pub git_port: u16,
+    /// What runs an env.
+    pub runners: RunnerKind,
+    /// Who is signed in.
+    pub auth: LocalAuth,
+}
+
+/// How people sign in to a local run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAuth {
+    /// Everyone is [`USER`].
+    Fake,
+    /// oauth2-proxy at this address checks every request, as in a cluster; its redirect URL
+    /// must be the gateway's `/oauth2/callback`.
+    OAuth2Proxy(String),
 }
 
 impl LocalSettings {
@@ -59,6 +74,8 @@ impl LocalSettings {
             repo_root: repo_root.to_path_buf(),
             pod_ready_delay: Duration::from_secs(2),
             git_port: 28418,
+            runners: RunnerKind::Simulated,
+            auth: LocalAuth::Fake,
         }
     }
 }
@@ -114,8 +131,8 @@ pub struct LocalStack {
     pub kubeconfig: PathBuf,
     /// The config file every server follows (written at start).
     pub config_file: PathBuf,
-    /// The simulated runners.
-    pub runners: runner::SimulatedRunners,
+    /// The runners.
+    pub runners: runner::Runners,
     cluster: DevCluster,
     gateway: ephgateway::Running,
     dashboard: ephdash::startup::Running,
@@ -161,6 +178,8 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         repo_root,
         pod_ready_delay,
         git_port,
+        runners: runner_kind,
+        auth,
     } = settings;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -191,12 +210,14 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
         .write_kubeconfig(&kubeconfig)
         .context("writing the kubeconfig")?;
 
-    let runners = runner::start(
+    let runners = runner::Runners::start(
+        &runner_kind,
         cluster.client(),
         NAMESPACE,
         runner_ports,
         GATEWAY_HOST,
         cluster.container_output(),
+        &data_dir.join("runners"),
     )
     .await?;
 
@@ -215,7 +236,10 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.to_string(),
             config: live_config.clone(),
-            identity: ephdash::identity::IdentitySource::Fake(USER.to_string()),
+            identity: match &auth {
+                LocalAuth::Fake => ephdash::identity::IdentitySource::Fake(USER.to_string()),
+                LocalAuth::OAuth2Proxy(_) => ephdash::identity::IdentitySource::AuthRequest,
+            },
             identity_from: ephdash::identity::NameFields::default(),
             csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
             templates: repo_root.join("templates"),
@@ -242,7 +266,14 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             // Every runner port is one of the simulated runners' loopback listeners.
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}")
                 .map_err(anyhow::Error::msg)?,
-            auth: AuthMode::None,
+            auth: match auth {
+                LocalAuth::Fake => AuthMode::None,
+                LocalAuth::OAuth2Proxy(url) => AuthMode::OAuth2Proxy {
+                    url: url.parse().context("the oauth2-proxy URL")?,
+                    cookie_name: ephgateway::auth::DEFAULT_COOKIE_NAME.to_string(),
+                    cache_ttl: ephgateway::auth::DEFAULT_CACHE_TTL,
+                },
+            },
             tls: None,
             public_https: None,
             limits: ephgateway::Limits::default(),

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ephlocal::{LocalSettings, RunnerPorts};
+use ephlocal::{LocalSettings, RunnerKind, RunnerPorts};
 
-/// Runs devcluster, ephctrl, ephdash and ephgateway together, signed in as dev@example.com.
+/// Runs devcluster, ephctrl, ephdash and ephgateway together, signed in as dev@example.com;
+/// envs run on the real Tilt when there is one (`tilt` on the PATH, or the one
+/// `scripts/build-testprograms.sh` builds), else on simulated runners.
 #[derive(Parser, Debug)]
 #[command(name = "ephlocal", version)]
 struct Args {
@@ -15,7 +17,7 @@ struct Args {
     /// The gateway's port: open http://preview.localhost:PORT/.
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// The simulated runners' Tilt port.
+    /// The runners' Tilt port (every env's Tilt through one port).
     #[arg(long, default_value_t = 20350)]
     tilt_port: u16,
     /// The simulated runners' app port.
@@ -24,6 +26,12 @@ struct Args {
     /// The sample git repository's port (its URL is in the allow-list: keep it stable).
     #[arg(long, default_value_t = 28418)]
     git_port: u16,
+    /// Run envs with this Tilt binary.
+    #[arg(long, conflicts_with = "simulated_runners")]
+    tilt: Option<PathBuf>,
+    /// Run envs on simulated runners even where a Tilt is found.
+    #[arg(long)]
+    simulated_runners: bool,
 }
 
 #[tokio::main]
@@ -38,9 +46,16 @@ async fn main() -> anyhow::Result<()> {
         web: args.app_port,
     };
     settings.git_port = args.git_port;
+    settings.runners = match (args.tilt, args.simulated_runners) {
+        (Some(binary), _) => RunnerKind::Tilt(binary),
+        (None, true) => RunnerKind::Simulated,
+        (None, false) => RunnerKind::detect(&repo_root),
+    };
+    let runners = settings.runners.describe();
     let stack = ephlocal::start(settings).await?;
     println!();
     println!("ephemerator is running: open {}", stack.url);
+    println!("envs run on {runners}");
     println!("kubectl: export KUBECONFIG={}", stack.kubeconfig.display());
     println!(
         "config: edit {} while it runs (the allow-list, lifetimes, ...)",
