@@ -143,6 +143,8 @@ pub struct OAuth2ProxySettings {
     /// The port of 127.0.0.1 to listen on (`None`: a free one), for a gateway that must name it
     /// before it starts.
     pub port: Option<u16>,
+    /// The secret sessions are signed and encrypted with (32 bytes).
+    pub cookie_secret: String,
     /// Further flags.
     pub extra_args: Vec<String>,
 }
@@ -157,6 +159,7 @@ impl OAuth2ProxySettings {
             cookie_domain: Some(cookie_domain.to_string()),
             whitelist_domains: vec![format!("{cookie_domain}:*")],
             port: None,
+            cookie_secret: "0123456789abcdef0123456789abcdef".to_string(),
             extra_args: Vec::new(),
         }
     }
@@ -190,7 +193,7 @@ impl OAuth2Proxy {
             .arg(format!("--oidc-issuer-url={}", settings.issuer))
             .arg(format!("--client-id={CLIENT_ID}"))
             .arg(format!("--client-secret={CLIENT_SECRET}"))
-            .arg("--cookie-secret=0123456789abcdef0123456789abcdef")
+            .arg(format!("--cookie-secret={}", settings.cookie_secret))
             .arg(format!(
                 "--redirect-url={}/oauth2/callback",
                 settings.public_url.trim_end_matches('/')
@@ -227,6 +230,18 @@ impl OAuth2Proxy {
             addr,
             _dir: dir,
         })
+    }
+
+    /// Stops it and starts it again on the same port with `settings` (a new cookie secret
+    /// makes every session it gave out invalid, as rotating the secret does).
+    pub async fn restart(self, settings: &OAuth2ProxySettings) -> anyhow::Result<OAuth2Proxy> {
+        let port = self.addr.port();
+        drop(self);
+        let settings = OAuth2ProxySettings {
+            port: Some(port),
+            ..settings.clone()
+        };
+        OAuth2Proxy::start(&settings).await
     }
 
     /// Where it listens.
