@@ -60,7 +60,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!("tilt_view: 50 resources, {repeat} run(s) each, medians");
-    for (label, log_bytes) in [("Tilt's log cap (2 MB of text)", 2_000_000), ("short log", 2_000)] {
+    for (label, log_bytes) in [
+        ("Tilt's log cap (2 MB of text)", 2_000_000),
+        ("short log", 2_000),
+    ] {
         let body = view_with_log(&resources, log_bytes);
         let bytes = body.as_bytes();
         let mib = bytes.len() as f64 / (1024.0 * 1024.0);

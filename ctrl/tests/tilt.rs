@@ -56,18 +56,18 @@ impl App {
 
 /// A Tilt of either kind, serving a Tiltfile of [`App`]s.
 enum TestTilt {
-    Real(RealTilt),
+    Real(Box<RealTilt>),
     StandIn(StandInTilt),
 }
 
 impl TestTilt {
     async fn start(kind: TiltKind, port: u16, token: &str, apps: &[App]) -> TestTilt {
         match kind {
-            TiltKind::Real => TestTilt::Real(
+            TiltKind::Real => TestTilt::Real(Box::new(
                 RealTilt::start_on(port, &tiltfile(apps), token)
                     .await
                     .expect("tilt up starts"),
-            ),
+            )),
             TiltKind::StandIn => {
                 let tilt = StandInTilt::start_on(
                     port,
@@ -368,9 +368,14 @@ async fn the_view_lists_the_resources_and_the_proxy_route_refuses_them(kind: Til
     let tilt = match kind {
         TiltKind::Real => TestTilt::start(kind, port, token, std::slice::from_ref(&web)).await,
         TiltKind::StandIn => TestTilt::StandIn(
-            StandInTilt::start_on(port, TiltRules::Open, token, stand_in_view(&[web.clone()]))
-                .await
-                .unwrap(),
+            StandInTilt::start_on(
+                port,
+                TiltRules::Open,
+                token,
+                stand_in_view(std::slice::from_ref(&web)),
+            )
+            .await
+            .unwrap(),
         ),
     };
     let base = format!("http://127.0.0.1:{port}");

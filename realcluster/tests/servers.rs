@@ -1,13 +1,12 @@
 //! ephctrl, ephdash and ephgateway against the real API server, each as its own ServiceAccount
 //! bound to exactly its Role from `deploy/` (the dev overlay, applied with kubectl): the real
 //! RBAC authorizer proves that what each server does is allowed, and that what it must not do
-//! is refused. The runner pods are scheduled on kwok's node, which reports them Ready.
+//! is refused. The runner pods are scheduled on kwok's node, which reports them Ready, and the
+//! runner's Tilt is the real one (`realprograms`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ephctrl::testing::tilt::{FakeResource, StandInTilt, uiresource_list};
 use ephdash::identity::IdentitySource;
 use ephemerator_core::cluster::{ApiHealth, bounded_client};
 use ephemerator_core::{Config, EnvStatus, Phase, env_config_map};
@@ -20,6 +19,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams, PostParams};
 use realcluster::RealCluster;
+use realprograms::tilt::{RealTilt, http_server_resource};
 
 /// The namespace of `deploy/`.
 const NAMESPACE: &str = "ephemerator";
@@ -78,32 +78,6 @@ async fn http_get_as(
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// An env's web server: answers every request with its Host and path.
-async fn env_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|request: hyper::Request<_>| async move {
-                    let host = request
-                        .headers()
-                        .get("host")
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let text = format!("env app at {host}{}", request.uri().path());
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 async fn get<K>(client: &kube::Client, name: &str) -> Option<K>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
@@ -118,10 +92,23 @@ where
         .flatten()
 }
 
-fn ctrl_settings(client: kube::Client, tilt_url_template: String) -> ephctrl::Settings {
-    let mut settings = ephctrl::testing::settings(client, NAMESPACE, config());
+fn ctrl_settings(
+    client: kube::Client,
+    config: Config,
+    tilt_url_template: String,
+) -> ephctrl::Settings {
+    let mut settings = ephctrl::testing::settings(client, NAMESPACE, config);
     settings.tilt_url_template = tilt_url_template;
     settings
+}
+
+/// The test config with Tilt's web port where the test's real Tilt listens.
+fn config_with_tilt_port(port: u16) -> Config {
+    Config::from_yaml_str(
+        &format!("{CONFIG_YAML}runner:\n  tiltPort: {port}\n"),
+        "test.yaml",
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,52 +193,53 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
     assert_eq!(created.status(), 303, "the create form redirects");
     assert!(get::<ConfigMap>(&admin, "nicks").await.is_some());
 
-    // ephctrl, as its account, makes the runner; its first run gives the runner a Tilt token.
-    let first = tokio::spawn(ephctrl::run(ctrl_settings(
+    // ephctrl, as its account, makes the runner, asking its Tilt at the runner's address: the
+    // env's name in the host, as the Service's DNS name has it, here a name under `localhost`
+    // (RFC 6761), where the runner's Tilt listens (there is no pod network without a container
+    // engine).
+    let tilt_port = ephemerator_testkit::free_port();
+    let config = config_with_tilt_port(tilt_port);
+    let ctrl = tokio::spawn(ephctrl::run(ctrl_settings(
         ctrl_client.clone(),
-        ephctrl::testing::NO_TILT_URL_TEMPLATE.into(),
+        config.clone(),
+        "http://{env}.localhost:{port}".to_string(),
     )));
     let deployment = wait_for("the runner Deployment", || async {
         get::<Deployment>(&admin, "nicks").await
     })
     .await;
-    first.abort();
     let token = ephctrl::desired::tilt_token_of(&deployment).expect("a Tilt token");
 
-    // The runner's Tilt (a stand-in) publishes the env's web app; ephctrl runs again with it.
-    let app = env_server().await;
-    let tilt = StandInTilt::start(
-        &token,
-        uiresource_list(&[FakeResource::new(
-            "web",
-            "ok",
-            &[&format!("http://localhost:{}/", app.port())],
-        )]),
-    )
-    .await
-    .unwrap();
-    let ctrl = tokio::spawn(ephctrl::run(ctrl_settings(
-        ctrl_client.clone(),
-        format!("{}/envs/{{env}}", tilt.base_url()),
-    )));
+    // The runner's real Tilt, with the token ephctrl gave the runner, serves the env's app.
+    let app_port = ephemerator_testkit::free_port();
+    let tilt = RealTilt::start_on(tilt_port, &http_server_resource("web", app_port), &token)
+        .await
+        .expect("tilt up starts");
     let status = wait_for("nicks Ready with its app's port published", || async {
         let cm: ConfigMap = get(&admin, "nicks").await?;
         let status = EnvStatus::from_meta(&cm.metadata);
-        (status.phase == Phase::Ready && status.ports.iter().any(|p| p.port == app.port()))
-            .then_some(status)
+        (status.phase == Phase::Ready
+            && status.message.as_deref() == Some("runner ready")
+            && status.ports.iter().any(|p| p.port == app_port))
+        .then_some(status)
     })
     .await;
     assert!(status.ready_at.is_some());
     let service: Service = get(&admin, "nicks").await.expect("the runner's Service");
-    assert!(
-        service
-            .spec
-            .unwrap()
-            .ports
-            .unwrap()
-            .iter()
-            .any(|p| p.port == i32::from(app.port()))
-    );
+    let service_ports: Vec<(String, i32)> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    let mut expected = vec![
+        ("tilt".to_string(), i32::from(tilt_port)),
+        ("web".to_string(), i32::from(app_port)),
+    ];
+    expected.sort_by_key(|(_, port)| *port);
+    assert_eq!(service_ports, expected);
 
     // ephgateway, as its account, routes the env's port host to the app.
     let gateway = ephgateway::start(
@@ -259,7 +247,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             client: gateway_client,
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.into(),
-            config: ephemerator_core::LiveConfig::fixed(config()),
+            config: ephemerator_core::LiveConfig::fixed(config.clone()),
             dashboard: dash.addr.to_string().parse().unwrap(),
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
             auth: AuthMode::None,
@@ -272,17 +260,21 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )
     .expect("the gateway starts");
-    let env_host = format!("{}---nicks.{HOST}", app.port());
-    let (status, body) = wait_for("the env routed", || async {
-        http_get(gateway.addr, &env_host, "/hello")
+    let env_host = format!("{app_port}---nicks.{HOST}");
+    let (status, body) = wait_for("the env's app routed", || async {
+        http_get(gateway.addr, &env_host, "/")
             .await
             .filter(|(status, _)| *status == 200)
     })
     .await;
-    assert_eq!(
-        (status, body.as_str()),
-        (200, format!("env app at {env_host}/hello").as_str())
-    );
+    assert_eq!(status, 200);
+    assert!(body.contains("Directory listing"), "{body}");
+    // And Tilt's own page, on Tilt's port of the env.
+    let (status, body) = http_get(gateway.addr, &format!("{tilt_port}---nicks.{HOST}"), "/")
+        .await
+        .expect("Tilt's page through the gateway");
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>Tilt</title>"), "{body}");
     // The dashboard lists the env, Ready, with that link.
     let (status, page) = http_get_as(dash.addr, HOST, "/", Some("nicks"))
         .await
@@ -290,7 +282,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
     assert_eq!(status, 200);
     assert!(page.contains(r#"data-phase="Ready""#), "{page}");
     assert!(
-        page.contains(&env_host) && page.contains(&format!("web · {}", app.port())),
+        page.contains(&env_host) && page.contains(&format!("web · {app_port}")),
         "{page}"
     );
 
@@ -324,6 +316,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
     })
     .await;
     ctrl.abort();
+    drop(tilt);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +332,11 @@ async fn ephctrl_as_its_account_rides_out_a_real_api_server_restart() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = listener.local_addr().unwrap();
-    let mut settings = ctrl_settings(client, ephctrl::testing::NO_TILT_URL_TEMPLATE.into());
+    let mut settings = ctrl_settings(
+        client,
+        config(),
+        ephctrl::testing::NO_TILT_URL_TEMPLATE.into(),
+    );
     settings.api_health = health;
     settings.listener = Some(listener);
     let ctrl = tokio::spawn(ephctrl::run(settings));
