@@ -15,17 +15,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 
-fn service_ports(service: &Service) -> Vec<(String, i32)> {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| (p.name.unwrap_or_default(), p.port))
-        .collect()
-}
-
 on_both_clusters!(
     an_env_created_through_kube_gets_owned_children_and_reports_ready,
     the_upstream_nicks_config_map_applied_with_kubectl_gets_its_runner,

@@ -183,17 +183,6 @@ fn ctrl_settings(cluster: &devcluster::DevCluster, tilt_port: u16) -> ephctrl::S
     settings
 }
 
-fn service_ports(service: &Service) -> Vec<u16> {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p.port as u16)
-        .collect()
-}
-
 /// Waits until env `name`'s status and Service publish exactly Tilt's port and `ports`, and
 /// returns the status.
 async fn published(client: &kube::Client, name: &str, ports: &[u16]) -> EnvStatus {
@@ -205,7 +194,10 @@ async fn published(client: &kube::Client, name: &str, ports: &[u16]) -> EnvStatu
         let service: Service = get(client, name).await?;
         let mut on_status: Vec<u16> = status.ports.iter().map(|p| p.port).collect();
         on_status.sort();
-        let mut on_service = service_ports(&service);
+        let mut on_service: Vec<u16> = service_ports(&service)
+            .into_iter()
+            .filter_map(|(_, port)| u16::try_from(port).ok())
+            .collect();
         on_service.sort();
         (status.phase == Phase::Ready && on_status == wanted && on_service == wanted)
             .then_some(status)

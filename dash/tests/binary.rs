@@ -116,3 +116,28 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
     reader.abort();
 }
+
+#[tokio::test]
+async fn a_bad_identity_from_is_refused_at_start_saying_which_headers_there_are() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO_BIN_EXE_ephdash"))
+        .arg("--config")
+        .arg(root.join("deploy/base/ephemerator.yaml"))
+        .args(["--identity-from", "preferred-username,login"])
+        .env_remove("KUBECONFIG")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(DEADLINE, out)
+        .await
+        .expect("ephdash exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--identity-from")
+            && stderr.contains(
+                "\"login\" is not an identity header: use preferred-username, user or email"
+            ),
+        "{stderr}"
+    );
+}

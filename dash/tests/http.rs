@@ -634,7 +634,28 @@ async fn the_polled_list_is_rendered_once_per_change_and_revalidates(dash: Dash)
 #[tokio::test]
 async fn with_oauth2_proxy_in_front_the_forwarded_headers_are_the_trusted_ones() {
     let dash = Dash::start_with(CONFIG_YAML, ephdash::identity::IdentitySource::Forwarded).await;
+    // oauth2-proxy with OIDC: the subject as the user, the readable name beside it.
     let forwarded = dash
+        .request(
+            "GET",
+            "/",
+            None,
+            &[
+                ("x-forwarded-user", "1234567890"),
+                ("x-forwarded-preferred-username", "nick"),
+                ("x-forwarded-email", "nick@example.com"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(forwarded.status, 200);
+    assert!(
+        forwarded
+            .body
+            .contains("Signed in as <strong>nick</strong>")
+    );
+    // The e-mail names nobody unless --identity-from says so.
+    let email_only = dash
         .request(
             "GET",
             "/",
@@ -643,12 +664,7 @@ async fn with_oauth2_proxy_in_front_the_forwarded_headers_are_the_trusted_ones()
             None,
         )
         .await;
-    assert_eq!(forwarded.status, 200);
-    assert!(
-        forwarded
-            .body
-            .contains("Signed in as <strong>nick@example.com</strong>")
-    );
+    assert_eq!(email_only.status, 401);
     // The gateway's headers are not trusted in this mode.
     let other = dash.get("/", Some("root@example.com")).await;
     assert_eq!(other.status, 401);

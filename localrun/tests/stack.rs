@@ -143,14 +143,7 @@ async fn an_env_goes_from_the_form_to_its_page_through_the_gateway_and_survives_
     }
 
     // Deleted from the dashboard: its host answers with the not-found page.
-    let page = request(&stack, "GET", "preview.localhost", "/", &[], String::new()).await;
-    let token = page
-        .body
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = csrf_token(&stack).await;
     let origin = format!("http://preview.localhost:{}", stack.gateway_addr.port());
     let deleted = request(
         &stack,

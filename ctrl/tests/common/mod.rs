@@ -255,6 +255,18 @@ pub async fn wait_for_phase(client: &Client, name: &str, phase: Phase) -> EnvSta
     .await
 }
 
+/// The (name, port) pairs of a Service, in its order.
+pub fn service_ports(service: &Service) -> Vec<(String, i32)> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect()
+}
+
 /// Waits until the runner Deployment and the Service of env `name` exist.
 pub async fn wait_for_children(client: &Client, name: &str) -> (Deployment, Service) {
     wait_for(&format!("the children of {name}"), || async {

@@ -79,18 +79,22 @@ pub fn form(fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// Creates an env of `repo` from the dashboard's form and returns its name.
-pub async fn create_env(stack: &LocalStack, repo: &str, branch: &str, path: &str) -> String {
+/// The CSRF token of the dashboard's forms, from its page (signed in as the local user).
+pub async fn csrf_token(stack: &LocalStack) -> String {
     let page = request(stack, "GET", "preview.localhost", "/", &[], String::new()).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("dev@example.com"), "{}", page.body);
-    let token = page
-        .body
+    page.body
         .split(r#"name="csrf" value=""#)
         .nth(1)
         .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+        .expect("the page has a form with a CSRF token")
+        .to_string()
+}
+
+/// Creates an env of `repo` from the dashboard's form and returns its name.
+pub async fn create_env(stack: &LocalStack, repo: &str, branch: &str, path: &str) -> String {
+    let token = csrf_token(stack).await;
     let envs = Api::<ConfigMap>::namespaced(stack.client(), "default");
     let before: Vec<String> = envs
         .list(&ListParams::default())
