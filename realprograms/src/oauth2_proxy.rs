@@ -110,16 +110,25 @@ impl MockOidc {
             "groups": user.groups,
         })
         .to_string();
+        self.post("/test/next-user", body).await
+    }
+
+    /// The next login ends on the provider's refusal page (403 `sign-in refused`).
+    pub async fn refuse_next_login(&self) -> anyhow::Result<()> {
+        self.post("/test/refuse-next-login", String::new()).await
+    }
+
+    async fn post(&self, path: &str, body: String) -> anyhow::Result<()> {
         let http =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<http_body_util::Full<hyper::body::Bytes>>();
-        let request = hyper::Request::post(format!("http://{}/test/next-user", self.addr))
+        let request = hyper::Request::post(format!("http://{}{path}", self.addr))
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
         let answer = http.request(request).await?;
         if answer.status() != 204 {
             bail!(
-                "mockoidc refused the user: {}; {}",
+                "mockoidc refused {path}: {}; {}",
                 answer.status(),
                 self.program.log_tail()
             );

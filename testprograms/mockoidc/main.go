@@ -1,8 +1,10 @@
 // Command mockoidc is the OpenID Connect provider of the tests: the oauth2-proxy project's
 // mockoidc library (an authorization-code flow that signs every login in without a page) on a
-// fixed address, with a fixed client, and one addition for tests: POST /test/next-user queues
-// the user the next login signs in as (JSON: sub, email, preferred_username, groups); with an
-// empty queue a login is mockoidc's default user (sub 1234567890, jane.doe).
+// fixed address, with a fixed client, and two additions for tests: POST /test/next-user queues
+// the user the next login signs in as (JSON: sub, email, preferred_username, groups; with an
+// empty queue a login is mockoidc's default user, sub 1234567890, jane.doe), and
+// POST /test/refuse-next-login makes the next login end on a refusal page instead, as a
+// person who declines to sign in.
 //
 // It prints one JSON line with the issuer URL once it listens.
 package main
@@ -16,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 
 	"github.com/oauth2-proxy/mockoidc"
 )
@@ -44,8 +47,23 @@ func main() {
 	if err != nil {
 		log.Fatalf("mockoidc: listen %s: %v", *listen, err)
 	}
+	var refuseNext atomic.Bool
 	mux := http.NewServeMux()
-	mux.HandleFunc(mockoidc.AuthorizationEndpoint, provider.Authorize)
+	mux.HandleFunc(mockoidc.AuthorizationEndpoint, func(w http.ResponseWriter, r *http.Request) {
+		if refuseNext.CompareAndSwap(true, false) {
+			http.Error(w, "sign-in refused", http.StatusForbidden)
+			return
+		}
+		provider.Authorize(w, r)
+	})
+	mux.HandleFunc("/test/refuse-next-login", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST to refuse the next login", http.StatusMethodNotAllowed)
+			return
+		}
+		refuseNext.Store(true)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc(mockoidc.TokenEndpoint, provider.Token)
 	mux.HandleFunc(mockoidc.UserinfoEndpoint, provider.Userinfo)
 	mux.HandleFunc(mockoidc.JWKSEndpoint, provider.JWKS)
