@@ -1,7 +1,7 @@
 //! The whole local stack in a real browser (headless Chromium over WebDriver): the dashboard
 //! through the gateway, an env created from the sample repository with a discovered branch and
-//! Tiltfile, Ready without a reload, its setup logs, its app through the gateway, a WebSocket
-//! message through the gateway to its Tilt, extended, deleted, and the not-found page at its
+//! Tiltfile, Ready without a reload, its setup logs, its app through the gateway, its Tilt's
+//! live view over a WebSocket through the gateway, extended, deleted, and the not-found page at its
 //! old host. Every step leaves `target/screenshots/local-<step>.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
@@ -102,21 +102,25 @@ async fn a_browser_goes_from_the_form_to_the_env_and_back() {
         .await;
     browser.screenshot("app").await;
 
-    // A WebSocket message through the gateway to the env's Tilt, from Tilt's own origin.
+    // Tilt's live view through the gateway, from Tilt's own origin: its first message is the
+    // view, which lists the app.
     let tilt_url = format!("http://{tilt_port}---{env}.preview.localhost:{gateway_port}/");
     browser.client.goto(&tilt_url).await.unwrap();
     browser
         .run(
-            "window.__echo = null; \
+            "window.__view = null; \
              var socket = new WebSocket('ws://' + location.host + '/ws/view'); \
-             socket.onopen = function () { socket.send('hello through the gateway'); }; \
-             socket.onmessage = function (m) { window.__echo = m.data; };",
+             socket.onmessage = function (m) { window.__view = JSON.parse(m.data); };",
         )
         .await;
-    let echo = browser
-        .until("the WebSocket's echo", "return window.__echo")
+    let names = browser
+        .until(
+            "the view over the WebSocket",
+            "return window.__view && window.__view.uiResources \
+               .map(function (r) { return r.metadata.name; }).join(',')",
+        )
         .await;
-    assert_eq!(echo, json!("hello through the gateway"));
+    assert_eq!(names, json!("(Tiltfile),web"));
     browser.screenshot("tilt").await;
 
     // Back on the dashboard: extend, then delete (accepting the confirmation).

@@ -164,18 +164,3 @@ impl BrowserClient {
         self.cookies.insert(name.to_string(), value.to_string());
     }
 }
-
-/// The status of `GET url` with Tilt's token header, or `None` if nothing answers.
-pub(crate) async fn status_of(url: &str, token: &str) -> Option<u16> {
-    let http: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::get(url)
-        .header("X-Tilt-Token", token)
-        .body(Full::default())
-        .ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(5), http.request(request))
-        .await
-        .ok()?
-        .ok()?;
-    Some(response.status().as_u16())
-}

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::process::Command;
 
 use crate::process::Program;
@@ -78,7 +83,7 @@ impl RealTilt {
             if let Some(status) = self.program.exited() {
                 bail!("tilt up exited ({status}); {}", self.program.log_tail());
             }
-            if crate::browser_client::status_of(&url, &self.token)
+            if status_of(&url, &self.token)
                 .await
                 .is_some_and(|status| status == 200)
             {
@@ -150,11 +155,6 @@ impl RealTilt {
     pub fn log_tail(&self) -> String {
         self.program.log_tail()
     }
-
-    /// Its home directory (`~/.tilt-dev` is there).
-    pub fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
 }
 
 /// A local-only Tiltfile line: resource `name` serving plain HTTP on `port` of 127.0.0.1
@@ -167,4 +167,19 @@ pub fn http_server_resource(name: &str, port: u16) -> String {
          links=['http://localhost:{port}/'], \
          readiness_probe=probe(period_secs=1, http_get=http_get_action(port={port}, host='127.0.0.1')))\n"
     )
+}
+
+/// The status of `GET url` with Tilt's token header, or `None` if nothing answers.
+async fn status_of(url: &str, token: &str) -> Option<u16> {
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let request = hyper::Request::get(url)
+        .header("X-Tilt-Token", token)
+        .body(Full::default())
+        .ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), http.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    Some(response.status().as_u16())
 }

@@ -4,9 +4,10 @@
 //! Two listeners on loopback stand for every runner at once: Tilt's port (its view at
 //! `/api/view`, which ephctrl asks for the env's ports, with Tilt 0.37.4's token rule, and a
 //! page) and the port of the env's app. The app page names the env's repo, branch and
-//! Tiltfile; both ports echo WebSockets and accept one only under Tilt's origin rule
-//! (`ephctrl::testing::tilt::origin_allowed`, checked against the real Tilt). When a runner
-//! pod becomes Ready, a Tilt start's lines are written as its tilt-upper container's output.
+//! Tiltfile. Both accept a WebSocket only under Tilt's origin rule
+//! (`ephctrl::testing::tilt::origin_allowed`, checked against the real Tilt); Tilt's sends the
+//! view first, as the real `/ws/view` does, and the app's echoes. When a runner pod becomes
+//! Ready, a Tilt start's lines are written as its tilt-upper container's output.
 
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
@@ -22,6 +23,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -160,7 +162,10 @@ fn answer(site: &Site, request: Request<Incoming>) -> Response<Full<Bytes>> {
         );
     };
     if request.headers().contains_key(UPGRADE) {
-        return websocket(request, &host);
+        // Tilt's live view sends the whole view first (as the real Tilt's /ws/view does); the
+        // app echoes.
+        let greeting = (site.kind == Kind::Tilt).then(|| simulated_view(site.ports));
+        return websocket(request, &host, greeting);
     }
     match (site.kind, rest.as_str()) {
         (Kind::Tilt, "/api/view") => {
@@ -177,11 +182,7 @@ fn answer(site: &Site, request: Request<Incoming>) -> Response<Full<Bytes>> {
             if let Some(refusal) = refusal {
                 return text(StatusCode::FORBIDDEN, refusal.into());
             }
-            let link = format!("http://localhost:{}/", site.ports.web);
-            let mut response = text(
-                StatusCode::OK,
-                view(&[FakeResource::new("web", "ok", &[&link])]),
-            );
+            let mut response = text(StatusCode::OK, simulated_view(site.ports));
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -208,9 +209,20 @@ fn answer(site: &Site, request: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// Switches to a WebSocket that echoes every message, under Tilt's origin rule (a page of
-/// another origin cannot open Tilt's socket).
-fn websocket(mut request: Request<Incoming>, host: &str) -> Response<Full<Bytes>> {
+/// Tilt's view of a simulated runner: the Tiltfile loaded, and `web` serving the app's port.
+fn simulated_view(ports: RunnerPorts) -> String {
+    let link = format!("http://localhost:{}/", ports.web);
+    view(&[FakeResource::new("web", "ok", &[&link])])
+}
+
+/// Switches to a WebSocket under Tilt's origin rule (a page of another origin cannot open
+/// Tilt's socket) that sends `greeting` first, if any, and then reads what the client sends
+/// without answering (Tilt's live view), or echoes every message (no greeting: the app).
+fn websocket(
+    mut request: Request<Incoming>,
+    host: &str,
+    greeting: Option<String>,
+) -> Response<Full<Bytes>> {
     let origin = request
         .headers()
         .get("origin")
@@ -231,8 +243,14 @@ fn websocket(mut request: Request<Incoming>, host: &str) -> Response<Full<Bytes>
         };
         let mut socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let echo = greeting.is_none();
+        if let Some(greeting) = greeting
+            && socket.send(Message::text(greeting)).await.is_err()
+        {
+            return;
+        }
         while let Some(Ok(message)) = socket.next().await {
-            if message.is_close() || socket.send(message).await.is_err() {
+            if message.is_close() || (echo && socket.send(message).await.is_err()) {
                 break;
             }
         }
