@@ -8,14 +8,18 @@ use hyper::header::{
     CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, UPGRADE,
 };
 
-/// Identity headers an authenticator sets. Whatever a client sends under these names is removed
-/// from every request, in every mode; after a successful check the gateway sets its own.
-const IDENTITY_HEADERS: [&str; 5] = [
+/// Identity headers an authenticator sets: every header oauth2-proxy can set on a request it
+/// passes on or on its auth answer, but `Authorization` (an env's own business; the gateway
+/// never passes oauth2-proxy's on). Whatever a client sends under these names is removed from
+/// every request, in every mode; after a successful check the gateway sets its own.
+const IDENTITY_HEADERS: [&str; 7] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
+    "gap-auth",
+    "gap-signature",
 ];
 /// Every header with this prefix is an identity header too (`X-Auth-Request-User`, ...).
 const IDENTITY_PREFIX: &str = "x-auth-request-";

@@ -33,6 +33,12 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     strip_identity(request.headers_mut());
+    // The client's hop-by-hop headers go before the gateway adds any of its own, so that no
+    // header the gateway sets (the identity above all) can be named away in `Connection`.
+    let upgrade = is_upgrade(request.headers())
+        .then(|| request.headers().get(UPGRADE).cloned())
+        .flatten();
+    remove_hop_by_hop(request.headers_mut(), upgrade);
     let Some(host) = request_host(&request) else {
         return bad_request("the request has no usable Host header");
     };

@@ -143,6 +143,37 @@ async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only
 }
 
 #[tokio::test]
+async fn a_client_can_neither_name_away_nor_forge_the_identity_the_gateway_sets() {
+    let setup = setup().await;
+    let (_env, port) = ready_env(&setup, "alice").await;
+    let cookie = session("alice");
+    // Headers named in `Connection` are the client's hop-by-hop ones, never the gateway's; and
+    // every header oauth2-proxy can set is the gateway's to set (Gap-Auth among them).
+    let forged: &[(&str, &str)] = &[
+        ("cookie", &cookie),
+        (
+            "connection",
+            "x-auth-request-user, x-auth-request-preferred-username, gap-auth",
+        ),
+        ("gap-auth", "mallory@evil.com"),
+        ("gap-signature", "sha256 forged"),
+        ("x-auth-request-email", "mallory@evil.com"),
+    ];
+    for host in [GATEWAY_HOST.to_string(), env_host(port, "alice")] {
+        let echo = setup.gateway.get(&host, "/echo", forged).await;
+        assert_eq!(echo.status, 200, "{}", echo.body);
+        let seen = echo.body.to_lowercase();
+        assert!(seen.contains("\nx-auth-request-user: alice\n"), "{host}: {seen}");
+        assert!(
+            seen.contains("\nx-auth-request-email: alice@example.com\n"),
+            "{host}: {seen}"
+        );
+        assert!(!seen.contains("mallory") && !seen.contains("forged"), "{host}: {seen}");
+        assert!(!seen.contains("gap-"), "{host}: {seen}");
+    }
+}
+
+#[tokio::test]
 async fn the_bare_host_is_the_dashboard_and_oauth2_paths_reach_oauth2_proxy_unauthenticated() {
     let setup = setup().await;
     let cookie = session("bob");
