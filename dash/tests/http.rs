@@ -77,6 +77,7 @@ on_both_clusters!(
     operations_endpoints_and_vendored_assets,
     the_polled_list_is_rendered_once_per_change_and_revalidates,
     every_form_field_has_a_label,
+    a_name_that_cannot_be_an_env_is_not_found_before_any_api_call,
 );
 
 async fn without_an_identity_the_answer_is_a_sign_in_page_never_an_error(dash: Dash) {
@@ -668,6 +669,30 @@ async fn with_oauth2_proxy_in_front_the_forwarded_headers_are_the_trusted_ones()
     // The gateway's headers are not trusted in this mode.
     let other = dash.get("/", Some("root@example.com")).await;
     assert_eq!(other.status, 401);
+}
+
+async fn a_name_that_cannot_be_an_env_is_not_found_before_any_api_call(dash: Dash) {
+    seed_env(&dash, "nicks", "nicks", None).await;
+    // Decoded, these would reach the API request's URL (`a b`, `../..`) or a label selector
+    // (`nicks,x`) as they are.
+    for name in ["a%20b", "..%2F..%2Fsecrets", "nicks%2Cx", "nicks%3Fwatch%3D1", "Nicks"] {
+        for action in ["extend", "delete"] {
+            let answer = dash
+                .post(
+                    &format!("/envs/{name}/{action}"),
+                    "nicks",
+                    &[("csrf", &token("nicks"))],
+                )
+                .await;
+            assert_eq!(answer.status, 404, "{name} {action}: {}", answer.body);
+            assert!(answer.body.contains("no env"), "{}", answer.body);
+        }
+        for page in ["", "/logs"] {
+            let answer = dash.get(&format!("/envs/{name}{page}"), Some("nicks")).await;
+            assert_eq!(answer.status, 404, "{name}{page}: {}", answer.body);
+        }
+    }
+    assert!(config_map(&dash, "nicks").await.is_some());
 }
 
 async fn every_form_field_has_a_label(dash: Dash) {

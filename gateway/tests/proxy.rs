@@ -163,12 +163,18 @@ async fn a_client_can_neither_name_away_nor_forge_the_identity_the_gateway_sets(
         let echo = setup.gateway.get(&host, "/echo", forged).await;
         assert_eq!(echo.status, 200, "{}", echo.body);
         let seen = echo.body.to_lowercase();
-        assert!(seen.contains("\nx-auth-request-user: alice\n"), "{host}: {seen}");
+        assert!(
+            seen.contains("\nx-auth-request-user: alice\n"),
+            "{host}: {seen}"
+        );
         assert!(
             seen.contains("\nx-auth-request-email: alice@example.com\n"),
             "{host}: {seen}"
         );
-        assert!(!seen.contains("mallory") && !seen.contains("forged"), "{host}: {seen}");
+        assert!(
+            !seen.contains("mallory") && !seen.contains("forged"),
+            "{host}: {seen}"
+        );
         assert!(!seen.contains("gap-"), "{host}: {seen}");
     }
 }

@@ -14,6 +14,7 @@ use crate::csrf::same_origin;
 use crate::decide::{self, Refusal};
 use crate::error::DashError;
 use crate::identity::User;
+use crate::routes::EnvName;
 use crate::routes::page::{render_fragment, render_page};
 use crate::state::AppState;
 use crate::views::{FormView, Notice};
@@ -111,7 +112,7 @@ pub async fn create(
 pub async fn extend(
     request: HttpRequest,
     user: User,
-    name: web::Path<String>,
+    name: EnvName,
     form: web::Form<ActionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
@@ -136,7 +137,7 @@ pub async fn extend(
         match api.patch(&name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => {
                 state.metrics.write("extend", "ok");
-                tracing::info!(user = %user.identity, env = %name.as_str(), %to, "env extended");
+                tracing::info!(user = %user.identity, env = %name, %to, "env extended");
                 return done(
                     &request,
                     &user,
@@ -174,7 +175,7 @@ pub async fn extend(
 pub async fn delete(
     request: HttpRequest,
     user: User,
-    name: web::Path<String>,
+    name: EnvName,
     form: web::Form<ActionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
@@ -201,7 +202,7 @@ pub async fn delete(
     match api.delete(&name, &params).await {
         Ok(_) => {
             state.metrics.write("delete", "ok");
-            tracing::info!(user = %user.identity, env = %name.as_str(), "env deleted");
+            tracing::info!(user = %user.identity, env = %name, "env deleted");
             cache_catches_up(&state, &name, false).await;
             done(
                 &request,

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::DashError;
 use crate::identity::User;
+use crate::routes::EnvName;
 use crate::routes::page::{Rows, context, html};
 use crate::state::AppState;
 use crate::views::{FormView, LinkBase, env_views};
@@ -38,7 +39,7 @@ pub struct LogsView {
 pub async fn env_page(
     request: HttpRequest,
     user: User,
-    name: web::Path<String>,
+    name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     let mut context = context(
@@ -79,7 +80,7 @@ pub async fn env_page(
 pub async fn env_logs(
     request: HttpRequest,
     user: User,
-    name: web::Path<String>,
+    name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     let mut context = context(

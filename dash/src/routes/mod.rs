@@ -21,7 +21,48 @@ pub mod form;
 pub mod health;
 pub mod page;
 
-use actix_web::web;
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use ephemerator_core::names::is_valid_env_name;
+
+use crate::decide::Refusal;
+use crate::error::DashError;
+
+/// The `{name}` of an env route, checked: a name that cannot be an env's is a 404 before any
+/// API call (it would otherwise reach an API request's URL or a label selector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvName(pub String);
+
+impl std::ops::Deref for EnvName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EnvName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromRequest for EnvName {
+    type Error = DashError;
+    type Future = Ready<Result<EnvName, DashError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let name = request.match_info().get("name").unwrap_or("");
+        ready(if is_valid_env_name(name) {
+            Ok(EnvName(name.to_string()))
+        } else {
+            // Shown escaped, and cut: it is whatever the client put in the URL.
+            let shown: String = name.chars().take(64).collect();
+            Err(DashError::Refused(Refusal::NoSuchEnv(shown)))
+        })
+    }
+}
 
 /// Registers every route.
 pub fn configure(config: &mut web::ServiceConfig) {
