@@ -675,7 +675,13 @@ async fn a_name_that_cannot_be_an_env_is_not_found_before_any_api_call(dash: Das
     seed_env(&dash, "nicks", "nicks", None).await;
     // Decoded, these would reach the API request's URL (`a b`, `../..`) or a label selector
     // (`nicks,x`) as they are.
-    for name in ["a%20b", "..%2F..%2Fsecrets", "nicks%2Cx", "nicks%3Fwatch%3D1", "Nicks"] {
+    for name in [
+        "a%20b",
+        "..%2F..%2Fsecrets",
+        "nicks%2Cx",
+        "nicks%3Fwatch%3D1",
+        "Nicks",
+    ] {
         for action in ["extend", "delete"] {
             let answer = dash
                 .post(
@@ -688,7 +694,9 @@ async fn a_name_that_cannot_be_an_env_is_not_found_before_any_api_call(dash: Das
             assert!(answer.body.contains("no env"), "{}", answer.body);
         }
         for page in ["", "/logs"] {
-            let answer = dash.get(&format!("/envs/{name}{page}"), Some("nicks")).await;
+            let answer = dash
+                .get(&format!("/envs/{name}{page}"), Some("nicks"))
+                .await;
             assert_eq!(answer.status, 404, "{name}{page}: {}", answer.body);
         }
     }

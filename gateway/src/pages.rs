@@ -197,12 +197,29 @@ impl PageContext<'_> {
 
 /// A page for a request without a usable `Host` header (no links: there is no host to link).
 pub fn bad_request(problem: &str) -> Response<Body> {
+    plain(StatusCode::BAD_REQUEST, problem)
+}
+
+/// A request head over the limit: 431, in plain text.
+pub fn head_too_large(limit: usize) -> Response<Body> {
+    plain(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &format!("the request's head is over {limit} bytes"),
+    )
+}
+
+/// `STATUS REASON: problem`, in plain text.
+fn plain(status: StatusCode, problem: &str) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
     let mut response = Response::new(
-        Full::new(Bytes::from(format!("400 Bad Request: {problem}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
+        Full::new(Bytes::from(format!(
+            "{} {reason}: {problem}\n",
+            status.as_u16()
+        )))
+        .map_err(|never| match never {})
+        .boxed(),
     );
-    *response.status_mut() = StatusCode::BAD_REQUEST;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

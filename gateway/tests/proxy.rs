@@ -669,6 +669,31 @@ async fn oversized_headers_are_refused() {
 }
 
 #[tokio::test]
+async fn the_head_limit_is_the_documented_one_to_the_byte() {
+    let setup = setup().await;
+    let limit = ephgateway::Limits::default().max_header_bytes;
+    assert_eq!(limit, 32 * 1024, "the README's figure");
+    // A head of exactly `size` bytes on the wire.
+    let head = |size: usize| {
+        let start = format!("GET / HTTP/1.1\r\nHost: {GATEWAY_HOST}\r\nX-Big: ");
+        let end = "\r\n\r\n";
+        format!("{start}{}{end}", "x".repeat(size - start.len() - end.len()))
+    };
+    for (size, expected) in [(limit, "HTTP/1.1 401"), (limit + 1, "HTTP/1.1 431")] {
+        let request = head(size);
+        assert_eq!(request.len(), size);
+        let mut stream = tokio::net::TcpStream::connect(setup.gateway.running.addr)
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 64];
+        let read = stream.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with(expected), "{size} bytes: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_env_and_status() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "judy").await;
