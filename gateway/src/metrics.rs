@@ -9,9 +9,11 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    /// `dashboard`, `oauth2-proxy`, `env`, or `page` (a status page answered).
+    /// `dashboard`, `oauth2-proxy`, `env`, `page` (a status page answered) or `refused` (a
+    /// request refused before routing).
     target: &'static str,
-    /// The env name for `env` and env status pages, else empty.
+    /// The env name for `env` and the status pages of envs in the route table, else empty:
+    /// the `Host` header alone never makes a series.
     env: String,
     status: u16,
 }
@@ -127,6 +129,21 @@ impl Metrics {
             connections,
             envs,
             api_answering,
+        }
+    }
+
+    /// Drops the request series of env `name` (it left the route table), so that series never
+    /// outlive their env. Every status a response can have is tried: removing an absent series
+    /// costs a hash lookup, and envs go rarely.
+    pub fn forget_env(&self, name: &str) {
+        for target in ["env", "page"] {
+            for status in 100..=999 {
+                self.requests.remove(&RequestLabels {
+                    target,
+                    env: name.to_string(),
+                    status,
+                });
+            }
         }
     }
 

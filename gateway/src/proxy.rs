@@ -58,14 +58,15 @@ pub async fn handle(
     let target = route(&host, request.uri().path(), gateway_host, |env| {
         gateway.table.get(env)
     });
+    // Only envs of the route table label a series: a name from the Host header alone never does.
     let (label, env) = match &target {
         Target::Dashboard => ("dashboard", ""),
         Target::OAuth2Proxy => ("oauth2-proxy", ""),
         Target::Env { env, .. } => ("env", env.as_str()),
-        Target::Page(
-            Page::NoSuchEnv { env } | Page::Starting { env, .. } | Page::Broken { env, .. },
-        ) => ("page", env.as_str()),
-        Target::Page(Page::UnknownHost) => ("page", ""),
+        Target::Page(Page::Starting { env, .. } | Page::Broken { env, .. }) => {
+            ("page", env.as_str())
+        }
+        Target::Page(Page::NoSuchEnv { .. } | Page::UnknownHost) => ("page", ""),
     };
     let env = env.to_string();
     let response = answer(

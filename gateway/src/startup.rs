@@ -183,10 +183,13 @@ pub fn start(
         false => "http",
     };
 
+    let mut metrics = Metrics::new();
+    metrics.track_config(&config);
+    let metrics = Arc::new(metrics);
     let table = Arc::new(RouteTable::default());
     let (_store, writer) = reflector::store::<ConfigMap>();
     {
-        let table = table.clone();
+        let (table, metrics) = (table.clone(), metrics.clone());
         let events = reflected_watch(
             Api::<ConfigMap>::namespaced(client, &namespace),
             watcher::Config::default().labels(&env_label_selector()),
@@ -199,14 +202,14 @@ pub fn start(
             },
         );
         tasks.push(tokio::spawn(events.for_each(move |event| {
-            table.apply(&event);
+            // An env's series go with it: only envs in the table label any.
+            for gone in table.apply(&event) {
+                metrics.forget_env(&gone);
+            }
             futures::future::ready(())
         })));
     }
 
-    let mut metrics = Metrics::new();
-    metrics.track_config(&config);
-    let metrics = Arc::new(metrics);
     let gateway = Arc::new(Gateway {
         config,
         proto,

@@ -40,8 +40,8 @@ impl RouteTable {
         self.len() == 0
     }
 
-    /// Applies one watch event.
-    pub fn apply(&self, event: &watcher::Event<ConfigMap>) {
+    /// Applies one watch event; returns the envs it took out of the table.
+    pub fn apply(&self, event: &watcher::Event<ConfigMap>) -> Vec<String> {
         match event {
             watcher::Event::Apply(cm) => {
                 if let Some((name, status)) = entry(cm) {
@@ -49,8 +49,10 @@ impl RouteTable {
                 }
             }
             watcher::Event::Delete(cm) => {
-                if let Some(name) = &cm.metadata.name {
-                    write(&self.envs).remove(name);
+                if let Some(name) = &cm.metadata.name
+                    && write(&self.envs).remove(name).is_some()
+                {
+                    return vec![name.clone()];
                 }
             }
             watcher::Event::Init => {
@@ -64,12 +66,21 @@ impl RouteTable {
                 }
             }
             watcher::Event::InitDone => {
+                let mut gone = Vec::new();
                 if let Some(listed) = lock(&self.relisting).take() {
-                    *write(&self.envs) = listed;
+                    let mut envs = write(&self.envs);
+                    gone = envs
+                        .keys()
+                        .filter(|name| !listed.contains_key(*name))
+                        .cloned()
+                        .collect();
+                    *envs = listed;
                 }
                 self.listed.store(true, Ordering::Release);
+                return gone;
             }
         }
+        Vec::new()
     }
 }
 
@@ -123,7 +134,10 @@ mod tests {
             r#"[{"name":"web","port":8000}]"#,
         )));
         assert!(table.get("a").unwrap().exposes(8000));
-        table.apply(&watcher::Event::Delete(cm("a", "Ready", "[]")));
+        assert_eq!(
+            table.apply(&watcher::Event::Delete(cm("a", "Ready", "[]"))),
+            vec!["a".to_string()]
+        );
         assert!(table.get("a").is_none());
     }
 
@@ -133,7 +147,7 @@ mod tests {
         assert!(!table.is_listed());
         table.apply(&watcher::Event::Init);
         table.apply(&watcher::Event::InitApply(cm("old", "Ready", "[]")));
-        table.apply(&watcher::Event::InitDone);
+        assert!(table.apply(&watcher::Event::InitDone).is_empty());
         assert!(table.is_listed());
         // The watch restarts: "old" was deleted meanwhile, "new" created.
         table.apply(&watcher::Event::Init);
@@ -143,7 +157,11 @@ mod tests {
             "kept until the re-list completes"
         );
         assert!(table.get("new").is_none());
-        table.apply(&watcher::Event::InitDone);
+        assert_eq!(
+            table.apply(&watcher::Event::InitDone),
+            vec!["old".to_string()],
+            "the envs that went while the watch was down"
+        );
         assert!(table.get("old").is_none());
         assert!(table.get("new").is_some());
         assert_eq!(table.len(), 1);

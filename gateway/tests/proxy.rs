@@ -711,15 +711,61 @@ async fn metrics_count_requests_by_env_and_status() {
         metrics.contains(r#"ephgateway_requests_total{target="env",env="judy",status="200"}"#),
         "{metrics}"
     );
+    // "nobody" is no env: it labels nothing (the Host header alone never makes a series).
     assert!(
-        metrics.contains(r#"ephgateway_requests_total{target="page",env="nobody",status="404"} 1"#),
+        metrics.contains(r#"ephgateway_requests_total{target="page",env="",status="404"} 1"#),
         "{metrics}"
     );
+    assert!(!metrics.contains("nobody"), "{metrics}");
     assert!(
         metrics.contains("ephgateway_auth_subrequest_seconds_count{verdict=\"allowed\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("ephgateway_envs 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn hosts_of_no_env_make_no_metrics_series_and_a_deleted_envs_series_go() {
+    let setup = setup().await;
+    let (_env, port) = ready_env(&setup, "kate").await;
+    let cookie = session("kate");
+    let served = setup
+        .gateway
+        .get(&env_host(port, "kate"), "/", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(served.status, 200);
+    let before = setup.gateway.admin("/metrics").await.body;
+    // Anyone, signed in or not, asking for hosts of envs that do not exist.
+    for i in 0..300 {
+        let host = env_host(1, &format!("random-{i}"));
+        let signed_in = if i % 2 == 0 { cookie.as_str() } else { "" };
+        setup
+            .gateway
+            .get(&host, "/", &[("cookie", signed_in)])
+            .await;
+    }
+    let after = setup.gateway.admin("/metrics").await.body;
+    assert!(!after.contains("random-"), "{after}");
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("ephgateway_requests_total{"))
+            .count()
+    };
+    assert!(
+        series(&after) <= series(&before) + 3,
+        "a few series by status at most: {} then {}",
+        series(&before),
+        series(&after)
+    );
+    assert!(after.contains(r#"env="kate""#));
+
+    // Deleted: its series go with it.
+    delete_env(&setup.cluster.client(), "kate").await;
+    wait_for("kate's series gone", || async {
+        let metrics = setup.gateway.admin("/metrics").await.body;
+        (!metrics.contains(r#"env="kate""#)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
