@@ -45,6 +45,10 @@ struct Args {
     /// 32 bytes); without it a random key is made, which only one replica can use.
     #[arg(long, env = "EPH_CSRF_KEY_FILE")]
     csrf_key_file: Option<PathBuf>,
+    /// A file with a key whose tokens are also accepted (a key being rotated in or out; see
+    /// the README); may be given more than once.
+    #[arg(long)]
+    csrf_verify_key_file: Vec<PathBuf>,
     /// The templates directory.
     #[arg(long, env = "EPH_TEMPLATES", default_value = "templates")]
     templates: PathBuf,
@@ -81,17 +85,22 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("--identity-headers {other:?}: use auth-request or forwarded")
         }
     };
-    let csrf = match &args.csrf_key_file {
-        Some(path) => CsrfKey::from_bytes(
-            &std::fs::read(path)
-                .with_context(|| format!("reading the CSRF key file {}", path.display()))?,
-        )
-        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?,
+    let read_key = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("reading the CSRF key file {}", path.display()))
+    };
+    let mut csrf = match &args.csrf_key_file {
+        Some(path) => CsrfKey::from_bytes(&read_key(path)?)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?,
         None => {
             tracing::warn!("no --csrf-key-file: a random key, so only one replica can serve");
             CsrfKey::random().map_err(anyhow::Error::msg)?
         }
     };
+    for path in &args.csrf_verify_key_file {
+        csrf = csrf
+            .with_verifying(&read_key(path)?)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+    }
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
     let Cluster {

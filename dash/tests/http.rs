@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::*;
 use ephemerator_core::env::EXPIRATION_KEY;
@@ -630,6 +631,60 @@ async fn the_polled_list_is_rendered_once_per_change_and_revalidates(dash: Dash)
     assert_eq!(changed.status, 200);
     assert!(changed.body.contains("id=\"env-olga\""));
     assert_ne!(changed.headers.get("etag"), Some(&etag));
+}
+
+#[tokio::test]
+async fn a_forms_token_expires_with_its_window_and_the_next() {
+    let window = Duration::from_secs(1);
+    let dash = Dash::start_with_csrf(csrf_key().with_window(window)).await;
+    let page = dash.get("/", Some("nicks")).await;
+    let token = page
+        .body
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let (made, _) = token.split_once('.').unwrap();
+    let made = u64::from_str_radix(made, 16).unwrap();
+    let create = |token: String| {
+        let dash = &dash;
+        async move {
+            dash.post(
+                "/envs",
+                "nicks",
+                &[
+                    ("repo", HTML_REPO),
+                    ("branch", "master"),
+                    ("path", "0-base/Tiltfile"),
+                    ("csrf", &token),
+                ],
+            )
+            .await
+        }
+    };
+    // Two windows on, the form has expired: refused, and nothing is created.
+    wait_for("two windows to pass", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / window.as_secs();
+        (now >= made + 2).then_some(())
+    })
+    .await;
+    let refused = create(token).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("the form expired"),
+        "{}",
+        refused.body
+    );
+    assert!(config_map(&dash, "nicks").await.is_none());
+    // A fresh page's token works.
+    let fresh = csrf_key().with_window(window).token("nicks");
+    let created = create(fresh).await;
+    assert_eq!(created.status, 303, "{}", created.body);
 }
 
 #[tokio::test]

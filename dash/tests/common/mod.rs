@@ -87,6 +87,16 @@ impl Dash {
 
     /// A dashboard on `config` as it is reloaded.
     pub async fn start_live(config: LiveConfig, identity: IdentitySource) -> Dash {
+        Dash::start_dev(config, identity, csrf_key()).await
+    }
+
+    /// A dashboard signing its CSRF tokens with `csrf`.
+    pub async fn start_with_csrf(csrf: CsrfKey) -> Dash {
+        let config = Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+        Dash::start_dev(LiveConfig::fixed(config), IdentitySource::AuthRequest, csrf).await
+    }
+
+    async fn start_dev(config: LiveConfig, identity: IdentitySource, csrf: CsrfKey) -> Dash {
         let cluster = DevCluster::builder()
             .pod_ready_delay(Duration::from_millis(200))
             .start()
@@ -105,6 +115,7 @@ impl Dash {
             admin,
             config,
             identity,
+            csrf,
         )
         .await
     }
@@ -127,6 +138,7 @@ impl Dash {
             dash,
             LiveConfig::fixed(config),
             IdentitySource::AuthRequest,
+            csrf_key(),
         )
         .await
     }
@@ -137,10 +149,11 @@ impl Dash {
         client: kube::Client,
         config: LiveConfig,
         identity: IdentitySource,
+        csrf: CsrfKey,
     ) -> Dash {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let running = startup::start(
-            ephdash::testing::settings(client, NAMESPACE, config, identity, csrf_key()),
+            ephdash::testing::settings(client, NAMESPACE, config, identity, csrf),
             listener,
         )
         .expect("the dashboard starts");
