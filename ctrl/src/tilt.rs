@@ -229,10 +229,12 @@ fn state_from_resources(resources: &[Resource]) -> TiltState {
     for resource in resources {
         let name = resource.name.as_str();
         if name == TILTFILE_RESOURCE {
+            // Loaded only once Tilt says so: right after `tilt up` the Tiltfile is listed with
+            // no update status (or `none`) before its first load starts.
             state.tiltfile = match resource.update_status.as_str() {
-                "pending" | "in_progress" => TiltfileState::Loading,
+                "ok" | "not_applicable" => TiltfileState::Loaded,
                 "error" => TiltfileState::Failed,
-                _ => TiltfileState::Loaded,
+                _ => TiltfileState::Loading,
             };
             continue;
         }

@@ -172,6 +172,14 @@ fn a_loading_tiltfile_is_pending_and_an_empty_view_too() {
     let loading = r#"{"uiResources":[{"metadata":{"name":"(Tiltfile)"},
         "status":{"runtimeStatus":"not_applicable","updateStatus":"in_progress"}}]}"#;
     assert!(read(loading).pending());
+    // Listed before its first load starts (seen on the real Tilt right after `tilt up`).
+    for not_yet in [
+        r#"{"uiResources":[{"metadata":{"name":"(Tiltfile)"},"status":{}}]}"#,
+        r#"{"uiResources":[{"metadata":{"name":"(Tiltfile)"},"status":{"updateStatus":"none"}}]}"#,
+        r#"{"uiResources":[{"metadata":{"name":"(Tiltfile)"},"status":{"updateStatus":"pending"}}]}"#,
+    ] {
+        assert!(read(not_yet).pending(), "{not_yet}");
+    }
     assert_eq!(
         read(loading).summary().as_deref(),
         Some("Tilt is loading the Tiltfile")
