@@ -18,13 +18,17 @@ use crate::cached::{ChildMeta, RunnerDeployment};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Result;
 use crate::memory::{AppliedChild, StatusWrite};
-use crate::observe::ChildKind;
+use crate::observe::{AnswerNews, ChildKind};
 use crate::plan::{Plan, PlannedEvent, read_back};
 
 /// Carries out `plan` for `config_map`.
+///
+/// `seen_runner` is the runner Deployment the plan was made from (as cached): an apply whose
+/// answer shows more is remembered as no echo.
 pub async fn execute(
     ctx: &Context,
     config_map: &ConfigMap,
+    seen_runner: Option<&RunnerDeployment>,
     tilt_token: &str,
     plan: Plan,
 ) -> Result<()> {
@@ -85,6 +89,7 @@ pub async fn execute(
                     ChildKind::Deployment,
                     digest,
                     &children.deployment,
+                    seen_runner,
                 )
                 .await?;
             }
@@ -98,6 +103,7 @@ pub async fn execute(
                     ChildKind::Service,
                     digest,
                     &children.service,
+                    None,
                 )
                 .await?;
             }
@@ -115,6 +121,7 @@ pub async fn execute(
                     ChildKind::Ingress,
                     digest,
                     ingress,
+                    None,
                 )
                 .await?;
             }
@@ -123,7 +130,13 @@ pub async fn execute(
         futures::try_join!(deployment, service, ingress)?;
     }
     if let Some(change) = plan.status {
-        let to_version = write_status(ctx, config_map, &change.status).await?;
+        let builds_on = versions.last().cloned().unwrap_or_default();
+        let Some(to_version) = write_status(ctx, config_map, &builds_on, &change.status).await?
+        else {
+            // Someone wrote the ConfigMap since: its watch event reconciles again, with it.
+            debug!("the env changed since it was read; its status is written from the change");
+            return Ok(());
+        };
         if let Some(event) = &change.event {
             info!(from = %shown.status.phase, to = %change.status.phase, message = ?change.status.message, "phase changed");
             publish(ctx, config_map, event);
@@ -238,16 +251,18 @@ where
 
 /// Server-side applies a child with field manager `ephctrl`, forcing ownership of every field
 /// it sets, and remembers the apply. The answer is read as `O`, the slim form the controller
-/// caches.
+/// caches; `seen` is the cached child the plan was made from.
 async fn apply_child<O, D>(
     ctx: &Context,
     name: &str,
     kind: ChildKind,
     digest: u64,
     desired: &D,
+    seen: Option<&O>,
 ) -> Result<()>
 where
     O: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + AnswerNews
         + Clone
         + DeserializeOwned
         + Debug,
@@ -256,20 +271,29 @@ where
     let api: Api<O> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api.patch(name, &params, &Patch::Apply(desired)).await?;
-    debug!(kind = kind.as_str(), "applied");
-    ctx.memory
-        .applied(name, kind, AppliedChild::new(kind, digest, applied.meta()));
+    let echo = !applied.shows_news_since(seen);
+    debug!(kind = kind.as_str(), echo, "applied");
+    ctx.memory.applied(
+        name,
+        kind,
+        AppliedChild::new(kind, digest, applied.meta(), echo),
+    );
     Ok(())
 }
 
 /// Applies the status: the phase label and the status annotations, never `data` (those are
 /// ephctrl's alone, so the forced apply takes nothing from anyone). Returns the new
-/// resourceVersion.
+/// resourceVersion, or `None` when the ConfigMap is no longer at `builds_on`.
+///
+/// The apply is guarded by `builds_on`, the version the status was planned from: an apply
+/// that changes nothing answers with the version of the last write, whoever made it, and the
+/// controller would take that write's event (an extend, say) for the echo of its own.
 async fn write_status(
     ctx: &Context,
     config_map: &ConfigMap,
+    builds_on: &str,
     status: &ephemerator_core::EnvStatus,
-) -> Result<String> {
+) -> Result<Option<String>> {
     let name = config_map.name_any();
     let patch = json!({
         "apiVersion": "v1",
@@ -277,6 +301,8 @@ async fn write_status(
         "metadata": {
             "name": name,
             "namespace": ctx.namespace,
+            "uid": config_map.uid(),
+            "resourceVersion": builds_on,
             "labels": status.labels(),
             "annotations": status.annotations(),
         },
@@ -288,8 +314,12 @@ async fn write_status(
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
-        .await?;
-    Ok(written.resource_version().unwrap_or_default())
+        .await;
+    match written {
+        Ok(written) => Ok(Some(written.resource_version().unwrap_or_default())),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Queues an Event on the env ConfigMap; never holds up the reconcile.

@@ -63,19 +63,29 @@ pub struct AppliedChild {
     /// Its `metadata.generation` (Deployments) or `metadata.resourceVersion` (others): a change
     /// means someone else touched the spec.
     pub spec_version: String,
-    /// Its `metadata.resourceVersion`: the watch event of exactly this version is the echo of
-    /// the apply and needs no reconcile.
+    /// The `metadata.resourceVersion` whose watch event is the echo of the apply and needs no
+    /// reconcile; empty when the apply's answer showed a write the plan was not made from.
     pub resource_version: String,
 }
 
 impl AppliedChild {
     /// The record of an apply of `kind` built from `inputs` that returned `meta`.
-    pub fn new(kind: ChildKind, inputs: u64, meta: &ObjectMeta) -> Self {
+    ///
+    /// `echo` says whether the answer shows nothing the plan had not seen. An apply that
+    /// changes nothing answers with the version of the object's last write, whoever made it:
+    /// with the cache behind, that can be the runner turning Ready. Its watch event is then
+    /// news, not an echo, and must reconcile (once it was dropped, and the env stayed
+    /// `Starting` with its runner ready).
+    pub fn new(kind: ChildKind, inputs: u64, meta: &ObjectMeta, echo: bool) -> Self {
         AppliedChild {
             inputs,
             uid: meta.uid.clone().unwrap_or_default(),
             spec_version: spec_version(kind, meta).unwrap_or_default(),
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            resource_version: if echo {
+                meta.resource_version.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
         }
     }
 }
@@ -161,9 +171,9 @@ impl Memory {
             return false;
         };
         self.lock().get(name).is_some_and(|env| {
-            env.applied[kind as usize]
-                .as_ref()
-                .is_some_and(|applied| applied.resource_version == version)
+            env.applied[kind as usize].as_ref().is_some_and(|applied| {
+                !applied.resource_version.is_empty() && applied.resource_version == version
+            })
         })
     }
 
@@ -291,7 +301,7 @@ mod tests {
         memory.applied(
             "a",
             ChildKind::Deployment,
-            AppliedChild::new(ChildKind::Deployment, 7, &applied),
+            AppliedChild::new(ChildKind::Deployment, 7, &applied, true),
         );
         let env = memory.of("a");
         assert!(env.has_applied(ChildKind::Deployment, 7, Some(&applied)));
@@ -307,6 +317,25 @@ mod tests {
         assert!(!memory.is_own_apply("a", ChildKind::Deployment, Some("11")));
         memory.deleted("a", ChildKind::Deployment);
         assert!(!memory.is_own_apply("a", ChildKind::Deployment, Some("10")));
+    }
+
+    #[test]
+    fn an_apply_whose_answer_showed_news_has_no_echo() {
+        let memory = Memory::default();
+        let answer = meta("u1", 1, "10");
+        memory.applied(
+            "a",
+            ChildKind::Deployment,
+            AppliedChild::new(ChildKind::Deployment, 7, &answer, false),
+        );
+        // Still applied as planned, but the event of that version is news.
+        assert!(
+            memory
+                .of("a")
+                .has_applied(ChildKind::Deployment, 7, Some(&answer))
+        );
+        assert!(!memory.is_own_apply("a", ChildKind::Deployment, Some("10")));
+        assert!(!memory.is_own_apply("a", ChildKind::Deployment, Some("")));
     }
 
     #[test]

@@ -95,6 +95,32 @@ impl RunnerState {
     }
 }
 
+/// What an apply's answer can show that the plan it carried out was not made from: a write
+/// by someone else that the cache had not brought yet.
+pub trait AnswerNews: Sized {
+    /// Whether this answer shows something the controller reads that `seen` (the cached
+    /// object the plan was made from, `None` when there was none) did not.
+    fn shows_news_since(&self, seen: Option<&Self>) -> bool;
+}
+
+impl AnswerNews for RunnerDeployment {
+    /// The runner's status is written by the Deployment controller alone; everything else the
+    /// controller reads of it, its forced apply sets. A Deployment not seen reads as one
+    /// with no status yet, as a new one is.
+    fn shows_news_since(&self, seen: Option<&Self>) -> bool {
+        let status = |d: Option<&Self>| d.and_then(|d| d.status.clone()).unwrap_or_default();
+        status(Some(self)) != status(seen)
+    }
+}
+
+impl<K> AnswerNews for crate::cached::ChildMeta<K> {
+    /// Of Services and Ingresses the controller reads only labels and owners, which its
+    /// forced apply sets.
+    fn shows_news_since(&self, _seen: Option<&Self>) -> bool {
+        false
+    }
+}
+
 /// How far the runner Deployment got. `expected_hash` is the template hash of the current
 /// spec: a Deployment still showing another one has not rolled out the change yet.
 pub fn runner_state(deployment: Option<&RunnerDeployment>, expected_hash: &str) -> RunnerState {

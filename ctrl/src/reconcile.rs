@@ -105,7 +105,8 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         );
     }
     let requeue = plan.requeue;
-    execute(ctx, config_map, &tilt_token, plan).await?;
+    let seen_runner = observed.deployment.map(|(_, deployment)| deployment);
+    execute(ctx, config_map, seen_runner, &tilt_token, plan).await?;
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 

@@ -194,7 +194,7 @@ impl Case {
                 self.memory.applied(
                     "nicks",
                     kind,
-                    crate::memory::AppliedChild::new(kind, digest, meta),
+                    crate::memory::AppliedChild::new(kind, digest, meta, true),
                 );
             }
         }
