@@ -14,6 +14,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Headless Chromium and its WebDriver for the dashboard's browser test (dash/tests/browser.rs).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+# wrk and nginx: the gateway's benchmark measures it against nginx (smoke-run below).
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +34,13 @@ time ./scripts/build-testcluster.sh
 time ./scripts/build-testprograms.sh
 
 # The doc tests nextest does not run, then every test of every crate (unit, integration, property
-# tests); nextest's summary is the last line.
+# tests).
 cargo test --workspace --doc
 cargo nextest run --workspace --no-fail-fast
+
+# Every benchmark built and run once in its smoke mode (`cargo test` passes no `--bench`: tiny
+# sizes, figures printed, none asserted), so a benchmark that no longer runs fails the build.
+# None may leave a process behind (the gateway's once left nginx's workers listening).
+./scripts/no-leftover-processes.sh "nginx ephgateway ephdash ephctrl" \
+  cargo test --workspace --bench '*'
+

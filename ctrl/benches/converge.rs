@@ -269,7 +269,7 @@ async fn floor_env(
         // The Event ephctrl records for the env's first transition (Pending -> Starting).
         let event = Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{name}.")),
+                name: Some(ephctrl::events::event_name(&name, Timestamp::now())),
                 namespace: Some(NAMESPACE.to_string()),
                 ..ObjectMeta::default()
             },

@@ -58,6 +58,13 @@ pub struct EventSink {
     reporting_instance: String,
 }
 
+/// The name of an Event about `regarding` at `at`: `<object>.<nanoseconds in hex>`, as
+/// client-go's recorders name theirs. (Not `generateName: <object>.`: a real API server refuses
+/// a prefix ending in a dot.)
+pub fn event_name(regarding: &str, at: Timestamp) -> String {
+    format!("{regarding}.{:x}", at.as_nanosecond())
+}
+
 impl EventSink {
     /// The sink and its writer, which creates the Events in `namespace` until every sink is
     /// dropped. The writer must be polled (spawned or joined) for Events to be written.
@@ -97,9 +104,7 @@ impl EventSink {
         }
     }
 
-    /// The Event as it is created, named `<object>.<nanoseconds in hex>` as client-go's
-    /// recorders name theirs. (Not `generateName: <object>.`: a real API server refuses a
-    /// prefix ending in a dot.)
+    /// The Event as it is created, named by [`event_name`].
     pub fn event(
         &self,
         regarding: ObjectReference,
@@ -108,11 +113,7 @@ impl EventSink {
         note: String,
         at: Timestamp,
     ) -> Event {
-        let name = format!(
-            "{}.{:x}",
-            regarding.name.as_deref().unwrap_or("ephctrl"),
-            at.as_nanosecond()
-        );
+        let name = event_name(regarding.name.as_deref().unwrap_or("ephctrl"), at);
         Event {
             metadata: ObjectMeta {
                 name: Some(name),

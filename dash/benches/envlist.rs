@@ -10,7 +10,8 @@
 //! (Events per env, at most 3: ephctrl's Pending, Starting and Ready transitions; default 3),
 //! `ENVLIST_CONNECTIONS` (16), `ENVLIST_TABS` (100; 0 skips the polling runs),
 //! `ENVLIST_SECONDS` (10, per run), `ENVLIST_MAX_REQUESTS` (50000, per run), `ENVLIST_REPEAT`
-//! (3; medians are printed), `ENVLIST_WORKERS_ONE` (1; 0 skips the runs with `--workers 1`).
+//! (3; medians are printed), `ENVLIST_WORKERS_ONE` (1; 0 skips the runs with `--workers 1`),
+//! `ENVLIST_VIEWERS` (300; 0 skips the many-viewers part).
 //! Everything runs against an in-process devcluster on 127.0.0.1.
 //!
 //! - the dashboard is the `ephdash` binary as a child process (so the load generator shares
@@ -24,7 +25,11 @@
 //!   `/envs` back to back (a closed loop: the throughput, and the queueing it costs); then
 //!   `ENVLIST_TABS` tabs each polling every 2 s as htmx does (an open loop at a team's rate);
 //! - memory: the binary's VmRSS, settled, before any env exists, once it lists every env, and
-//!   after the load runs.
+//!   after the load runs;
+//! - many viewers: a process naming people by the `X-Auth-Request-User` header; `ENVLIST_VIEWERS`
+//!   distinct people (none of them an owner) each GET `/envs` once, then one person GETs it with
+//!   as many distinct ports in `Host` (each a link base of its own): VmRSS before and after
+//!   each, and the median time of those requests.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -81,6 +86,7 @@ struct Knobs {
     max_requests: usize,
     repeat: usize,
     workers_one: bool,
+    viewers: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             max_requests: knob("ENVLIST_MAX_REQUESTS", 50_000)?.max(1),
             repeat: knob("ENVLIST_REPEAT", 3)?.max(1),
             workers_one: knob("ENVLIST_WORKERS_ONE", 1)? != 0,
+            viewers: knob("ENVLIST_VIEWERS", 300)?,
         }
     } else {
         Knobs {
@@ -109,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             max_requests: 1000,
             repeat: 1,
             workers_one: false,
+            viewers: 5,
         }
     };
 
@@ -231,6 +239,10 @@ async fn run(cluster: &DevCluster, knobs: &Knobs) -> anyhow::Result<()> {
     );
     dash.stop().await;
 
+    if knobs.viewers > 0 {
+        many_viewers(&config, &kubeconfig, knobs).await?;
+    }
+
     if knobs.workers_one {
         let dash = Dash::spawn(&config, &kubeconfig, 1).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -267,6 +279,53 @@ async fn run(cluster: &DevCluster, knobs: &Knobs) -> anyhow::Result<()> {
         }
         dash.stop().await;
     }
+    Ok(())
+}
+
+/// Many distinct people polling once each, then one client naming many ports in `Host`: what
+/// the dashboard keeps for each (its resident memory before and after) and what each costs.
+async fn many_viewers(config: &Path, kubeconfig: &Path, knobs: &Knobs) -> anyhow::Result<()> {
+    let (envs, viewers) = (knobs.envs, knobs.viewers);
+    let dash = Dash::spawn_as(config, kubeconfig, 2, false).await?;
+    dash.wait_rows(envs).await?;
+    let before = dash.settled_rss().await?;
+    let mut sender = connect(dash.addr).await?;
+    let mut times = Vec::new();
+    for i in 0..viewers {
+        let started = Instant::now();
+        let viewer = format!("viewer-{i}");
+        let (status, body) = send_as(&mut sender, dash.addr, "/envs", HOST, &viewer).await?;
+        if status != 200 || count(&body, b"id=\"env-") < envs {
+            bail!("{viewer} got {status} without the {envs} envs");
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let viewed = dash.settled_rss().await?;
+    let mut port_times = Vec::new();
+    for i in 0..viewers {
+        let host = format!("{HOST}:{}", 10_000 + i);
+        let started = Instant::now();
+        let (status, _) = send_as(&mut sender, dash.addr, "/envs", &host, USER).await?;
+        if status != 200 {
+            bail!("Host {host} got {status}");
+        }
+        port_times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let ported = dash.settled_rss().await?;
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let per_viewer = (viewed as f64 - before as f64) / viewers as f64;
+    println!(
+        "ephdash with {envs} envs, {viewers} distinct viewers GETting /envs once each: resident memory {} before, {} after ({per_viewer:+.1} KiB per viewer), median {:.2} ms per request; then one person with {viewers} distinct Host ports: {} after, median {:.2} ms per request",
+        mib(before),
+        mib(viewed),
+        median(times),
+        mib(ported),
+        median(port_times),
+    );
+    dash.stop().await;
     Ok(())
 }
 
@@ -411,7 +470,7 @@ async fn seed(client: &Client, knobs: &Knobs) -> anyhow::Result<()> {
 fn transition_event(name: &str, uid: &str, reason: &str, note: &str, at: Timestamp) -> Event {
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
+            name: Some(ephctrl::events::event_name(name, at)),
             namespace: Some(NAMESPACE.to_string()),
             ..ObjectMeta::default()
         },
@@ -445,15 +504,29 @@ struct Dash {
 }
 
 impl Dash {
-    /// Starts `ephdash` on a free port and waits until `/readyz` answers 200.
+    /// Starts `ephdash` on free ports and waits until its admin `/readyz` answers 200.
     async fn spawn(config: &Path, kubeconfig: &Path, workers: usize) -> anyhow::Result<Dash> {
+        Dash::spawn_as(config, kubeconfig, workers, true).await
+    }
+
+    /// As [`Dash::spawn`]; with `fake_user` false, people are named by the
+    /// `X-Auth-Request-User` header of each request (as behind the gateway).
+    async fn spawn_as(
+        config: &Path,
+        kubeconfig: &Path,
+        workers: usize,
+        fake_user: bool,
+    ) -> anyhow::Result<Dash> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephdash"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephdash"));
+        if fake_user {
+            command.args(["--auth-fake-user", USER]);
+        }
+        let mut child = command
             .arg("--config")
             .arg(config)
             .args(["--namespace", NAMESPACE])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--auth-fake-user", USER])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .arg("--templates")
             .arg(root.join("templates"))
             .arg("--assets")
@@ -483,8 +556,8 @@ impl Dash {
                 }
             }
         });
-        let addr = match tokio::time::timeout(WAIT_LIMIT, addr_rx).await {
-            Ok(Ok(addr)) => addr,
+        let (addr, admin) = match tokio::time::timeout(WAIT_LIMIT, addr_rx).await {
+            Ok(Ok(addrs)) => addrs,
             _ => bail!("ephdash logged no \"serving the dashboard\" line within {WAIT_LIMIT:?}"),
         };
         let dash = Dash {
@@ -494,7 +567,7 @@ impl Dash {
             drain,
         };
         let deadline = Instant::now() + WAIT_LIMIT;
-        while !matches!(get(addr, "/readyz").await, Ok((200, _))) {
+        while !matches!(get(admin, "/readyz").await, Ok((200, _))) {
             if Instant::now() > deadline {
                 bail!("ephdash at {addr} not ready within {WAIT_LIMIT:?}");
             }
@@ -537,13 +610,15 @@ impl Dash {
 }
 
 /// The `addr` of ephdash's JSON "serving the dashboard" log line.
-fn serving_addr(line: &str) -> Option<std::net::SocketAddr> {
+/// The traffic and admin addresses of a "serving the dashboard" log line.
+fn serving_addr(line: &str) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
     let line: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = line.get("fields")?;
     if fields.get("message")?.as_str()? != "serving the dashboard" {
         return None;
     }
-    fields.get("addr")?.as_str()?.parse().ok()
+    let addr = |key: &str| fields.get(key)?.as_str()?.parse().ok();
+    Some((addr("addr")?, addr("admin")?))
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -569,14 +644,26 @@ async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-/// One GET on `sender`: the status and the whole body.
+/// One GET on `sender` as [`USER`]: the status and the whole body.
 async fn send(
     sender: &mut Sender,
     addr: std::net::SocketAddr,
     path: &str,
 ) -> anyhow::Result<(u16, Bytes)> {
+    send_as(sender, addr, path, HOST, USER).await
+}
+
+/// One GET on `sender` with `Host: host`, as `user` (when people are named by the header).
+async fn send_as(
+    sender: &mut Sender,
+    addr: std::net::SocketAddr,
+    path: &str,
+    host: &str,
+    user: &str,
+) -> anyhow::Result<(u16, Bytes)> {
     let request = hyper::Request::get(format!("http://{addr}{path}"))
-        .header("host", HOST)
+        .header("host", host)
+        .header("x-auth-request-user", user)
         .header("hx-request", "true")
         .body(Empty::new())?;
     sender.ready().await?;

@@ -10,11 +10,17 @@
 //!
 //! Only URLs on the allow-list reach this module: the routes look the repo up in the config
 //! first and pass the entry's URL, never the text a user sent.
+//!
+//! Lookups are bounded too: identical lookups in flight share one git call, and at most
+//! [`DiscoverySettings::max_running`] git calls run at once in the server, at most
+//! [`DiscoverySettings::max_per_user`] started by one person. A lookup past a bound is not
+//! queued: it answers [`DiscoveryError::Busy`] at once, and the form says so (the person can
+//! type the value, or pick again in a moment).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ephemerator_core::validate::{validate_branch, validate_path};
@@ -34,6 +40,10 @@ pub struct DiscoverySettings {
     pub max_output: usize,
     /// Most branches or files listed.
     pub max_items: usize,
+    /// Most git calls running at once in this server.
+    pub max_running: usize,
+    /// Most git calls running at once started by one person.
+    pub max_per_user: usize,
 }
 
 impl Default for DiscoverySettings {
@@ -44,6 +54,8 @@ impl Default for DiscoverySettings {
             timeout: Duration::from_secs(10),
             max_output: 4 * 1024 * 1024,
             max_items: 500,
+            max_running: 4,
+            max_per_user: 2,
         }
     }
 }
@@ -59,14 +71,58 @@ pub enum DiscoveryError {
     TooLarge(usize),
     #[error("cannot run git: {0}")]
     Spawn(String),
+    #[error("{0}; try again in a moment")]
+    Busy(&'static str),
 }
 
-type Cached = (Instant, Result<Vec<String>, DiscoveryError>);
+type Answer = Result<Vec<String>, DiscoveryError>;
+type Cached = (Instant, Answer);
+/// A repo, and the branch for a Tiltfile lookup.
+type Key = (String, Option<String>);
+
+/// Most distinct lookups in flight (and abandoned by every asker) kept at once.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// Discovers and caches branches and Tiltfiles.
 pub struct Discovery {
     settings: DiscoverySettings,
-    cache: Mutex<HashMap<(String, Option<String>), Cached>>,
+    cache: Mutex<HashMap<Key, Cached>>,
+    /// Lookups being made: an identical one waits for the same answer.
+    in_flight: Mutex<HashMap<Key, Arc<tokio::sync::OnceCell<Answer>>>>,
+    /// Git calls running in the server, and by whom.
+    running: Mutex<Running>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    total: usize,
+    by_user: HashMap<String, usize>,
+}
+
+/// A running git call's place in the bounds, given back when dropped (also when the person
+/// who started it went away and the call was cancelled).
+struct Slot<'a> {
+    discovery: &'a Discovery,
+    user: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.discovery.running);
+        running.total = running.total.saturating_sub(1);
+        if let Some(count) = running.by_user.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.by_user.remove(&self.user);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Discovery {
@@ -75,42 +131,91 @@ impl Discovery {
         Discovery {
             settings,
             cache: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            running: Mutex::new(Running::default()),
         }
     }
 
-    /// The branches of `repo` (an allow-listed URL), sorted, `main` and `master` first.
-    pub async fn branches(&self, repo: &str) -> Result<Vec<String>, DiscoveryError> {
+    /// The branches of `repo` (an allow-listed URL), sorted, `main` and `master` first, as
+    /// `user` asks.
+    pub async fn branches(&self, repo: &str, user: &str) -> Answer {
         let key = (repo.to_string(), None);
-        if let Some(cached) = self.cached(&key) {
-            return cached;
-        }
-        let result = self.list_branches(repo).await;
-        self.remember(key, &result);
-        result
+        self.look_up(key, user, || self.list_branches(repo)).await
     }
 
-    /// The Tiltfiles on `branch` of `repo`, sorted by path.
-    pub async fn tiltfiles(&self, repo: &str, branch: &str) -> Result<Vec<String>, DiscoveryError> {
+    /// The Tiltfiles on `branch` of `repo`, sorted by path, as `user` asks.
+    pub async fn tiltfiles(&self, repo: &str, branch: &str, user: &str) -> Answer {
         if validate_branch(branch).is_err() {
             return Ok(Vec::new());
         }
         let key = (repo.to_string(), Some(branch.to_string()));
+        self.look_up(key, user, || self.list_tiltfiles(repo, branch))
+            .await
+    }
+
+    /// The cached answer for `key`, else the answer of the identical lookup in flight, else
+    /// a new lookup, if the bounds allow one.
+    async fn look_up<F, Fut>(&self, key: Key, user: &str, list: F) -> Answer
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Answer>,
+    {
         if let Some(cached) = self.cached(&key) {
             return cached;
         }
-        let result = self.list_tiltfiles(repo, branch).await;
-        self.remember(key, &result);
-        result
+        let cell = {
+            let mut in_flight = lock(&self.in_flight);
+            if !in_flight.contains_key(&key) && in_flight.len() >= MAX_IN_FLIGHT {
+                return Err(DiscoveryError::Busy("too many lookups are waiting"));
+            }
+            in_flight.entry(key.clone()).or_default().clone()
+        };
+        let for_cache = key.clone();
+        let answer = cell
+            .get_or_init(move || async move {
+                let _slot = self.take_slot(user)?;
+                let answer = list().await;
+                // Kept before the lookup leaves the in-flight table, so no asker in between
+                // starts it again.
+                self.remember(for_cache, &answer);
+                answer
+            })
+            .await
+            .clone();
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
+            in_flight.remove(&key);
+        }
+        answer
     }
 
-    fn cached(
-        &self,
-        key: &(String, Option<String>),
-    ) -> Option<Result<Vec<String>, DiscoveryError>> {
-        let cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// A place for one more git call started by `user`, if the bounds allow it.
+    fn take_slot(&self, user: &str) -> Result<Slot<'_>, DiscoveryError> {
+        let mut running = lock(&self.running);
+        if running.total >= self.settings.max_running {
+            return Err(DiscoveryError::Busy(
+                "the server is running its most lookups at once",
+            ));
+        }
+        let by_user = running.by_user.get(user).copied().unwrap_or(0);
+        if by_user >= self.settings.max_per_user {
+            return Err(DiscoveryError::Busy(
+                "you are running your most lookups at once",
+            ));
+        }
+        running.total += 1;
+        *running.by_user.entry(user.to_string()).or_default() += 1;
+        Ok(Slot {
+            discovery: self,
+            user: user.to_string(),
+        })
+    }
+
+    fn cached(&self, key: &Key) -> Option<Answer> {
+        let cache = lock(&self.cache);
         let (at, result) = cache.get(key)?;
         let ttl = if result.is_ok() {
             self.settings.ttl
@@ -120,15 +225,12 @@ impl Discovery {
         (at.elapsed() < ttl).then(|| result.clone())
     }
 
-    fn remember(
-        &self,
-        key: (String, Option<String>),
-        result: &Result<Vec<String>, DiscoveryError>,
-    ) {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn remember(&self, key: Key, result: &Answer) {
+        // A refusal at a bound says nothing about the repo.
+        if matches!(result, Err(DiscoveryError::Busy(_))) {
+            return;
+        }
+        let mut cache = lock(&self.cache);
         // A small bound: entries are per repo (and branch); old ones are dropped wholesale.
         if cache.len() > 1024 {
             cache.clear();

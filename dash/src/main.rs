@@ -28,6 +28,10 @@ struct Args {
     /// Address to serve on; port 0 picks a free port (logged as `addr`).
     #[arg(long, env = "EPH_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (never the traffic port, which the
+    /// gateway forwards to).
+    #[arg(long, env = "EPH_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
     /// Which headers carry the signed-in user: `auth-request` (X-Auth-Request-*, set by the
     /// gateway from oauth2-proxy's answer) or `forwarded` (X-Forwarded-*, with oauth2-proxy in
     /// front).
@@ -64,6 +68,16 @@ struct Args {
     /// Longest time of one git call of the discovery.
     #[arg(long, env = "EPH_DISCOVERY_TIMEOUT", value_parser = parse_flag_duration, default_value = "10s")]
     discovery_timeout: Duration,
+    /// Most git calls of the discovery running at once in this server.
+    #[arg(long, default_value_t = 4)]
+    discovery_max_running: usize,
+    /// Most git calls of the discovery running at once started by one person.
+    #[arg(long, default_value_t = 2)]
+    discovery_max_per_user: usize,
+    /// Most bytes of rendered env rows kept for all the viewers who see them alike (16 MiB:
+    /// about sixteen lists of 1,000 envs); past it, the rows used longest ago go.
+    #[arg(long, default_value_t = ephdash::fragment_cache::DEFAULT_MAX_BYTES)]
+    shared_rows_max_bytes: usize,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -103,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
+    let admin = std::net::TcpListener::bind(args.admin_listen)
+        .with_context(|| format!("binding {}", args.admin_listen))?;
     let Cluster {
         client,
         api_health,
@@ -124,12 +140,16 @@ async fn main() -> anyhow::Result<()> {
             discovery: DiscoverySettings {
                 ttl: args.discovery_ttl,
                 timeout: args.discovery_timeout,
+                max_running: args.discovery_max_running.max(1),
+                max_per_user: args.discovery_max_per_user.max(1),
                 ..DiscoverySettings::default()
             },
+            shared_rows_max_bytes: args.shared_rows_max_bytes,
         },
         listener,
+        admin,
     )?;
-    tracing::info!(addr = %running.addr, "serving the dashboard");
+    tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving the dashboard");
     ephemerator_core::shutdown::signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     tokio::time::timeout(Duration::from_secs(30), running.stop())

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
+    shared_rows: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,11 +58,18 @@ impl Metrics {
             "Env ConfigMap writes by action and outcome",
             writes.clone(),
         );
+        let shared_rows = Gauge::default();
+        registry.register(
+            "shared_rows_bytes",
+            "Bytes of rendered env rows kept for every viewer who sees them alike (bounded)",
+            shared_rows.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             writes,
+            shared_rows,
         }
     }
 
@@ -81,12 +90,18 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition.
+    /// Records the bytes the shared rows hold.
+    pub fn shared_rows_bytes(&self, bytes: usize) {
+        self.shared_rows
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Adds the config reload metrics (generation, failures) of `config`.
     pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
         config.register_metrics(&mut self.registry);
     }
 
+    /// The text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -1,5 +1,7 @@
-//! Builds the dashboard around a bound listener (port 0 in tests): the env watch, the state,
-//! the app with its middleware and routes. [`start`] returns a handle with the address.
+//! Builds the dashboard around bound listeners (port 0 in tests): the env watch, the state,
+//! the app with its middleware and routes on the traffic listener, and `/healthz`, `/readyz`
+//! and `/metrics` on the admin listener (`ephemerator_core::admin`, as every server has:
+//! never reachable through the gateway). [`start`] returns a handle with the addresses.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use ephemerator_core::LiveConfig;
+use ephemerator_core::admin::AdminReport;
 use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use futures::StreamExt;
@@ -21,7 +24,7 @@ use kube::runtime::{reflector, watcher};
 
 use crate::csrf::CsrfKey;
 use crate::discovery::{Discovery, DiscoverySettings};
-use crate::fragment_cache::{FragmentCache, Generation};
+use crate::fragment_cache::{Generation, RowCache, SnapshotCache};
 use crate::identity::{IdentitySource, NameFields};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -58,12 +61,16 @@ pub struct Settings {
     pub workers: usize,
     /// Limits of branch and Tiltfile discovery.
     pub discovery: DiscoverySettings,
+    /// Most bytes of env rows kept rendered for all viewers (see [`RowCache`]).
+    pub shared_rows_max_bytes: usize,
 }
 
 /// A running dashboard.
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin listener (`/healthz`, `/readyz`, `/metrics`) is.
+    pub admin_addr: SocketAddr,
     /// Stops it (gracefully: in-flight requests finish).
     pub handle: ServerHandle,
     /// Ends when the server has stopped.
@@ -99,8 +106,12 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
-/// Starts the dashboard on `listener`.
-pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, StartError> {
+/// Starts the dashboard on `listener`, with its admin listener on `admin`.
+pub fn start(
+    settings: Settings,
+    listener: TcpListener,
+    admin: TcpListener,
+) -> Result<Running, StartError> {
     let Settings {
         client,
         api_health,
@@ -113,6 +124,7 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         assets,
         workers,
         discovery,
+        shared_rows_max_bytes,
     } = settings;
     let pattern = templates.join("**").join("*.html");
     let templates =
@@ -186,8 +198,14 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
         },
         discovery: Discovery::new(discovery),
         generation,
-        fragments: FragmentCache::default(),
+        rows: RowCache::new(shared_rows_max_bytes),
+        snapshots: SnapshotCache::default(),
     });
+    admin.set_nonblocking(true)?;
+    let admin = tokio::net::TcpListener::from_std(admin)?;
+    let admin_addr = admin.local_addr()?;
+    let admin_report: Arc<dyn AdminReport> = Arc::new(Report(state.clone()));
+    let admin_task = tokio::spawn(ephemerator_core::admin::serve(admin, admin_report));
     let server = HttpServer::new(move || {
         let metrics_state = state.clone();
         App::new()
@@ -233,8 +251,23 @@ pub fn start(settings: Settings, listener: TcpListener) -> Result<Running, Start
     let handle = server.handle();
     Ok(Running {
         addr,
+        admin_addr,
         handle,
         server: tokio::spawn(server),
-        watches: vec![watch, event_watch, config_watch],
+        watches: vec![watch, event_watch, config_watch, admin_task],
     })
+}
+
+/// What the admin listener reports: ready once the envs are listed and while the API server
+/// answers.
+struct Report(web::Data<AppState>);
+
+impl AdminReport for Report {
+    fn readiness(&self) -> Result<(), String> {
+        self.0.is_ready().map_err(str::to_string)
+    }
+
+    fn metrics(&self) -> String {
+        self.0.metrics.encode()
+    }
 }

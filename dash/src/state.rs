@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::csrf::CsrfKey;
 use crate::discovery::Discovery;
-use crate::fragment_cache::{FragmentCache, Generation};
+use crate::fragment_cache::{Generation, RowCache, Snapshot, SnapshotCache};
 use crate::identity::{IdentitySource, NameFields};
 use crate::metrics::Metrics;
 
@@ -48,8 +48,10 @@ pub struct AppState {
     pub discovery: Discovery,
     /// Bumped by every watch event of the env and Event caches.
     pub generation: Arc<Generation>,
-    /// The env-list fragment as last rendered per user.
-    pub fragments: FragmentCache,
+    /// Rendered env rows every viewer who cannot change them shares.
+    pub rows: RowCache,
+    /// The envs parsed at the current generation.
+    pub snapshots: SnapshotCache,
 }
 
 impl AppState {
@@ -63,6 +65,21 @@ impl AppState {
                 Some((cm, env))
             })
             .collect()
+    }
+
+    /// The envs (sorted by name) and their recent Events as cached now, parsed once per
+    /// generation of the caches.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let generation = self.generation.current();
+        self.snapshots.get_or_make(generation, || {
+            let mut envs = self.env_list();
+            envs.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));
+            Snapshot {
+                generation,
+                envs,
+                events: crate::views::events_by_env(&self.events.state()),
+            }
+        })
     }
 
     /// The cached ConfigMap of env `name`.

@@ -35,5 +35,6 @@ pub fn settings(
             timeout: Duration::from_secs(5),
             ..Default::default()
         },
+        shared_rows_max_bytes: crate::fragment_cache::DEFAULT_MAX_BYTES,
     }
 }

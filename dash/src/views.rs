@@ -209,7 +209,8 @@ pub fn env_views(
     views
 }
 
-fn env_view(
+/// The row of one env as `user` sees it (without its Events: [`env_views`] adds them).
+pub fn env_view(
     cm: &ConfigMap,
     env: &Env,
     user: &User,

@@ -35,6 +35,8 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
         .args([
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--log-json",
             "--auth-fake-user",
             "nicks",
@@ -73,15 +75,18 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
             .cloned()
     };
     let until = tokio::time::Instant::now() + DEADLINE;
-    let addr = loop {
+    let (addr, admin) = loop {
         if let Some(entry) = find(&|e| e["fields"]["message"] == "serving the dashboard") {
-            break entry["fields"]["addr"].as_str().unwrap().to_string();
+            break (
+                entry["fields"]["addr"].as_str().unwrap().to_string(),
+                entry["fields"]["admin"].as_str().unwrap().to_string(),
+            );
         }
         assert!(tokio::time::Instant::now() < until, "no listener logged");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     loop {
-        if get(&addr, "/readyz").await.starts_with("HTTP/1.1 200") {
+        if get(&admin, "/readyz").await.starts_with("HTTP/1.1 200") {
             break;
         }
         assert!(tokio::time::Instant::now() < until, "never ready");

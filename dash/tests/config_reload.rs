@@ -93,7 +93,7 @@ async fn an_added_repo_can_be_created_at_once_and_a_broken_edit_is_shown_to_admi
     let user_page = dash.get("/", Some("hal")).await.body;
     assert!(!user_page.contains("The config file was refused"));
     assert!(user_page.contains(GO_OPTION));
-    let metrics = dash.get("/metrics", None).await.body;
+    let metrics = dash.admin_get("/metrics").await.body;
     assert!(
         metrics.contains("ephdash_config_reload_failures_total 1"),
         "{metrics}"

@@ -297,3 +297,90 @@ async fn a_redirecting_or_silent_host_falls_back_to_typing() {
     // The field is still a plain text field that takes a typed branch.
     assert!(answer.body.contains("<input id=\"branch\" name=\"branch\""));
 }
+
+/// The Tiltfile lookups of `user` for `branches` of the silent repo, asked all at once.
+async fn ask_at_once(
+    dash: &Dash,
+    addr: SocketAddr,
+    user: &str,
+    branches: &[String],
+) -> Vec<Answer> {
+    let silent = format!("http://{addr}/silent.git");
+    futures::future::join_all(branches.iter().map(|branch| {
+        let path = format!(
+            "/form/paths?{}",
+            query(&[("repo", &silent), ("branch", branch)])
+        );
+        async move { dash.get(&path, Some(user)).await }
+    }))
+    .await
+}
+
+fn saying(answers: &[Answer], text: &str) -> usize {
+    answers.iter().filter(|a| a.body.contains(text)).count()
+}
+
+#[tokio::test]
+async fn lookups_are_bounded_per_person_and_per_server_and_shared_when_identical() {
+    let root = tempfile::tempdir().unwrap();
+    make_repo(root.path());
+    // A host that never answers: every git call it gets runs until the discovery timeout, so
+    // every call asked for at once is running at once.
+    let (addr, seen) = git_host(root.path().to_path_buf()).await;
+    let dash = Dash::start_with(&config(addr), IdentitySource::AuthRequest).await;
+    const TIMED_OUT: &str = "did not answer within";
+
+    // One person, 40 branches at once: two git calls, and 38 answers at once that say why.
+    let branches: Vec<String> = (0..40).map(|i| format!("one-{i}")).collect();
+    let answers = ask_at_once(&dash, addr, "nicks", &branches).await;
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert_eq!(saying(&answers, TIMED_OUT), 2);
+    assert_eq!(
+        saying(
+            &answers,
+            "you are running your most lookups at once; try again in a moment"
+        ),
+        38,
+        "{}",
+        answers[39].body
+    );
+    assert_eq!(seen.count("/silent.git"), 2, "git calls made");
+
+    // Ten people, the same branch at once: one git call, the same answer for all.
+    let same = vec!["shared".to_string()];
+    let answers = futures::future::join_all((0..10).map(|i| {
+        let same = same.clone();
+        let dash = &dash;
+        async move { ask_at_once(dash, addr, &format!("user-{i}"), &same).await }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(saying(&answers, TIMED_OUT), 10);
+    assert_eq!(seen.count("/silent.git"), 3, "one more git call");
+
+    // Three people, two branches each: four git calls run in the server at most.
+    let answers = futures::future::join_all(["ann", "bob", "cy"].map(|user| {
+        let dash = &dash;
+        async move {
+            let branches = vec![format!("{user}-1"), format!("{user}-2")];
+            ask_at_once(dash, addr, user, &branches).await
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(saying(&answers, TIMED_OUT), 4);
+    assert_eq!(
+        saying(&answers, "the server is running its most lookups at once"),
+        2
+    );
+    assert_eq!(seen.count("/silent.git"), 7);
+
+    // The refusals were not remembered: asked again alone, a refused branch is looked up.
+    let refused = branches[39].clone();
+    let again = ask_at_once(&dash, addr, "nicks", &[refused]).await;
+    assert_eq!(saying(&again, TIMED_OUT), 1);
+}

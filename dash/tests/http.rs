@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use ephemerator_core::env::EXPIRATION_KEY;
 use ephemerator_core::labels::OWNER_ANNOTATION;
-use ephemerator_core::{EnvSpec, env_config_map};
+use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -431,11 +431,20 @@ async fn hostile_text_renders_inert(dash: Dash) {
 }
 
 async fn operations_endpoints_and_vendored_assets(dash: Dash) {
-    assert_eq!(dash.get("/healthz", None).await.status, 200);
-    assert_eq!(dash.get("/readyz", None).await.status, 200);
+    // On the admin listener only: the traffic port (which the gateway forwards every path of
+    // the dashboard's host to) has none of them, for anyone.
+    assert_eq!(dash.admin_get("/healthz").await.status, 200);
+    assert_eq!(dash.admin_get("/readyz").await.status, 200);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for user in [None, Some("nicks")] {
+            let answer = dash.get(path, user).await;
+            assert_eq!(answer.status, 404, "{path} as {user:?}: {}", answer.body);
+            assert!(!answer.body.contains("ephdash_"), "{}", answer.body);
+        }
+    }
     dash.post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
         .await;
-    let metrics = dash.get("/metrics", None).await.body;
+    let metrics = dash.admin_get("/metrics").await.body;
     assert!(
         metrics.contains("ephdash_configmap_writes_total{action=\"create\",outcome=\"ok\"} 1"),
         "{metrics}"
@@ -581,7 +590,7 @@ async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
         "the input is kept: {}",
         answer.body
     );
-    let metrics = dash.get("/metrics", None).await.body;
+    let metrics = dash.admin_get("/metrics").await.body;
     assert!(
         metrics.contains("ephdash_configmap_writes_total{action=\"create\",outcome=\"error\"} 1"),
         "{metrics}"
@@ -767,4 +776,105 @@ async fn every_form_field_has_a_label(dash: Dash) {
         );
         assert!(page.contains(&format!("id=\"{id}\"")), "{id}");
     }
+}
+
+/// `ephdash_shared_rows_bytes` on the admin listener.
+async fn shared_rows_bytes(dash: &Dash) -> usize {
+    let metrics = dash.admin_get("/metrics").await.body;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ephdash_shared_rows_bytes "))
+        .unwrap_or_else(|| panic!("no ephdash_shared_rows_bytes in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_polled_list_holds_bounded_memory_whoever_and_however_many_poll_it() {
+    // Room for a few lists of 40 rows.
+    const BOUND: usize = 256 * 1024;
+    let dash = Dash::start_tweaked(|settings| settings.shared_rows_max_bytes = BOUND).await;
+    let envs = Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE);
+    for i in 0..40 {
+        let owner = format!("owner-{}", i % 4);
+        let mut env = env_config_map(&format!("env-{i}"), &owner, &spec("main"), None);
+        EnvStatus {
+            phase: Phase::Ready,
+            message: Some("runner ready".into()),
+            ports: vec![Port {
+                name: "web".into(),
+                port: 8000,
+            }],
+            ready_at: None,
+        }
+        .write_to(&mut env.metadata);
+        envs.create(&PostParams::default(), &env).await.unwrap();
+    }
+    let all_listed = |body: &str| (0..40).all(|i| body.contains(&format!("id=\"env-env-{i}\"")));
+    wait_for("every env listed", || async {
+        all_listed(&dash.get("/envs", Some("viewer-0")).await.body).then_some(())
+    })
+    .await;
+
+    // 200 people who own none of them: each gets the whole list, with no buttons, and the
+    // rows kept are one list's, shared, however many look.
+    let one_list = shared_rows_bytes(&dash).await;
+    assert!(one_list > 0);
+    for i in 0..200 {
+        let answer = dash.get("/envs", Some(&format!("viewer-{i}"))).await;
+        assert!(all_listed(&answer.body), "viewer-{i}: {}", answer.body);
+        assert!(
+            !answer.body.contains("name=\"csrf\""),
+            "viewer-{i} may not change any"
+        );
+    }
+    assert_eq!(
+        shared_rows_bytes(&dash).await,
+        one_list,
+        "nothing kept per viewer"
+    );
+
+    // An owner still gets their own rows with their buttons and token.
+    let owner = dash.get("/envs", Some("owner-1")).await.body;
+    assert!(owner.contains("action=\"/envs/env-1/extend\""), "{owner}");
+    assert!(owner.contains("name=\"csrf\" value=\""));
+    assert!(!owner.contains("action=\"/envs/env-0/extend\""));
+
+    // A client naming 300 ports of the dashboard's host: every answer links to its own port,
+    // and the rows kept stay within the bound.
+    for port in 10_000..10_300 {
+        let host = format!("{HOST}:{port}");
+        let answer = dash
+            .request("GET", "/envs", Some("viewer-1"), &[("host", &host)], None)
+            .await;
+        assert_eq!(answer.status, 200);
+        assert!(all_listed(&answer.body));
+        assert!(
+            answer
+                .body
+                .replace("&#x2F;", "/")
+                .contains(&format!("{HOST}:{port}/")),
+            "links keep port {port}: {}",
+            answer.body
+        );
+        assert!(shared_rows_bytes(&dash).await <= BOUND);
+    }
+    assert!(shared_rows_bytes(&dash).await > 0);
+
+    // The envs go: so do their rows, at the first list after.
+    for i in 0..40 {
+        envs.delete(&format!("env-{i}"), &Default::default())
+            .await
+            .unwrap();
+    }
+    wait_for("the list to empty", || async {
+        dash.get("/envs", Some("viewer-0"))
+            .await
+            .body
+            .contains("No environments")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(shared_rows_bytes(&dash).await, 0, "no stale row kept");
 }

@@ -21,7 +21,11 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+/// The full run's sizes; `cargo test --benches` (no `--bench` argument) smoke-runs with
+/// [`SMOKE_OBJECTS`] and [`SMOKE_WATCHES`].
 const OBJECTS: usize = 10_000;
+const SMOKE_OBJECTS: usize = 200;
+const SMOKE_WATCHES: usize = 4;
 const BATCHES: usize = 5;
 const IN_FLIGHT: usize = 16;
 const WATCHES: usize = 200;
@@ -138,13 +142,14 @@ async fn fan_out_once(
     target: &str,
     round: &str,
     seen: &mut mpsc::UnboundedReceiver<(usize, String, Instant)>,
+    watches: usize,
 ) -> anyhow::Result<Duration> {
     let change = json!({"data": {"round": round}});
     let written = Instant::now();
     api.patch(target, &PatchParams::default(), &Patch::Merge(&change))
         .await?;
-    let mut reached = [false; WATCHES];
-    let mut remaining = WATCHES;
+    let mut reached = vec![false; watches];
+    let mut remaining = watches;
     let mut last = written;
     while remaining > 0 {
         let (id, seen_round, at) = tokio::time::timeout(STEP_DEADLINE, seen.recv())
@@ -160,13 +165,18 @@ async fn fan_out_once(
     Ok(last.duration_since(written))
 }
 
-async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
+async fn run(
+    cluster: &DevCluster,
+    client: Client,
+    objects: usize,
+    watches: usize,
+) -> anyhow::Result<bool> {
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    println!("devcluster scale benchmark ({OBJECTS} ConfigMaps, {WATCHES} watches)");
+    println!("devcluster scale benchmark ({objects} ConfigMaps, {watches} watches)");
     let rss_start = rss_mib();
 
     // Creates.
-    let per_batch = OBJECTS / BATCHES;
+    let per_batch = objects / BATCHES;
     let started = Instant::now();
     let mut rates = Vec::new();
     for b in 0..BATCHES {
@@ -174,7 +184,7 @@ async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
     }
     let total = started.elapsed();
     println!(
-        "create: {:.0} ConfigMaps/s (median of {BATCHES} batches of {per_batch}, {IN_FLIGHT} in flight); all {OBJECTS} in {:.2} s",
+        "create: {:.0} ConfigMaps/s (median of {BATCHES} batches of {per_batch}, {IN_FLIGHT} in flight); all {objects} in {:.2} s",
         median_f64(rates),
         total.as_secs_f64()
     );
@@ -190,7 +200,7 @@ async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
     let target = "bench-00000".to_string();
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let mut watchers = Vec::new();
-    for id in 0..WATCHES {
+    for id in 0..watches {
         watchers.push(tokio::spawn(watch_for_changes(
             api.clone(),
             rv.clone(),
@@ -201,21 +211,23 @@ async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
     }
     drop(seen_tx);
     // A first change proves every watch is established (and warms the path).
-    let warm_up = fan_out_once(&api, &target, "warm-up", &mut seen).await?;
+    let warm_up = fan_out_once(&api, &target, "warm-up", &mut seen, watches).await?;
     let rss_watches = rss_mib();
     let mut fan_outs = Vec::new();
     for round in 0..FAN_OUT_ROUNDS {
-        fan_outs.push(fan_out_once(&api, &target, &format!("round-{round}"), &mut seen).await?);
+        fan_outs.push(
+            fan_out_once(&api, &target, &format!("round-{round}"), &mut seen, watches).await?,
+        );
     }
     println!(
-        "watch fan-out: one change reaches all {WATCHES} watches in {} (median of {FAN_OUT_ROUNDS}; fastest {}, slowest {}; first change {})",
+        "watch fan-out: one change reaches all {watches} watches in {} (median of {FAN_OUT_ROUNDS}; fastest {}, slowest {}; first change {})",
         ms(median(fan_outs.clone())),
         ms(*fan_outs.iter().min().unwrap_or(&Duration::ZERO)),
         ms(*fan_outs.iter().max().unwrap_or(&Duration::ZERO)),
         ms(warm_up)
     );
     println!(
-        "resident memory: {} at start, {} with {OBJECTS} ConfigMaps, {} with {WATCHES} watches open",
+        "resident memory: {} at start, {} with {objects} ConfigMaps, {} with {watches} watches open",
         rss_text(rss_start),
         rss_text(rss_objects),
         rss_text(rss_watches)
@@ -234,8 +246,8 @@ async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
         count = list.items.len();
     }
     anyhow::ensure!(
-        count == OBJECTS,
-        "the list returned {count} ConfigMaps, not {OBJECTS}"
+        count == objects,
+        "the list returned {count} ConfigMaps, not {objects}"
     );
     let mut raw = Vec::new();
     let mut bytes = 0;
@@ -267,7 +279,7 @@ async fn run(cluster: &DevCluster, client: Client) -> anyhow::Result<bool> {
     }
     let list_median = median(typed);
     println!(
-        "list {OBJECTS}: {} through kube-rs into typed ConfigMaps (median of {LIST_ROUNDS}; target < {})",
+        "list {objects}: {} through kube-rs into typed ConfigMaps (median of {LIST_ROUNDS}; target < {})",
         ms(list_median),
         ms(LIST_TARGET)
     );
@@ -290,7 +302,14 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let cluster = DevCluster::start().await?;
         let client = cluster.client();
-        let within_target = run(&cluster, client).await?;
+        // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
+        let full = std::env::args().any(|arg| arg == "--bench");
+        let (objects, watches) = if full {
+            (OBJECTS, WATCHES)
+        } else {
+            (SMOKE_OBJECTS, SMOKE_WATCHES)
+        };
+        let within_target = run(&cluster, client, objects, watches).await?;
         println!(
             "total benchmark time: {:.1} s",
             started.elapsed().as_secs_f64()

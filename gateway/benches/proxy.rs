@@ -21,11 +21,15 @@
 //! Knobs (environment): `GATEWAY_BENCH_ROUNDS` (3), `GATEWAY_BENCH_SECONDS` (5 per wrk run),
 //! `GATEWAY_BENCH_CONNECTIONS` (64), `GATEWAY_BENCH_ROUTES` (20). The gateway and nginx each
 //! get two workers (the machine's cores); auth is off in both (`--auth none`), so the figures
-//! are the proxy's alone.
+//! are the proxy's alone. Without `--bench` (`cargo test --benches`) it smoke-runs: one round
+//! of one second with 4 connections and 2 routes.
+//!
+//! Every program it starts (the gateway, both nginx) runs in a process group of its own and is
+//! stopped with all it started (nginx's workers) when the run ends, failed or not.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +38,7 @@ use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
 use devcluster::measure::{knob, mib, proc_status_kib, settled_rss};
 use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
+use ephemerator_testkit::process_group::ProcessGroup;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
@@ -77,16 +82,6 @@ fn require(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Kills the child when dropped, so a failed run leaves nothing behind.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Target {
     name: &'static str,
     addr: SocketAddr,
@@ -96,10 +91,18 @@ struct Target {
 async fn run() -> anyhow::Result<()> {
     require("wrk")?;
     require("nginx")?;
-    let rounds = knob("GATEWAY_BENCH_ROUNDS", 3)?;
-    let seconds = knob("GATEWAY_BENCH_SECONDS", 5)?;
-    let connections = knob("GATEWAY_BENCH_CONNECTIONS", 64)?;
-    let routes = knob("GATEWAY_BENCH_ROUTES", 20)?;
+    // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (rounds, seconds, connections, routes) = if full {
+        (
+            knob("GATEWAY_BENCH_ROUNDS", 3)?,
+            knob("GATEWAY_BENCH_SECONDS", 5)?,
+            knob("GATEWAY_BENCH_CONNECTIONS", 64)?,
+            knob("GATEWAY_BENCH_ROUTES", 20)?,
+        )
+    } else {
+        (1, 1, 4, 2)
+    };
     let dir = tempfile::tempdir()?;
 
     let cluster = DevCluster::start().await?;
@@ -110,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
     put_env(&cluster.client(), ENV, &[backend.port(), ws_backend.port()]).await?;
 
     let (gateway, gateway_addr) = start_gateway(dir.path(), &kubeconfig, backend).await?;
-    let gateway_pid = gateway.0.id();
+    let gateway_pid = gateway.id();
     let idle_rss = settled_rss(gateway_pid).await?;
     let (_nginx, nginx_addr) = start_nginx(dir.path(), backend, ws_backend)?;
 
@@ -288,7 +291,7 @@ async fn start_gateway(
     dir: &Path,
     kubeconfig: &Path,
     dashboard: SocketAddr,
-) -> anyhow::Result<(Process, SocketAddr)> {
+) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
     let config = dir.join("ephemerator.yaml");
     std::fs::write(
         &config,
@@ -299,20 +302,20 @@ async fn start_gateway(
     )?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_ephgateway"))
-        .args(["--config", &config.to_string_lossy()])
-        .args(["--namespace", "default"])
-        .args(["--listen", &addr.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--auth", "none", "--upstream-template", "127.0.0.1:{port}"])
-        .args(["--dashboard", &dashboard.to_string(), "--workers", "2"])
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting ephgateway")?;
-    let process = Process(child);
+    let process = ProcessGroup::spawn(
+        Command::new(env!("CARGO_BIN_EXE_ephgateway"))
+            .args(["--config", &config.to_string_lossy()])
+            .args(["--namespace", "default"])
+            .args(["--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--auth", "none", "--upstream-template", "127.0.0.1:{port}"])
+            .args(["--dashboard", &dashboard.to_string(), "--workers", "2"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .context("starting ephgateway")?;
     let until = Instant::now() + Duration::from_secs(30);
     while get_path(admin, "admin", "/readyz").await.ok() != Some(200) {
         if Instant::now() > until {
@@ -326,7 +329,7 @@ async fn start_gateway(
 /// The HTTP backend every target reaches: nginx answering 13 bytes from memory, one worker.
 /// The fastest standard backend there is, so that the figures are the proxies', not the
 /// backend's.
-fn start_nginx_backend(dir: &Path) -> anyhow::Result<(Process, SocketAddr)> {
+fn start_nginx_backend(dir: &Path) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
     let port = free_port()?;
     let prefix = dir.join("backend");
     let config = format!(
@@ -358,23 +361,23 @@ fn temp_paths(prefix: &Path) -> String {
 }
 
 /// Starts nginx with `config` under `prefix` and waits until `port` accepts.
-fn run_nginx(prefix: &Path, config: &str, port: u16) -> anyhow::Result<(Process, SocketAddr)> {
+fn run_nginx(prefix: &Path, config: &str, port: u16) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
     std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = prefix.join("nginx.conf");
     std::fs::write(&conf, config)?;
-    let child = Command::new("nginx")
-        .args([
-            "-p",
-            &prefix.to_string_lossy(),
-            "-c",
-            &conf.to_string_lossy(),
-        ])
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting nginx")?;
-    let process = Process(child);
+    let process = ProcessGroup::spawn(
+        Command::new("nginx")
+            .args([
+                "-p",
+                &prefix.to_string_lossy(),
+                "-c",
+                &conf.to_string_lossy(),
+            ])
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .context("starting nginx")?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let until = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(addr).is_err() {
@@ -396,7 +399,7 @@ fn start_nginx(
     dir: &Path,
     backend: SocketAddr,
     ws_backend: SocketAddr,
-) -> anyhow::Result<(Process, SocketAddr)> {
+) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
     let port = free_port()?;
     let prefix = dir.join("nginx");
     let config = format!(

@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use sha2::{Digest, Sha256};
 
-use crate::headers::session_cookies;
+use crate::headers::{duplicated_session_cookies, session_cookies};
 use crate::metrics::Metrics;
 
 /// oauth2-proxy's default session cookie name.
@@ -79,6 +79,9 @@ pub enum Verdict {
     Forbidden,
     /// oauth2-proxy did not answer usefully; the request is refused (fail closed).
     Unavailable(String),
+    /// The request carries oauth2-proxy's cookie of these names more than once: refused
+    /// before oauth2-proxy is asked (it would take the first, perhaps a session a page planted).
+    DuplicateSession(Vec<String>),
 }
 
 /// What an allowed request carries on.
@@ -165,6 +168,10 @@ impl Authenticator {
         else {
             return Verdict::Allowed(self.anonymous.clone());
         };
+        let duplicated = duplicated_session_cookies(subject.headers, cookie_name);
+        if !duplicated.is_empty() {
+            return Verdict::DuplicateSession(duplicated);
+        }
         // Without a session cookie oauth2-proxy can only say 401: spare it the question.
         let Some(cookies) = session_cookies(subject.headers, cookie_name) else {
             return Verdict::SignIn(Vec::new());
@@ -285,6 +292,7 @@ fn verdict_label(verdict: &Verdict) -> &'static str {
         Verdict::SignIn(_) => "sign_in",
         Verdict::Forbidden => "forbidden",
         Verdict::Unavailable(_) => "unavailable",
+        Verdict::DuplicateSession(_) => "duplicate_session",
     }
 }
 

@@ -146,6 +146,75 @@ pub fn session_cookies(headers: &HeaderMap, cookie_name: &str) -> Option<String>
     (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
+/// The names of oauth2-proxy's cookies the request carries more than once (sorted; at most
+/// [`MAX_DUPLICATES`]). A browser sends two cookies of one name when they differ in path or
+/// domain, and only a page's script could have set the second one (the gateway drops every
+/// `Domain` cookie an env answers with): an env's page, planting another session where the
+/// dashboard's list would be fetched with it.
+pub fn duplicated_session_cookies(headers: &HeaderMap, cookie_name: &str) -> Vec<String> {
+    let mut names: Vec<&str> = cookie_pairs(headers)
+        .map(self::cookie_name)
+        .filter(|name| is_session_cookie(name, cookie_name))
+        .collect();
+    names.sort_unstable();
+    let mut duplicated: Vec<String> = names
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0].to_string())
+        .collect();
+    duplicated.dedup();
+    duplicated.truncate(MAX_DUPLICATES);
+    duplicated
+}
+
+/// Most duplicated cookie names cleared in one answer.
+pub const MAX_DUPLICATES: usize = 8;
+/// Most path segments of a request path a duplicate is cleared for.
+const MAX_CLEARED_PATHS: usize = 8;
+
+/// `Set-Cookie` values that remove a cookie of each of `names` planted for the request path
+/// `path`, on the dashboard's domain `domain` or on the request's own host, for `path` and each
+/// of its parents except `/` (sent with `Secure` when `secure`). The session oauth2-proxy set
+/// lives on `domain` with path `/`: the one pair left alone, so the person stays signed in. A
+/// cookie of that same name, domain and path would have replaced the session instead (no
+/// duplicate); the per-env access work moves the session off env hosts for good.
+pub fn clearing_cookies(
+    names: &[String],
+    path: &str,
+    domain: &str,
+    secure: bool,
+) -> Vec<HeaderValue> {
+    let mut paths = Vec::new();
+    let mut prefix = String::new();
+    for segment in path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(MAX_CLEARED_PATHS)
+    {
+        prefix.push('/');
+        prefix.push_str(segment);
+        paths.push(prefix.clone());
+    }
+    let secure = if secure { "; Secure" } else { "" };
+    let mut cookies = Vec::new();
+    for name in names {
+        // Host-only on the request's host, at `/` too: the session is never host-only.
+        let host_only = std::iter::once("/".to_string()).chain(paths.iter().cloned());
+        for path in host_only {
+            cookies.push(format!("{name}=; Path={path}; Max-Age=0{secure}"));
+        }
+        for path in &paths {
+            cookies.push(format!(
+                "{name}=; Path={path}; Domain={domain}; Max-Age=0{secure}"
+            ));
+        }
+    }
+    cookies
+        .into_iter()
+        .filter_map(|cookie| HeaderValue::from_str(&cookie).ok())
+        .collect()
+}
+
 /// Removes oauth2-proxy's cookies from the request, keeping all others, so that an env never
 /// sees (and can never replay) the user's session.
 pub fn remove_session_cookies(headers: &mut HeaderMap, cookie_name: &str) {
@@ -275,6 +344,58 @@ mod tests {
         assert_eq!(map["x-forwarded-host"], "8000---a.preview.test");
         assert_eq!(map[HOST], "8000---a.preview.test");
         assert!(map.get(hyper::header::FORWARDED).is_none());
+    }
+
+    #[test]
+    fn a_session_cookie_sent_twice_is_found_in_any_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("_oauth2_proxy=planted; theme=dark"),
+        );
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("theme=light; _oauth2_proxy=mine"),
+        );
+        assert_eq!(
+            duplicated_session_cookies(&headers, "_oauth2_proxy"),
+            vec!["_oauth2_proxy".to_string()]
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("_oauth2_proxy_0=a; _oauth2_proxy_1=b; x=1; x=2"),
+        );
+        assert!(duplicated_session_cookies(&headers, "_oauth2_proxy").is_empty());
+    }
+
+    #[test]
+    fn clearing_a_planted_cookie_spares_the_session_on_the_domain_root() {
+        let cleared: Vec<String> = clearing_cookies(
+            &["_oauth2_proxy".to_string()],
+            "/envs/nicks/logs",
+            "preview.localhost",
+            true,
+        )
+        .iter()
+        .map(|value| value.to_str().unwrap().to_string())
+        .collect();
+        for path in ["/envs", "/envs/nicks", "/envs/nicks/logs"] {
+            assert!(cleared.contains(&format!(
+                "_oauth2_proxy=; Path={path}; Domain=preview.localhost; Max-Age=0; Secure"
+            )));
+            assert!(cleared.contains(&format!("_oauth2_proxy=; Path={path}; Max-Age=0; Secure")));
+        }
+        assert!(cleared.contains(&"_oauth2_proxy=; Path=/; Max-Age=0; Secure".to_string()));
+        assert!(
+            !cleared.iter().any(|c| c.contains("Path=/; Domain=")),
+            "the session itself is kept: {cleared:?}"
+        );
+        let deep = "/a".repeat(100);
+        assert_eq!(
+            clearing_cookies(&["_oauth2_proxy".to_string()], &deep, "x", false).len(),
+            1 + 2 * 8
+        );
     }
 
     #[test]

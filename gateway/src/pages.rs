@@ -182,6 +182,27 @@ impl PageContext<'_> {
         view
     }
 
+    /// The request carried the session cookie twice; the planted copy is cleared with it.
+    pub fn duplicate_session(&self) -> PageView {
+        let mut view = self.view(
+            StatusCode::BAD_REQUEST,
+            "Sign-in cookie sent twice",
+            "Your browser sent the sign-in cookie twice".into(),
+        );
+        view.lines.push(
+            "The second copy was not set by the sign-in: most likely a page of an environment \
+             set it, to have the dashboard act for someone else. Nothing was done with it, and \
+             this answer removes it."
+                .into(),
+        );
+        view.lines.push(
+            "Reload the page. If this keeps happening, tell your admins which environments you \
+             opened."
+                .into(),
+        );
+        view
+    }
+
     /// oauth2-proxy did not answer: nobody can be let in.
     pub fn auth_unavailable(&self, problem: &str) -> PageView {
         let mut view = self.view(

@@ -17,7 +17,7 @@ use ephemerator_core::hosts::port_suffix;
 
 use crate::auth::{Grant, Subject, Verdict, sign_in_location};
 use crate::headers::{
-    drop_domain_cookies, is_browser_navigation, is_upgrade, remove_hop_by_hop,
+    clearing_cookies, drop_domain_cookies, is_browser_navigation, is_upgrade, remove_hop_by_hop,
     remove_session_cookies, set_forwarded, strip_identity,
 };
 use crate::pages::{PageContext, bad_request, head_too_large, render};
@@ -132,6 +132,18 @@ async fn answer(
                 return response;
             }
             Verdict::Forbidden => return render(&pages.forbidden()),
+            Verdict::DuplicateSession(names) => {
+                tracing::warn!(
+                    ?names,
+                    "refused a request carrying the session cookie twice"
+                );
+                let mut response = render(&pages.duplicate_session());
+                let secure = gateway.proto == "https";
+                for cookie in clearing_cookies(&names, request.uri().path(), gateway_host, secure) {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+                return response;
+            }
             Verdict::Unavailable(problem) => {
                 tracing::warn!(%problem, "authentication unavailable");
                 return render(&pages.auth_unavailable(&problem));

@@ -41,6 +41,7 @@ async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
             CsrfKey::random().unwrap(),
         ),
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
     )
     .expect("the dashboard starts");
     let oauth2 = oauth2_proxy().await;
@@ -58,6 +59,15 @@ async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
     })
     .await;
     assert!(page.body.contains("alice"), "{}", page.body);
+    // The dashboard's operations endpoints are on its admin listener: a signed-in person
+    // reaches none of them through the gateway.
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        let answer = gateway
+            .get(GATEWAY_HOST, path, &[("cookie", &cookie)])
+            .await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+        assert!(!answer.body.contains("ephdash_"), "{}", answer.body);
+    }
     let token = page
         .body
         .split(r#"name="csrf" value=""#)

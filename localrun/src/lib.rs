@@ -246,8 +246,10 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             assets: repo_root.join("assets"),
             workers: 1,
             discovery: ephdash::discovery::DiscoverySettings::default(),
+            shared_rows_max_bytes: ephdash::fragment_cache::DEFAULT_MAX_BYTES,
         },
         std::net::TcpListener::bind("127.0.0.1:0").context("binding the dashboard")?,
+        std::net::TcpListener::bind("127.0.0.1:0").context("binding the dashboard's admin")?,
     )
     .context("starting the dashboard")?;
 

@@ -166,10 +166,11 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             csrf.clone(),
         ),
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
     )
     .expect("the dashboard starts");
     wait_for("the dashboard to be ready", || async {
-        let (status, _) = http_get(dash.addr, HOST, "/readyz").await?;
+        let (status, _) = http_get(dash.admin_addr, HOST, "/readyz").await?;
         (status == 200).then_some(())
     })
     .await;

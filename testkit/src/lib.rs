@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub use fantoccini;
 
+pub mod process_group;
+
 /// Registers each `async fn name(server)` as two tests, `name::on_devcluster` and
 /// `name::on_real_apiserver`, running the same body with the server `dev` and `real` give
 /// (expressions with absolute paths, e.g. `crate::common::Server::start_dev().await`): tests

@@ -278,7 +278,6 @@ fn done(
             .finish());
     }
     let mut response = render_fragment(
-        request,
         user,
         state,
         template,
@@ -340,7 +339,7 @@ fn answer_refusal(
     status: u16,
 ) -> Result<HttpResponse, DashError> {
     if is_htmx(request) {
-        render_fragment(request, user, state, template, form, notice, status)
+        render_fragment(user, state, template, form, notice, status)
     } else {
         render_page(request, user, state, false, form, notice, status)
     }

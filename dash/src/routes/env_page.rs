@@ -42,14 +42,7 @@ pub async fn env_page(
     name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(
-        &request,
-        &user,
-        &state,
-        Rows::None,
-        FormView::default(),
-        None,
-    );
+    let mut context = context(&user, &state, Rows::None, FormView::default(), None);
     // Only this env's row is built.
     let envs: Vec<_> = state
         .env_list()
@@ -78,19 +71,11 @@ pub async fn env_page(
 }
 
 pub async fn env_logs(
-    request: HttpRequest,
     user: User,
     name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(
-        &request,
-        &user,
-        &state,
-        Rows::None,
-        FormView::default(),
-        None,
-    );
+    let mut context = context(&user, &state, Rows::None, FormView::default(), None);
     context.insert("logs", &logs(&state, &name).await);
     html(200, state.templates.render("logs.html", &context)?)
 }

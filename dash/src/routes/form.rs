@@ -3,7 +3,7 @@
 //! are discovered from git ([`crate::discovery`]); when that fails the field says why and stays
 //! a free text field.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use ephemerator_core::RepoEntry;
 use serde::Deserialize;
 
@@ -79,16 +79,15 @@ fn allowed_entry(state: &AppState, query: &FormQuery) -> Option<RepoEntry> {
 
 /// The branch field (and, out of band, the path field for the branch it offers first).
 pub async fn branches(
-    request: HttpRequest,
     user: User,
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     let Some(entry) = allowed_entry(&state, &query) else {
-        return not_allowed(&request, &user, &state);
+        return not_allowed(&user, &state);
     };
     let discovered = if entry.branches.is_empty() {
-        Some(state.discovery.branches(&entry.url).await)
+        Some(state.discovery.branches(&entry.url, &user.identity).await)
     } else {
         None
     };
@@ -97,8 +96,8 @@ pub async fn branches(
         "" => branches.values.first().cloned().unwrap_or_default(),
         typed => typed.to_string(),
     };
-    let paths = path_options(&state, &entry, &branch).await;
-    let mut context = form_context(&request, &user, &state, &entry, &branch, &branches, &paths);
+    let paths = path_options(&state, &user, &entry, &branch).await;
+    let mut context = form_context(&user, &state, &entry, &branch, &branches, &paths);
     context.insert("oob", &true);
     let body = state.templates.render("branch_field.html", &context)?
         + &state.templates.render("path_field.html", &context)?;
@@ -107,35 +106,38 @@ pub async fn branches(
 
 /// The path field for the chosen branch.
 pub async fn paths(
-    request: HttpRequest,
     user: User,
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     let Some(entry) = allowed_entry(&state, &query) else {
-        return not_allowed(&request, &user, &state);
+        return not_allowed(&user, &state);
     };
     let branch = query.branch.trim().to_string();
-    let paths = path_options(&state, &entry, &branch).await;
+    let paths = path_options(&state, &user, &entry, &branch).await;
     let none = Options {
         values: Vec::new(),
         note: None,
     };
-    let context = form_context(&request, &user, &state, &entry, &branch, &none, &paths);
+    let context = form_context(&user, &state, &entry, &branch, &none, &paths);
     html(200, state.templates.render("path_field.html", &context)?)
 }
 
-async fn path_options(state: &AppState, entry: &RepoEntry, branch: &str) -> Options {
+async fn path_options(state: &AppState, user: &User, entry: &RepoEntry, branch: &str) -> Options {
     let discovered = if branch.is_empty() || !entry.paths.is_empty() {
         None
     } else {
-        Some(state.discovery.tiltfiles(&entry.url, branch).await)
+        Some(
+            state
+                .discovery
+                .tiltfiles(&entry.url, branch, &user.identity)
+                .await,
+        )
     };
     options(&entry.paths, discovered, "Tiltfiles")
 }
 
 fn form_context(
-    request: &HttpRequest,
     user: &User,
     state: &AppState,
     entry: &RepoEntry,
@@ -149,7 +151,7 @@ fn form_context(
         path: paths.values.first().cloned().unwrap_or_default(),
         ..FormView::default()
     };
-    let mut context = context(request, user, state, Rows::None, form, None);
+    let mut context = context(user, state, Rows::None, form, None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &branches.values);
@@ -160,13 +162,9 @@ fn form_context(
 }
 
 /// A repo that is not on the allow-list: nothing is fetched.
-fn not_allowed(
-    request: &HttpRequest,
-    user: &User,
-    state: &AppState,
-) -> Result<HttpResponse, DashError> {
+fn not_allowed(user: &User, state: &AppState) -> Result<HttpResponse, DashError> {
     let none: Vec<String> = Vec::new();
-    let mut context = context(request, user, state, Rows::None, FormView::default(), None);
+    let mut context = context(user, state, Rows::None, FormView::default(), None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &none);

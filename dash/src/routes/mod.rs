@@ -12,13 +12,14 @@
 //! | GET | `/envs/{name}/logs` | the setup logs fragment (htmx follows it) |
 //! | POST | `/envs/{name}/extend` | extend an env |
 //! | POST | `/envs/{name}/delete` | delete an env |
-//! | GET | `/healthz`, `/readyz`, `/metrics` | operations |
 //! | GET | `/assets/...` | static files |
+//!
+//! `/healthz`, `/readyz` and `/metrics` are on the admin listener (see [`crate::startup`]),
+//! never on this one: the gateway forwards every path of the dashboard's host here.
 
 pub mod actions;
 pub mod env_page;
 pub mod form;
-pub mod health;
 pub mod page;
 
 use std::future::{Ready, ready};
@@ -75,8 +76,5 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/envs/{name}", web::get().to(env_page::env_page))
         .route("/envs/{name}/logs", web::get().to(env_page::env_logs))
         .route("/envs/{name}/extend", web::post().to(actions::extend))
-        .route("/envs/{name}/delete", web::post().to(actions::delete))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics));
+        .route("/envs/{name}/delete", web::post().to(actions::delete));
 }

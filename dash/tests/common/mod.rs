@@ -97,6 +97,27 @@ impl Dash {
     }
 
     async fn start_dev(config: LiveConfig, identity: IdentitySource, csrf: CsrfKey) -> Dash {
+        Dash::start_dev_with(config, identity, csrf, |_| {}).await
+    }
+
+    /// A dashboard on devcluster whose settings `tweak` changes.
+    pub async fn start_tweaked(tweak: impl FnOnce(&mut startup::Settings)) -> Dash {
+        let config = Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+        Dash::start_dev_with(
+            LiveConfig::fixed(config),
+            IdentitySource::AuthRequest,
+            csrf_key(),
+            tweak,
+        )
+        .await
+    }
+
+    async fn start_dev_with(
+        config: LiveConfig,
+        identity: IdentitySource,
+        csrf: CsrfKey,
+        tweak: impl FnOnce(&mut startup::Settings),
+    ) -> Dash {
         let cluster = DevCluster::builder()
             .pod_ready_delay(Duration::from_millis(200))
             .start()
@@ -116,6 +137,7 @@ impl Dash {
             config,
             identity,
             csrf,
+            tweak,
         )
         .await
     }
@@ -139,6 +161,7 @@ impl Dash {
             LiveConfig::fixed(config),
             IdentitySource::AuthRequest,
             csrf_key(),
+            |_| {},
         )
         .await
     }
@@ -150,13 +173,14 @@ impl Dash {
         config: LiveConfig,
         identity: IdentitySource,
         csrf: CsrfKey,
+        tweak: impl FnOnce(&mut startup::Settings),
     ) -> Dash {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let running = startup::start(
-            ephdash::testing::settings(client, NAMESPACE, config, identity, csrf),
-            listener,
-        )
-        .expect("the dashboard starts");
+        let admin_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut settings = ephdash::testing::settings(client, NAMESPACE, config, identity, csrf);
+        tweak(&mut settings);
+        let running =
+            startup::start(settings, listener, admin_listener).expect("the dashboard starts");
         let http = Client::builder(TokioExecutor::new()).build_http();
         let dash = Dash {
             backend,
@@ -165,7 +189,7 @@ impl Dash {
             http,
         };
         wait_for("/readyz", || async {
-            (dash.get("/readyz", None).await.status == 200).then_some(())
+            (dash.admin_get("/readyz").await.status == 200).then_some(())
         })
         .await;
         dash
@@ -181,6 +205,25 @@ impl Dash {
         match &self.backend {
             Backend::Dev(cluster) => cluster,
             Backend::Real(_) => panic!("a devcluster-only test ran on the real API server"),
+        }
+    }
+
+    /// GET on the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        let uri = format!("http://{}{path}", self.running.admin_addr);
+        let request = hyper::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = tokio::time::timeout(DEADLINE, self.http.request(request))
+            .await
+            .expect("the admin listener answers in time")
+            .expect("the admin listener answers");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers: BTreeMap::new(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 
@@ -215,14 +258,20 @@ impl Dash {
         headers: &[(&str, &str)],
         form: Option<&[(&str, &str)]>,
     ) -> Answer {
+        // A `host` among `headers` replaces the dashboard's.
+        let is_host = |name: &str| name.eq_ignore_ascii_case("host");
+        let host = headers
+            .iter()
+            .find(|(name, _)| is_host(name))
+            .map_or(HOST, |(_, value)| *value);
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.running.addr))
-            .header("host", HOST);
+            .header("host", host);
         if let Some(user) = user {
             request = request.header("x-auth-request-user", user);
         }
-        for (name, value) in headers {
+        for (name, value) in headers.iter().filter(|(name, _)| !is_host(name)) {
             request = request.header(*name, *value);
         }
         let body = match form {
