@@ -71,6 +71,10 @@ pub struct Inputs<'a> {
     pub dashboard_url: &'a str,
     /// How often Tilt is asked.
     pub tilt_polls: TiltPolls,
+    /// Tilt was asked in this reconcile and `memory` holds its answer: the answer is used
+    /// however long it took, and the next ask is planned, never a second one now (an answer
+    /// slower than the poll interval once left the plan empty, with no wake-up at all).
+    pub tilt_answered: bool,
 }
 
 /// The objects named like the env, as cached.
@@ -582,11 +586,15 @@ fn ports_known(
             polls.when_settled
         };
         let next = after(polled_at, interval);
-        if next > inputs.now {
+        if next > inputs.now || inputs.tilt_answered {
             return PortsKnown {
                 discovered,
                 note,
-                next_poll: Some(next),
+                next_poll: Some(if next > inputs.now {
+                    next
+                } else {
+                    after(inputs.now, interval)
+                }),
                 ask: None,
             };
         }

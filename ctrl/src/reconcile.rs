@@ -91,6 +91,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         observed,
         &tilt_token,
         &dashboard_url,
+        false,
     );
     if let Some(runner) = plan.ask_tilt.take() {
         ask_tilt(ctx, &name, &tilt_token, runner, memory.ports()).await;
@@ -102,6 +103,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             observed,
             &tilt_token,
             &dashboard_url,
+            true,
         );
     }
     let requeue = plan.requeue;
@@ -117,6 +119,7 @@ fn make_plan(
     observed: Observed,
     tilt_token: &str,
     dashboard_url: &str,
+    tilt_answered: bool,
 ) -> Plan {
     // One config for the whole plan, even if a reload lands meanwhile.
     let config = ctx.config.current();
@@ -132,6 +135,7 @@ fn make_plan(
         tilt_token,
         dashboard_url,
         tilt_polls: ctx.tilt_polls,
+        tilt_answered,
     })
 }
 

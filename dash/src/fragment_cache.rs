@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::web::Bytes;
 use ephemerator_core::Env;
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -48,6 +47,9 @@ pub struct Stamp {
     pub minute: i64,
 }
 
+/// One rendered row, shared.
+pub type Row = Arc<str>;
+
 /// The shared rows' default bound: about sixteen lists of 1,000 envs.
 pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -69,7 +71,7 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Rows {
-    rows: HashMap<String, Bytes>,
+    rows: HashMap<String, Row>,
     last_used: u64,
 }
 
@@ -89,7 +91,7 @@ impl RowCache {
     }
 
     /// The rows of `names` for `links` at `stamp`, as far as they are kept (one lock for all).
-    pub fn get(&self, stamp: Stamp, links: &LinkBase, names: &[&str]) -> Vec<Option<Bytes>> {
+    pub fn get(&self, stamp: Stamp, links: &LinkBase, names: &[&str]) -> Vec<Option<Row>> {
         let mut inner = self.lock();
         if !inner.renew(stamp) {
             return vec![None; names.len()];
@@ -110,7 +112,7 @@ impl RowCache {
 
     /// Keeps freshly rendered rows of `links` at `stamp`. Past the bound the rows of the link
     /// bases used longest ago go first; rows that would not fit even then are not kept.
-    pub fn put(&self, stamp: Stamp, links: &LinkBase, rendered: Vec<(String, Bytes)>) {
+    pub fn put(&self, stamp: Stamp, links: &LinkBase, rendered: Vec<(String, Row)>) {
         let mut inner = self.lock();
         if !inner.renew(stamp) {
             return;
@@ -245,8 +247,8 @@ mod tests {
         minute: 100,
     };
 
-    fn row(text: &str) -> Bytes {
-        Bytes::from(text.to_string())
+    fn row(text: &str) -> Row {
+        Row::from(text)
     }
 
     #[test]

@@ -5,9 +5,6 @@
 mod common;
 
 use common::*;
-use ephdash::csrf::CsrfKey;
-use ephdash::identity::IdentitySource;
-use ephemerator_core::Config;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
@@ -30,20 +27,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
     let cluster = devcluster().await;
-    let dash = ephdash::startup::start(
-        ephdash::testing::settings(
-            cluster.client(),
-            NAMESPACE,
-            ephemerator_core::LiveConfig::fixed(
-                Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
-            ),
-            IdentitySource::AuthRequest,
-            CsrfKey::random().unwrap(),
-        ),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    )
-    .expect("the dashboard starts");
+    let dash = dashboard(&cluster, CONFIG_YAML);
     let oauth2 = oauth2_proxy().await;
     let gateway = Gateway::start(settings(
         cluster.client(),

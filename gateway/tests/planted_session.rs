@@ -8,9 +8,7 @@
 mod common;
 
 use common::*;
-use ephdash::csrf::CsrfKey;
-use ephdash::identity::IdentitySource;
-use ephemerator_core::{Config, Phase};
+use ephemerator_core::Phase;
 use ephemerator_testkit::{Browser, truthy};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -32,20 +30,7 @@ document.title = "planted";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_planted_by_an_env_page_is_refused_and_cleared() {
     let cluster = devcluster().await;
-    let dash = ephdash::startup::start(
-        ephdash::testing::settings(
-            cluster.client(),
-            NAMESPACE,
-            ephemerator_core::LiveConfig::fixed(
-                Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap(),
-            ),
-            IdentitySource::AuthRequest,
-            CsrfKey::random().unwrap(),
-        ),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    )
-    .expect("the dashboard starts");
+    let dash = dashboard(&cluster, CONFIG_YAML);
     let app = serve(|_: Request<Incoming>| async {
         Response::builder()
             .header("content-type", "text/html; charset=utf-8")

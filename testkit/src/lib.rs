@@ -98,7 +98,27 @@ pub fn replace_file(
 }
 
 /// A loopback port free at the time of asking (for servers a test must name up front).
+///
+/// Picked at random below the kernel's ephemeral range: a port the kernel hands out (port 0,
+/// or the source port of any outgoing connection) could be taken again by another test's
+/// connection before the server binds it, which the busiest tests made happen.
 pub fn free_port() -> u16 {
+    use std::hash::BuildHasher;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_low > LOWEST + 1000 {
+        let span = u64::from(ephemeral_low - LOWEST);
+        for attempt in 0..1000u64 {
+            let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+            let port = LOWEST + (random % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

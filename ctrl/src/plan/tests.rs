@@ -121,6 +121,7 @@ struct Case {
     ingress: Option<(Ownership, ObjectMeta)>,
     memory: Memory,
     now: Timestamp,
+    tilt_answered: bool,
 }
 
 impl Case {
@@ -133,6 +134,7 @@ impl Case {
             ingress: None,
             memory: Memory::default(),
             now: at("2030-01-01T10:01:00Z"),
+            tilt_answered: false,
         }
     }
 
@@ -164,6 +166,7 @@ impl Case {
             tilt_token: TOKEN,
             dashboard_url: "http://preview.localhost/",
             tilt_polls: TiltPolls::default(),
+            tilt_answered: self.tilt_answered,
         })
     }
 
@@ -333,6 +336,37 @@ fn tilt_is_asked_again_while_resources_are_pending() {
     // 10 s later: ask again.
     let plan = case.at("2030-01-01T10:01:05Z").plan();
     assert_eq!(plan.ask_tilt, Some(key));
+}
+
+#[test]
+fn an_answer_slower_than_the_poll_interval_is_used_and_the_next_ask_planned() {
+    let mut case = Case::new(config_map(HTML, Some("2030-01-01T10:15:00Z")))
+        .with_runner(runner(HTML, 1))
+        .applied_before();
+    let key = runner_key(&spec(HTML).fingerprint(), TOKEN);
+    // Asked at 10:00:48 (still pending); the answer took 12 s, past the 10 s interval.
+    case.memory.polled_ports(
+        "nicks",
+        PortMemory {
+            discovered: Vec::new(),
+            for_runner: Some(key.clone()),
+            pending: true,
+            polled_at: Some(at("2030-01-01T10:00:48Z")),
+            note: Some("the app's ports are not known yet: Tilt answered HTTP 500".into()),
+        },
+    );
+    // Before an ask, that poll is due again...
+    assert_eq!(case.plan().ask_tilt, Some(key));
+    // ...but with its answer in hand the plan writes it and wakes up an interval later.
+    case.tilt_answered = true;
+    let plan = case.plan();
+    assert_eq!(plan.ask_tilt, None);
+    assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
+    let status = plan.status.expect("the answer is written").status;
+    assert_eq!(
+        status.message.as_deref(),
+        Some("runner ready; the app's ports are not known yet: Tilt answered HTTP 500")
+    );
 }
 
 #[test]

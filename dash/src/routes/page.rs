@@ -1,14 +1,13 @@
 //! The page and its env-list fragment: the same templates render both.
 
 use actix_web::http::header;
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::decide::quota;
 use crate::error::DashError;
-use crate::fragment_cache::Stamp;
+use crate::fragment_cache::{Row, Stamp};
 use crate::identity::User;
 use crate::state::AppState;
 use crate::views::{FormView, LinkBase, Notice, QuotaView, env_view};
@@ -182,11 +181,11 @@ pub fn list_rows(
             continue;
         }
         match shared.next().flatten() {
-            Some(row) => html.push_str(&String::from_utf8_lossy(&row)),
+            Some(row) => html.push_str(&row),
             None => {
                 let row = render(cm, env, "")?;
                 html.push_str(&row);
-                fresh.push((env.name.clone(), Bytes::from(row)));
+                fresh.push((env.name.clone(), Row::from(row)));
             }
         }
     }

@@ -576,3 +576,22 @@ pub async fn dead_port() -> u16 {
 pub fn session(user: &str) -> String {
     format!("{COOKIE}=valid-{user}")
 }
+
+/// The real dashboard on free ports over `cluster`, with config `config_yaml`, reading identity
+/// from the `X-Auth-Request-*` headers as behind the gateway.
+pub fn dashboard(cluster: &DevCluster, config_yaml: &str) -> ephdash::startup::Running {
+    ephdash::startup::start(
+        ephdash::testing::settings(
+            cluster.client(),
+            NAMESPACE,
+            ephemerator_core::LiveConfig::fixed(
+                ephemerator_core::Config::from_yaml_str(config_yaml, "test.yaml").unwrap(),
+            ),
+            ephdash::identity::IdentitySource::AuthRequest,
+            ephdash::csrf::CsrfKey::random().unwrap(),
+        ),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .expect("the dashboard starts")
+}
