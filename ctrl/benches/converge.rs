@@ -8,7 +8,8 @@
 //!
 //! Knobs (environment): `CONVERGE_ENVS` (default 1000; 0 skips to the memory part), `CONVERGE_REPEAT` (3; medians are
 //! printed), `CONVERGE_MEMORY_ENVS` (10000; 0 skips the memory part), `CONVERGE_CONCURRENCY`
-//! (ephctrl's default), `CONVERGE_POD_READY_MS` (100). Everything runs against in-process devclusters on 127.0.0.1.
+//! (ephctrl's default), `CONVERGE_POD_READY_MS` (100), `CONVERGE_CTRL_LOG` (a file the
+//! controller's log is appended to; none by default). Everything runs against in-process devclusters on 127.0.0.1.
 //!
 //! - floor: per env the writes ephctrl makes for a new env (create the ConfigMap, apply the
 //!   runner Deployment and the Service with ephctrl's field manager, apply the status), issued
@@ -22,6 +23,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -434,11 +437,26 @@ fn spawn_ephctrl(
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(ctrl_log()?)
+        .stderr(ctrl_log()?)
         .kill_on_drop(true)
         .spawn()
         .context("starting the ephctrl binary")
+}
+
+/// Where the controller's log goes: the file `CONVERGE_CTRL_LOG` names (appended), else nowhere.
+fn ctrl_log() -> anyhow::Result<Stdio> {
+    match std::env::var_os("CONVERGE_CTRL_LOG") {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening CONVERGE_CTRL_LOG {}", path.to_string_lossy()))?;
+            Ok(Stdio::from(file))
+        }
+        None => Ok(Stdio::null()),
+    }
 }
 
 async fn create_envs(
@@ -469,6 +487,8 @@ async fn create_envs(
 struct Convergence {
     watching: watch::Receiver<bool>,
     done: watch::Receiver<bool>,
+    /// How many envs have a phase label, a Deployment, a Service so far.
+    seen: Arc<[AtomicUsize; 3]>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -528,6 +548,8 @@ impl Convergence {
         });
         let deployments = observations(client.clone(), Seen::Deployment, |_: &Deployment| true);
         let services = observations(client, Seen::Service, |_: &Service| true);
+        let seen: Arc<[AtomicUsize; 3]> = Arc::default();
+        let counts = seen.clone();
         let task = tokio::spawn(async move {
             let mut listed = 0;
             let mut sets: [HashSet<String>; 3] = Default::default();
@@ -541,7 +563,9 @@ impl Convergence {
                         }
                     }
                     Observation::Object(kind, name) if name.starts_with("bench-") => {
-                        sets[kind as usize].insert(name);
+                        let set = &mut sets[kind as usize];
+                        set.insert(name);
+                        counts[kind as usize].store(set.len(), Ordering::Relaxed);
                     }
                     Observation::Object(..) => {}
                 }
@@ -554,6 +578,7 @@ impl Convergence {
         Convergence {
             watching,
             done,
+            seen,
             task,
         }
     }
@@ -572,7 +597,14 @@ impl Convergence {
         match tokio::time::timeout(CONVERGE_LIMIT, done.wait_for(|d| *d)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => bail!("the convergence watches ended early"),
-            Err(_) => bail!("not converged within {CONVERGE_LIMIT:?}"),
+            Err(_) => {
+                let [phased, deployments, services] =
+                    self.seen.each_ref().map(|n| n.load(Ordering::Relaxed));
+                bail!(
+                    "not converged within {CONVERGE_LIMIT:?}: {phased} envs with a phase, \
+                     {deployments} Deployments, {services} Services"
+                )
+            }
         }
     }
 }

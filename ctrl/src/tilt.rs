@@ -611,14 +611,24 @@ impl TiltClient {
             .body(Full::default())
             .map_err(|err| invalid(err.to_string()))?;
 
-        // The semaphore is never closed.
-        let _reading = self.reading.acquire().await;
         let deadline = Instant::now() + self.request_timeout;
         let (head, body) = self
             .outbound
             .open(request, deadline)
             .await
             .map_err(|err| self.error(&url, err))?;
+        // Only reading a view is bounded (a parser each, and for a hostile Tilt up to
+        // `max_body` bytes); connecting and waiting for the head hold a socket, as many as
+        // reconciles run. Bounding those too let runners that are not up yet (a connect
+        // timeout each) hold up every other env's reconcile: at 10,000 envs, new ones waited
+        // behind the polls of ready ones and were not reconciled for minutes.
+        let Ok(Ok(_reading)) = tokio::time::timeout_at(deadline, self.reading.acquire()).await
+        else {
+            return Err(TiltError::Timeout {
+                url,
+                timeout: self.request_timeout,
+            });
+        };
         let status = head.status;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // Tilt says why in a line of text ("invalid session token").

@@ -166,3 +166,67 @@ async fn dropped_watches_410s_and_bursts_of_500s_are_survived() {
     let healthz = http_get(port, "/healthz").await.expect("/healthz answers");
     assert!(healthz.0.contains("200"));
 }
+
+/// Envs created while the controller's watch is down, and re-listed after a `410 Gone` in more
+/// than one page (kube lists 500 at a time), are all reconciled: the re-list's objects reach
+/// the store only when the list is done, and a reconcile triggered before that found nothing
+/// and was dropped (at 10,000 envs thousands stayed without a phase for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envs_created_while_the_watch_is_down_are_reconciled_after_a_relist() {
+    const CREATED: usize = 520;
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let (listener, port) = listener().await;
+    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
+    settings.listener = Some(listener);
+    let _ctrl = Ctrl::start(settings);
+    wait_for("/readyz", || async {
+        let (status, _) = http_get(port, "/readyz").await?;
+        status.contains("200").then_some(())
+    })
+    .await;
+
+    // The watches end and cannot come back for a while (every request fails); meanwhile the
+    // envs are written straight into the cluster's store, and the history is compacted, so
+    // the watch resumes with a 410 and lists again.
+    cluster.fail_next_requests(40, 500);
+    cluster.drop_watches();
+    let config_maps = devcluster::resources::lookup("", "v1", "configmaps").unwrap();
+    for i in 0..CREATED {
+        let name = format!("late-{i:03}");
+        let env = ephemerator_core::env_config_map(
+            &name,
+            "owner",
+            &spec(HTML_REPO, "master", "0-base"),
+            None,
+        );
+        cluster
+            .store()
+            .create(
+                config_maps,
+                Some(NAMESPACE),
+                serde_json::to_value(&env).unwrap(),
+                "test",
+            )
+            .unwrap();
+    }
+    cluster.compact_history();
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    wait_for("every env created meanwhile to have a phase", || async {
+        let list = api
+            .list(&ListParams::default().labels(&env_label_selector()))
+            .await
+            .ok()?;
+        let phased = list
+            .items
+            .iter()
+            .filter(|cm| {
+                cm.labels()
+                    .contains_key(ephemerator_core::labels::PHASE_LABEL)
+            })
+            .count();
+        (phased == CREATED).then_some(())
+    })
+    .await;
+}

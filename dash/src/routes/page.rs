@@ -132,9 +132,9 @@ fn list_etag(
 }
 
 /// The rows `user` sees, theirs first and then the team's (unless `mine_only`), each group by
-/// name, as one HTML string. A row only its owner and admins can change is rendered now, with
-/// the viewer's buttons and token; every other row is the one all such viewers share, from
-/// the [`crate::fragment_cache::RowCache`] or rendered now and kept there.
+/// name, as one HTML string, from the [`crate::fragment_cache::RowCache`] or rendered now and
+/// kept there. A row only its owner and admins can change carries the viewer's buttons and
+/// token, and is kept for that viewer alone; every other row is the one all viewers share.
 pub fn list_rows(
     state: &AppState,
     user: &User,
@@ -159,12 +159,20 @@ pub fn list_rows(
         ephemerator_core::Env,
     )> = own.chain(team).collect();
     let personal = |env: &ephemerator_core::Env| user.admin || env.owner == user.identity;
-    let shared_names: Vec<&str> = rows
+    // A row with one person's buttons is kept under that person and token too: it is theirs
+    // alone, and the byte bound covers it like every other row.
+    let keys: Vec<String> = rows
         .iter()
-        .filter(|(_, env)| !personal(env))
-        .map(|(_, env)| env.name.as_str())
+        .map(|(_, env)| {
+            if personal(env) {
+                format!("{}\0{}\0{}\0{csrf}", env.name, user.identity, user.admin)
+            } else {
+                env.name.clone()
+            }
+        })
         .collect();
-    let mut shared = state.rows.get(stamp, links, &shared_names).into_iter();
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut kept = state.rows.get(stamp, links, &names).into_iter();
     let render = |cm, env: &ephemerator_core::Env, csrf: &str| -> Result<String, DashError> {
         let mut view = env_view(cm, env, user, &config, links, now);
         view.events = snapshot.events.get(&env.name).cloned().unwrap_or_default();
@@ -175,17 +183,13 @@ pub fn list_rows(
     };
     let mut html = String::new();
     let mut fresh = Vec::new();
-    for (cm, env) in &rows {
-        if personal(env) {
-            html.push_str(&render(cm, env, csrf)?);
-            continue;
-        }
-        match shared.next().flatten() {
+    for ((cm, env), key) in rows.iter().zip(keys) {
+        match kept.next().flatten() {
             Some(row) => html.push_str(&row),
             None => {
-                let row = render(cm, env, "")?;
+                let row = render(cm, env, if personal(env) { csrf } else { "" })?;
                 html.push_str(&row);
-                fresh.push((env.name.clone(), Row::from(row)));
+                fresh.push((key, Row::from(row)));
             }
         }
     }
