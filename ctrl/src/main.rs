@@ -89,9 +89,10 @@ async fn main() -> anyhow::Result<()> {
     if webhook_url.is_some() {
         settings.webhook_url = webhook_url;
     }
+    let stopped = ephemerator_core::shutdown::listen();
     tokio::select! {
         result = ephctrl::run(settings) => result?,
-        () = ephemerator_core::shutdown::signal() => tracing::info!("shutting down"),
+        () = stopped => tracing::info!("shutting down"),
     }
     Ok(())
 }

@@ -124,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
         api_health,
         namespace,
     } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
+    // Listening before serving: a SIGTERM that comes once the port answers drains it.
+    let stopped = ephemerator_core::shutdown::listen();
     let running = startup::start(
         Settings {
             client,
@@ -150,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         admin,
     )?;
     tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving the dashboard");
-    ephemerator_core::shutdown::signal().await;
+    stopped.await;
     tracing::info!("shutting down: finishing requests in flight");
     tokio::time::timeout(Duration::from_secs(30), running.stop())
         .await

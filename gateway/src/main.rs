@@ -139,6 +139,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         api_health,
         namespace,
     } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
+    // Listening before serving: a SIGTERM that comes once the port answers drains it.
+    let stopped = ephemerator_core::shutdown::listen();
     let running = ephgateway::start(
         Settings {
             client,
@@ -164,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin,
     )?;
     tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving");
-    ephemerator_core::shutdown::signal().await;
+    stopped.await;
     tracing::info!("shutting down: finishing requests in flight");
     running.stop().await;
     Ok(())

@@ -53,6 +53,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let runners = settings.runners.describe();
     let stack = ephlocal::start(settings).await?;
+    // Listening before the URL is printed: whoever reads it may press Ctrl-C at once.
+    let stopped = ephemerator_core::shutdown::listen();
     println!();
     println!("ephemerator is running: open {}", stack.url);
     println!("envs run on {runners}");
@@ -65,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         "Ctrl-C stops it; the envs are kept in {}",
         args.data_dir.display()
     );
-    ephemerator_core::shutdown::signal().await;
+    stopped.await;
     println!("stopping");
     stack.stop().await;
     Ok(())
