@@ -186,10 +186,10 @@ async fn envs_created_while_the_watch_is_down_are_reconciled_after_a_relist() {
     })
     .await;
 
-    // The watches end and cannot come back for a while (every request fails); meanwhile the
-    // envs are written straight into the cluster's store, and the history is compacted, so
-    // the watch resumes with a 410 and lists again.
-    cluster.fail_next_requests(40, 500);
+    // The watches end and cannot come back (every request fails) until the envs are written
+    // straight into the cluster's store and the history is compacted; then the watch resumes
+    // with a 410 and lists again (no compaction during that list, however slow the machine).
+    cluster.fail_next_requests(u32::MAX, 500);
     cluster.drop_watches();
     let config_maps = devcluster::resources::lookup("", "v1", "configmaps").unwrap();
     for i in 0..CREATED {
@@ -213,6 +213,7 @@ async fn envs_created_while_the_watch_is_down_are_reconciled_after_a_relist() {
             .unwrap();
     }
     cluster.compact_history();
+    cluster.fail_next_requests(0, 500);
 
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for("every env created meanwhile to have a phase", || async {
