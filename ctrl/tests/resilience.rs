@@ -28,6 +28,21 @@ async fn all_ready(client: &Client, count: usize) -> bool {
             .all(|cm| EnvStatus::from_meta(&cm.metadata).phase == Phase::Ready)
 }
 
+/// The controller with its admin listener, once `/readyz` says its env list is loaded; and the
+/// admin port.
+async fn ready_ctrl(client: &Client) -> (Ctrl, u16) {
+    let (listener, port) = listener().await;
+    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
+    settings.listener = Some(listener);
+    let ctrl = Ctrl::start(settings);
+    wait_for("/readyz", || async {
+        let (status, _) = http_get(port, "/readyz").await?;
+        status.contains("200").then_some(())
+    })
+    .await;
+    (ctrl, port)
+}
+
 #[tokio::test]
 async fn killed_mid_way_and_restarted_the_controller_converges_without_duplicates() {
     let cluster = cluster().await;
@@ -104,15 +119,7 @@ async fn killed_mid_way_and_restarted_the_controller_converges_without_duplicate
 async fn dropped_watches_410s_and_bursts_of_500s_are_survived() {
     let cluster = cluster().await;
     let client = cluster.client();
-    let (listener, port) = listener().await;
-    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
-    settings.listener = Some(listener);
-    let _ctrl = Ctrl::start(settings);
-    wait_for("/readyz", || async {
-        let (status, _) = http_get(port, "/readyz").await?;
-        status.contains("200").then_some(())
-    })
-    .await;
+    let (_ctrl, port) = ready_ctrl(&client).await;
 
     create_env(&client, "one", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "one", Phase::Ready).await;
@@ -180,15 +187,7 @@ async fn envs_created_while_the_watch_is_down_are_reconciled_after_a_relist() {
     const CREATED: usize = 520;
     let cluster = cluster().await;
     let client = cluster.client();
-    let (listener, port) = listener().await;
-    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
-    settings.listener = Some(listener);
-    let _ctrl = Ctrl::start(settings);
-    wait_for("/readyz", || async {
-        let (status, _) = http_get(port, "/readyz").await?;
-        status.contains("200").then_some(())
-    })
-    .await;
+    let (_ctrl, _port) = ready_ctrl(&client).await;
 
     // The watches end and cannot come back (every request fails) until the envs are written
     // straight into the cluster's store and the history is compacted; then the watch resumes
