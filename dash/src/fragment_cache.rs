@@ -1,17 +1,20 @@
-//! The env list, rendered row by row and shared: what keeps `/envs` cheap for many viewers in
+//! The env list, rendered once and shared: what keeps `/envs` cheap for many viewers in
 //! bounded memory.
 //!
 //! htmx polls the list every 2 s from every open tab. A row the viewer cannot change (someone
-//! else's env, for anyone but an admin) reads the same for every such viewer, so it is rendered
-//! once and shared by all of them: [`RowCache`], keyed by the env and the [`LinkBase`] its
-//! links are written with, and bounded in bytes. The viewer's own rows, which carry their
-//! buttons and CSRF token, are rendered for each request (a person has a handful). Nothing is
-//! kept per viewer: a thousand people polling cost the memory one does.
+//! else's env, for anyone but an admin) reads the same for every such viewer, so every env's
+//! row is rendered once in that shared form and the rows joined, in name order, into one
+//! [`SharedList`] per [`LinkBase`] the links are written with. A viewer's answer is slices of
+//! it around their own envs (a few pieces, no copy: see [`crate::chunked`]), plus their own
+//! rows, which carry their buttons and CSRF token and are kept per env, person and token
+//! ([`RowCache::get`]). Everything is in one cache bounded in bytes, and nothing is kept per
+//! viewer beyond those few rows: a thousand people polling cost the memory one does.
 //!
-//! A row is good while the caches have not changed (a [`Generation`] bumped by every watch
+//! The list is good while the caches have not changed (a [`Generation`] bumped by every watch
 //! event) within the same minute (the "in 12 min" texts move once a minute; the page's script
-//! keeps the exact countdown): the first request of a newer [`Stamp`] drops every older row.
-//! The envs parsed from the cache are kept for the current generation too ([`Snapshot`]).
+//! keeps the exact countdown): the first request of a newer [`Stamp`] drops everything older.
+//! The envs parsed from the cache are kept for the current generation too ([`Snapshot`]), and
+//! a stamp's generation is its snapshot's, so a shared list lines up with the snapshot's envs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,13 +50,72 @@ pub struct Stamp {
     pub minute: i64,
 }
 
-/// One rendered row, shared.
-pub type Row = Arc<str>;
+/// One rendered row, or rows, shared (sent as it is: see [`crate::chunked`]).
+pub type Row = actix_web::web::Bytes;
+
+/// Every env's row as a viewer who cannot change it sees it, joined in the snapshot's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedList {
+    body: Row,
+    /// Where each row ends in `body`, in the snapshot's order.
+    ends: Vec<usize>,
+}
+
+impl SharedList {
+    /// Joins rows given in the snapshot's order.
+    pub fn join(rows: impl IntoIterator<Item = String>) -> Self {
+        let mut body = String::new();
+        let mut ends = Vec::new();
+        for row in rows {
+            body.push_str(&row);
+            ends.push(body.len());
+        }
+        SharedList {
+            body: Row::from(body),
+            ends,
+        }
+    }
+
+    /// The rows whose index `keep` picks, as few slices of the body as there are runs of
+    /// picked rows (no copy).
+    pub fn pick(&self, mut keep: impl FnMut(usize) -> bool) -> Vec<Row> {
+        let mut pieces = Vec::new();
+        let mut run: Option<usize> = None;
+        let mut start = 0;
+        for (index, &end) in self.ends.iter().enumerate() {
+            if keep(index) {
+                run.get_or_insert(start);
+            } else if let Some(from) = run.take() {
+                pieces.push(self.body.slice(from..start));
+            }
+            start = end;
+        }
+        if let Some(from) = run {
+            pieces.push(self.body.slice(from..start));
+        }
+        pieces
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn size(&self) -> usize {
+        self.body.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+}
 
 /// The shared rows' default bound: about sixteen lists of 1,000 envs.
 pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// Shared rendered rows, by link base and env name, for one [`Stamp`].
+/// Rendered rows for one [`Stamp`], by link base: the [`SharedList`], and the rows that carry
+/// one person's buttons by a key naming env, person and token.
 #[derive(Debug)]
 pub struct RowCache {
     inner: Mutex<Inner>,
@@ -72,6 +134,7 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Rows {
     rows: HashMap<String, Row>,
+    list: Option<Arc<SharedList>>,
     last_used: u64,
 }
 
@@ -92,56 +155,31 @@ impl RowCache {
 
     /// The rows of `names` for `links` at `stamp`, as far as they are kept (one lock for all).
     pub fn get(&self, stamp: Stamp, links: &LinkBase, names: &[&str]) -> Vec<Option<Row>> {
-        let mut inner = self.lock();
-        if !inner.renew(stamp) {
-            return vec![None; names.len()];
-        }
-        inner.clock += 1;
-        let clock = inner.clock;
-        match inner.by_links.get_mut(links) {
+        match self.lock().used(stamp, links) {
             None => vec![None; names.len()],
-            Some(rows) => {
-                rows.last_used = clock;
-                names
-                    .iter()
-                    .map(|name| rows.rows.get(*name).cloned())
-                    .collect()
-            }
+            Some(rows) => names
+                .iter()
+                .map(|name| rows.rows.get(*name).cloned())
+                .collect(),
         }
+    }
+
+    /// The shared list for `links` at `stamp`, if kept.
+    pub fn list(&self, stamp: Stamp, links: &LinkBase) -> Option<Arc<SharedList>> {
+        self.lock().used(stamp, links)?.list.clone()
     }
 
     /// Keeps freshly rendered rows of `links` at `stamp`. Past the bound the rows of the link
     /// bases used longest ago go first; rows that would not fit even then are not kept.
     pub fn put(&self, stamp: Stamp, links: &LinkBase, rendered: Vec<(String, Row)>) {
-        let mut inner = self.lock();
-        if !inner.renew(stamp) {
-            return;
-        }
         let added: usize = rendered
             .iter()
             .map(|(name, row)| name.len() + row.len())
             .sum();
-        if added > self.max_bytes {
+        let mut inner = self.lock();
+        let Some(rows) = inner.room(stamp, links, added, self.max_bytes) else {
             return;
-        }
-        while inner.bytes + added > self.max_bytes {
-            let oldest = inner
-                .by_links
-                .iter()
-                .filter(|(base, _)| *base != links)
-                .min_by_key(|(_, rows)| rows.last_used)
-                .map(|(base, _)| base.clone());
-            let Some(oldest) = oldest else { break };
-            if let Some(rows) = inner.by_links.remove(&oldest) {
-                inner.bytes -= rows.size();
-            }
-        }
-        if inner.bytes + added > self.max_bytes {
-            return;
-        }
-        let clock = inner.clock;
-        let rows = inner.by_links.entry(links.clone()).or_default();
-        rows.last_used = clock;
+        };
         let mut change: isize = 0;
         for (name, row) in rendered {
             let size = (name.len() + row.len()) as isize;
@@ -151,6 +189,17 @@ impl RowCache {
             change += size;
         }
         inner.bytes = inner.bytes.saturating_add_signed(change);
+    }
+
+    /// Keeps the shared list of `links` at `stamp`, under the same bound as [`Self::put`].
+    pub fn put_list(&self, stamp: Stamp, links: &LinkBase, list: Arc<SharedList>) {
+        let added = list.size();
+        let mut inner = self.lock();
+        let Some(rows) = inner.room(stamp, links, added, self.max_bytes) else {
+            return;
+        };
+        let removed = rows.list.replace(list).map_or(0, |old| old.size());
+        inner.bytes = (inner.bytes + added).saturating_sub(removed);
     }
 
     /// The bytes of rows (and names) kept now.
@@ -166,6 +215,51 @@ impl RowCache {
 }
 
 impl Inner {
+    /// The rows of `links` at `stamp`, marked as used now.
+    fn used(&mut self, stamp: Stamp, links: &LinkBase) -> Option<&mut Rows> {
+        if !self.renew(stamp) {
+            return None;
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        let rows = self.by_links.get_mut(links)?;
+        rows.last_used = clock;
+        Some(rows)
+    }
+
+    /// The rows of `links` at `stamp` with room made for `added` more bytes under
+    /// `max_bytes` (the link bases used longest ago go first), or none if they cannot fit.
+    fn room(
+        &mut self,
+        stamp: Stamp,
+        links: &LinkBase,
+        added: usize,
+        max_bytes: usize,
+    ) -> Option<&mut Rows> {
+        if !self.renew(stamp) || added > max_bytes {
+            return None;
+        }
+        while self.bytes + added > max_bytes {
+            let oldest = self
+                .by_links
+                .iter()
+                .filter(|(base, _)| *base != links)
+                .min_by_key(|(_, rows)| rows.last_used)
+                .map(|(base, _)| base.clone());
+            let Some(oldest) = oldest else { break };
+            if let Some(rows) = self.by_links.remove(&oldest) {
+                self.bytes -= rows.size();
+            }
+        }
+        if self.bytes + added > max_bytes {
+            return None;
+        }
+        let clock = self.clock;
+        let rows = self.by_links.entry(links.clone()).or_default();
+        rows.last_used = clock;
+        Some(rows)
+    }
+
     /// Moves on to `stamp` if it is newer (every older row goes); whether rows of `stamp` may
     /// be read and kept (not for a request that read an older generation).
     fn renew(&mut self, stamp: Stamp) -> bool {
@@ -184,10 +278,12 @@ impl Inner {
 
 impl Rows {
     fn size(&self) -> usize {
-        self.rows
+        let rows: usize = self
+            .rows
             .iter()
             .map(|(name, row)| name.len() + row.len())
-            .sum()
+            .sum();
+        rows + self.list.as_ref().map_or(0, |list| list.size())
     }
 }
 
@@ -248,7 +344,7 @@ mod tests {
     };
 
     fn row(text: &str) -> Row {
-        Row::from(text)
+        Row::copy_from_slice(text.as_bytes())
     }
 
     #[test]
@@ -306,5 +402,39 @@ mod tests {
         cache.put(AT, &links(":4"), vec![("b".into(), row(&"x".repeat(100)))]);
         assert!(cache.bytes() <= 22);
         assert_eq!(cache.get(AT, &links(":4"), &["b"]), vec![None]);
+    }
+
+    #[test]
+    fn a_shared_list_is_picked_as_one_slice_per_run_of_rows() {
+        let list = SharedList::join(["<a>", "<b>", "<c>", "<d>"].map(String::from));
+        let joined = |pieces: Vec<Row>| {
+            (
+                pieces.len(),
+                pieces.iter().flat_map(|p| p.to_vec()).collect::<Vec<u8>>(),
+            )
+        };
+        assert_eq!(joined(list.pick(|_| true)), (1, b"<a><b><c><d>".to_vec()));
+        assert_eq!(joined(list.pick(|i| i != 1)), (2, b"<a><c><d>".to_vec()));
+        assert_eq!(
+            joined(list.pick(|i| i == 0 || i == 3)),
+            (2, b"<a><d>".to_vec())
+        );
+        assert_eq!(joined(list.pick(|_| false)), (0, Vec::new()));
+        assert_eq!(list.len(), 4);
+    }
+
+    #[test]
+    fn the_shared_list_counts_against_the_bound_and_goes_with_its_stamp() {
+        let cache = RowCache::new(100);
+        let list = Arc::new(SharedList::join(["<li>a</li>".to_string()]));
+        cache.put_list(AT, &links(""), list.clone());
+        assert_eq!(cache.list(AT, &links("")).as_deref(), Some(&*list));
+        assert!(cache.bytes() >= 10, "{}", cache.bytes());
+        let big = Arc::new(SharedList::join(["x".repeat(200)]));
+        cache.put_list(AT, &links(":1"), big);
+        assert_eq!(cache.list(AT, &links(":1")), None, "larger than the bound");
+        let later = Stamp { minute: 101, ..AT };
+        assert_eq!(cache.list(later, &links("")), None, "a minute passed");
+        assert_eq!(cache.bytes(), 0);
     }
 }

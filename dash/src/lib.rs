@@ -3,6 +3,7 @@
 //! [`startup::start`] builds the app around a listener; the route table is
 //! [`routes`]; decisions are pure functions in [`decide`]; `main.rs` only parses flags.
 
+pub mod chunked;
 pub mod csrf;
 pub mod decide;
 pub mod discovery;

@@ -70,7 +70,13 @@ impl AppState {
     /// The envs (sorted by name) and their recent Events as cached now, parsed once per
     /// generation of the caches.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        let generation = self.generation.current();
+        self.snapshot_at(self.generation.current())
+    }
+
+    /// The snapshot of `generation` if it is the one kept, or else one made now under that
+    /// generation's name (everything rendered from it is kept under that generation, so it
+    /// never is newer than what it is kept as).
+    pub fn snapshot_at(&self, generation: u64) -> Arc<Snapshot> {
         self.snapshots.get_or_make(generation, || {
             let mut envs = self.env_list();
             envs.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));

@@ -5,12 +5,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use crate::chunked::{Chunked, ROWS_MARKER};
 use crate::decide::quota;
 use crate::error::DashError;
-use crate::fragment_cache::{Row, Stamp};
+use crate::fragment_cache::{Row, SharedList, Stamp};
 use crate::identity::User;
 use crate::state::AppState;
 use crate::views::{FormView, LinkBase, Notice, QuotaView, env_view};
+use k8s_openapi::api::core::v1::ConfigMap;
 
 /// `?show=mine` or `?show=all` (the default).
 #[derive(Debug, Deserialize, Default)]
@@ -79,14 +81,17 @@ pub async fn env_list(
         return Ok(response.finish());
     }
     let rows = list_rows(&state, &user, &links, mine_only, now, stamp, &csrf)?;
-    let mut context = context(&user, &state, Rows::List(rows), FormView::default(), None);
-    let list = state.templates.render("env_list.html", &context)?;
+    let mut context = context(&user, &state, Rows::List(&rows), FormView::default(), None);
+    let mut body = Chunked::new();
+    body.push_spliced(
+        state.templates.render("env_list.html", &context)?,
+        &rows.rows,
+    );
     // The quota changes with the list (an expiry, a delete elsewhere), and an admin's config
     // banner comes and goes with a reload: both refreshed with it.
     context.insert("oob", &true);
-    let body = list
-        + &state.templates.render("quota.html", &context)?
-        + &state.templates.render("config_banner.html", &context)?;
+    body.push(state.templates.render("quota.html", &context)?);
+    body.push(state.templates.render("config_banner.html", &context)?);
     Ok(response.content_type("text/html; charset=utf-8").body(body))
 }
 
@@ -94,7 +99,7 @@ pub async fn env_list(
 /// before anything is read from the caches (a change meanwhile makes the next request render
 /// again).
 fn now_and_stamp(state: &AppState) -> (Timestamp, Stamp) {
-    let generation = state.generation.current();
+    let generation = state.snapshot().generation;
     let now = Timestamp::now();
     let stamp = Stamp {
         generation,
@@ -132,9 +137,9 @@ fn list_etag(
 }
 
 /// The rows `user` sees, theirs first and then the team's (unless `mine_only`), each group by
-/// name, as one HTML string, from the [`crate::fragment_cache::RowCache`] or rendered now and
-/// kept there. A row only its owner and admins can change carries the viewer's buttons and
-/// token, and is kept for that viewer alone; every other row is the one all viewers share.
+/// name, from the [`crate::fragment_cache::RowCache`] or rendered now and kept there. A row
+/// only its owner and admins can change carries the viewer's buttons and token, and is kept
+/// for that viewer alone; the team's rows are slices of the list every viewer shares.
 pub fn list_rows(
     state: &AppState,
     user: &User,
@@ -144,65 +149,100 @@ pub fn list_rows(
     stamp: Stamp,
     csrf: &str,
 ) -> Result<ListRows, DashError> {
-    let snapshot = state.snapshot();
+    let snapshot = state.snapshot_at(stamp.generation);
     let config = state.config.current();
-    let own = snapshot
-        .envs
-        .iter()
-        .filter(|(_, env)| env.owner == user.identity);
-    let team = snapshot
-        .envs
-        .iter()
-        .filter(|(_, env)| !mine_only && env.owner != user.identity);
-    let rows: Vec<&(
-        std::sync::Arc<k8s_openapi::api::core::v1::ConfigMap>,
-        ephemerator_core::Env,
-    )> = own.chain(team).collect();
-    let personal = |env: &ephemerator_core::Env| user.admin || env.owner == user.identity;
-    // A row with one person's buttons is kept under that person and token too: it is theirs
-    // alone, and the byte bound covers it like every other row.
-    let keys: Vec<String> = rows
-        .iter()
-        .map(|(_, env)| {
-            if personal(env) {
-                format!("{}\0{}\0{}\0{csrf}", env.name, user.identity, user.admin)
-            } else {
-                env.name.clone()
-            }
-        })
-        .collect();
-    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let mut kept = state.rows.get(stamp, links, &names).into_iter();
-    let render = |cm, env: &ephemerator_core::Env, csrf: &str| -> Result<String, DashError> {
-        let mut view = env_view(cm, env, user, &config, links, now);
+    let render = |cm: &ConfigMap, env: &ephemerator_core::Env, viewer: &User, csrf: &str| {
+        let mut view = env_view(cm, env, viewer, &config, links, now);
         view.events = snapshot.events.get(&env.name).cloned().unwrap_or_default();
         let mut context = tera::Context::new();
         context.insert("env", &view);
         context.insert("csrf", csrf);
-        Ok(state.templates.render("env_row.html", &context)?)
+        state.templates.render("env_row.html", &context)
     };
-    let mut html = String::new();
-    let mut fresh = Vec::new();
-    for ((cm, env), key) in rows.iter().zip(keys) {
-        match kept.next().flatten() {
-            Some(row) => html.push_str(&row),
+    let personal = |env: &ephemerator_core::Env| user.admin || env.owner == user.identity;
+    let own = |env: &ephemerator_core::Env| env.owner == user.identity;
+    // Theirs first, then (for an admin, whose every row is personal) the team's.
+    let personal_rows = snapshot.envs.iter().filter(|(_, env)| own(env)).chain(
+        snapshot
+            .envs
+            .iter()
+            .filter(|(_, env)| user.admin && !mine_only && !own(env)),
+    );
+    let mut pieces = personal_rows_of(state, stamp, links, user, csrf, personal_rows, &render)?;
+    if !mine_only && !user.admin {
+        let list = match state.rows.list(stamp, links) {
+            Some(list) => list,
             None => {
-                let row = render(cm, env, if personal(env) { csrf } else { "" })?;
-                html.push_str(&row);
-                fresh.push((key, Row::from(row)));
+                // The shared form: seen by someone who is neither its owner nor an admin.
+                let nobody = User {
+                    identity: String::new(),
+                    admin: false,
+                };
+                let rows: Result<Vec<String>, _> = snapshot
+                    .envs
+                    .iter()
+                    .map(|(cm, env)| render(cm, env, &nobody, ""))
+                    .collect();
+                let list = std::sync::Arc::new(SharedList::join(rows?));
+                state.rows.put_list(stamp, links, list.clone());
+                list
+            }
+        };
+        pieces.extend(list.pick(|index| {
+            snapshot
+                .envs
+                .get(index)
+                .is_some_and(|(_, env)| !personal(env))
+        }));
+    }
+    // Also when nothing was kept: a newer stamp dropped the older rows.
+    state.metrics.shared_rows_bytes(state.rows.bytes());
+    let empty = if mine_only {
+        !snapshot.envs.iter().any(|(_, env)| own(env))
+    } else {
+        snapshot.envs.is_empty()
+    };
+    Ok(ListRows {
+        mine_only,
+        empty,
+        rows: pieces,
+    })
+}
+
+/// The rows of `envs` with `user`'s buttons and token, kept under the env, the person and the
+/// token: they are theirs alone, and the byte bound covers them like every other row.
+fn personal_rows_of<'a>(
+    state: &AppState,
+    stamp: Stamp,
+    links: &LinkBase,
+    user: &User,
+    csrf: &str,
+    envs: impl Iterator<Item = &'a (std::sync::Arc<ConfigMap>, ephemerator_core::Env)>,
+    render: &dyn Fn(&ConfigMap, &ephemerator_core::Env, &User, &str) -> tera::Result<String>,
+) -> Result<Vec<Row>, DashError> {
+    let envs: Vec<_> = envs.collect();
+    let keys: Vec<String> = envs
+        .iter()
+        .map(|(_, env)| format!("{}\0{}\0{}\0{csrf}", env.name, user.identity, user.admin))
+        .collect();
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let kept = state.rows.get(stamp, links, &names);
+    let mut rows = Vec::with_capacity(envs.len());
+    let mut fresh = Vec::new();
+    for (((cm, env), key), kept) in envs.into_iter().zip(keys).zip(kept) {
+        match kept {
+            Some(row) => rows.push(row),
+            None => {
+                let row = Row::from(render(cm, env, user, csrf)?);
+                rows.push(row.clone());
+                fresh.push((key, row));
             }
         }
     }
     if !fresh.is_empty() {
         state.rows.put(stamp, links, fresh);
     }
-    // Also when nothing was kept: a newer stamp dropped the older rows.
-    state.metrics.shared_rows_bytes(state.rows.bytes());
-    Ok(ListRows {
-        mine_only,
-        empty: rows.is_empty(),
-        html,
-    })
+    Ok(rows)
 }
 
 /// The whole page, with the form as given and an optional notice (a refused action).
@@ -219,8 +259,12 @@ pub fn render_page(
     let (now, stamp) = now_and_stamp(state);
     let csrf = state.csrf.token(&user.identity);
     let rows = list_rows(state, user, &links, mine_only, now, stamp, &csrf)?;
-    let context = context(user, state, Rows::List(rows), form, notice);
-    html(status, state.templates.render("page.html", &context)?)
+    let context = context(user, state, Rows::List(&rows), form, notice);
+    let mut body = Chunked::new();
+    body.push_spliced(state.templates.render("page.html", &context)?, &rows.rows);
+    Ok(HttpResponse::build(status_code(status)?)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
 }
 
 /// Renders one fragment template that shows no env rows (a form, a field, a notice).
@@ -238,12 +282,12 @@ pub fn render_fragment(
 
 /// What a template needs besides the basics: the env list (the page and the list fragment)
 /// or not (forms, notices, fields): building 1,000 rows is the costly part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rows {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows<'a> {
     /// No env rows.
     None,
-    /// The rows, made with [`list_rows`].
-    List(ListRows),
+    /// The rows, made with [`list_rows`]; the template gets [`ROWS_MARKER`] where they go.
+    List(&'a ListRows),
 }
 
 /// The env rows a list shows, ready to be placed.
@@ -253,8 +297,8 @@ pub struct ListRows {
     pub mine_only: bool,
     /// No row at all.
     pub empty: bool,
-    /// The rows' HTML (escaped when rendered).
-    pub html: String,
+    /// Each row's HTML (escaped when rendered), in order.
+    pub rows: Vec<Row>,
 }
 
 /// Everything the templates read.
@@ -267,7 +311,7 @@ fn config_refused(user: &User, state: &AppState) -> Option<String> {
 pub fn context(
     user: &User,
     state: &AppState,
-    rows: Rows,
+    rows: Rows<'_>,
     form: FormView,
     notice: Option<Notice>,
 ) -> tera::Context {
@@ -286,7 +330,7 @@ pub fn context(
     let mine_only = matches!(&rows, Rows::List(list) if list.mine_only);
     context.insert("show", if mine_only { "mine" } else { "all" });
     if let Rows::List(list) = rows {
-        context.insert("rows", &list.html);
+        context.insert("rows", ROWS_MARKER);
         context.insert("empty", &list.empty);
     }
     context.insert(
@@ -313,9 +357,12 @@ pub fn context(
 }
 
 pub fn html(status: u16, body: String) -> Result<HttpResponse, DashError> {
-    let status = actix_web::http::StatusCode::from_u16(status)
-        .map_err(|error| DashError::Internal(error.to_string()))?;
-    Ok(HttpResponse::build(status)
+    Ok(HttpResponse::build(status_code(status)?)
         .content_type("text/html; charset=utf-8")
         .body(body))
+}
+
+fn status_code(status: u16) -> Result<actix_web::http::StatusCode, DashError> {
+    actix_web::http::StatusCode::from_u16(status)
+        .map_err(|error| DashError::Internal(error.to_string()))
 }
