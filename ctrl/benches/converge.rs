@@ -33,6 +33,7 @@ use devcluster::measure::{knob, mib, proc_status_kib, settled_rss};
 use ephctrl::context::FIELD_MANAGER;
 use ephctrl::desired::{self, ChildrenInputs};
 use ephctrl::{DEFAULT_CONCURRENCY, Settings};
+use ephemerator_core::env::record_max_lifetime;
 use ephemerator_core::labels::PHASE_LABEL;
 use ephemerator_core::{Config, Env, EnvSpec, EnvStatus, Phase, env_config_map};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -68,6 +69,12 @@ allowlist:
   repoNames: [tilt-example-html]
 "#;
 
+/// [`CONFIG_YAML`], parsed (it is valid: the smoke run in the test command parses it).
+static BENCH_CONFIG: std::sync::LazyLock<Config> = std::sync::LazyLock::new(|| {
+    Config::from_yaml_str(CONFIG_YAML, "bench-config.yaml")
+        .unwrap_or_else(|err| panic!("the bench config is invalid: {err}"))
+});
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) only smoke-runs.
     let full = std::env::args().any(|arg| arg == "--bench");
@@ -93,8 +100,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async {
-        let config = Config::from_yaml_str(CONFIG_YAML, "bench-config.yaml")
-            .map_err(|err| anyhow::anyhow!("the bench config is invalid: {err}"))?;
+        let config = BENCH_CONFIG.clone();
         println!(
             "converge: {envs} envs, concurrency {concurrency}, {repeat} run(s) each, pods ready after {:?}",
             pod_ready_delay()
@@ -175,11 +181,15 @@ fn spec() -> EnvSpec {
     }
 }
 
-/// Envs carry an expiration, so the controller has no default to write in: both sides make
-/// the same writes.
+/// Envs as the dashboard creates them: with an expiration and the maximum lifetime they were
+/// created under, so the controller has no default to write in and both sides make the same
+/// writes. (An env created with kubectl without them costs ephctrl one more write, to record
+/// them.)
 fn env_config_map_at(i: usize, expiration: Timestamp) -> ConfigMap {
     let name = env_name(i);
-    env_config_map(&name, &name, &spec(), Some(expiration))
+    let mut config_map = env_config_map(&name, &name, &spec(), Some(expiration));
+    record_max_lifetime(&mut config_map, BENCH_CONFIG.expiration.max_lifetime);
+    config_map
 }
 
 fn expiration() -> Timestamp {
