@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
 use url::Url;
 
+pub use crate::allowlist::{Allowlist, RepoEntry};
+use crate::duration::parse_duration;
 use crate::env::EnvSpec;
 use crate::errors::ValidationErrors;
 use crate::status::Port;
@@ -49,42 +51,6 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// Optional notifications.
     pub notifications: NotificationsConfig,
-}
-
-/// The allow-list: upstream's `repoBase` + `repoNames`, plus full `repos` entries.
-///
-/// Matching is exact: a repo URL is allowed only when it equals an entry's URL character for
-/// character (a trailing `/` or `.git` is **not** tolerated), so the runner clones exactly a URL
-/// the team lead listed. `repoBase` + `repoNames` entries are `repoBase/NAME` (upstream's rule:
-/// everything before the last `/` is `repoBase`, the last part is in `repoNames`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Allowlist {
-    entries: Vec<RepoEntry>,
-}
-
-/// One allowed repo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoEntry {
-    /// The exact repo URL.
-    pub url: String,
-    /// Allowed branches; empty means any valid branch.
-    pub branches: Vec<String>,
-    /// Allowed Tiltfile paths; empty means any valid path.
-    pub paths: Vec<String>,
-    /// Static ports for runners that are not Tilt; empty means ports come from Tilt.
-    pub ports: Vec<Port>,
-}
-
-impl Allowlist {
-    /// The entry allowing `url`, if any (exact match).
-    pub fn entry(&self, url: &str) -> Option<&RepoEntry> {
-        self.entries.iter().find(|entry| entry.url == url)
-    }
-
-    /// Every allowed entry, `repoNames` ones first, in file order.
-    pub fn entries(&self) -> &[RepoEntry] {
-        &self.entries
-    }
 }
 
 /// Env lifetimes.
@@ -536,9 +502,6 @@ static HOST_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
         .expect("static regex")
 });
-static DURATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$").expect("static regex")
-});
 static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$").expect("static regex")
 });
@@ -546,35 +509,6 @@ static ENV_VAR_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex"));
 static IMAGE_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9._/:@-]*[A-Za-z0-9_]$").expect("static regex"));
-
-/// A positive duration for a command-line flag, in the config file's notation (`30s`, `10m`,
-/// `1h30m`).
-pub fn parse_flag_duration(text: &str) -> Result<std::time::Duration, String> {
-    let duration = parse_duration(text.trim())?;
-    std::time::Duration::try_from(duration)
-        .ok()
-        .filter(|duration| !duration.is_zero())
-        .ok_or_else(|| format!("{text:?}: must be more than zero"))
-}
-
-/// Parses a duration like `15m`, `1h30m` or `90s`: hours, minutes, seconds in that order, each
-/// optional, at least one present (the subset of Go durations upstream used).
-pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let invalid = || format!("invalid duration {text:?} (use e.g. 15m, 1h30m, 90s)");
-    let captures = DURATION.captures(text).ok_or_else(invalid)?;
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let part = |i: usize| -> i64 {
-        captures
-            .get(i)
-            .and_then(|m| m.as_str().parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    Ok(SignedDuration::from_secs(
-        part(1) * 3600 + part(2) * 60 + part(3),
-    ))
-}
 
 /// Collects semantic problems while turning the raw file into a [`Config`].
 struct Checker<'a> {
@@ -729,7 +663,7 @@ impl Checker<'_> {
                 ports: crate::status::normalize_ports(ports),
             });
         }
-        Allowlist { entries }
+        Allowlist::new(entries)
     }
 
     fn port(&mut self, field: &str, raw: &S<u64>) -> Option<u16> {

@@ -205,7 +205,7 @@ pub fn lifetime_patch(
 /// unreadable (the config's then applies, and ephctrl records it).
 pub fn recorded_max_lifetime(meta: &ObjectMeta) -> Option<SignedDuration> {
     let text = meta.annotations.as_ref()?.get(MAX_LIFETIME_ANNOTATION)?;
-    crate::config::parse_duration(text)
+    crate::duration::parse_duration(text)
         .ok()
         .filter(|lifetime| lifetime.is_positive())
 }

@@ -9,27 +9,27 @@
 //! - [`names`]: env names derived from user identities;
 //! - [`hosts`]: the gateway's `PORT---ENV.<gatewayHost>` host names;
 //! - [`lifecycle`]: deadlines, warnings and extensions of envs ([`lifecycle::Due`]);
-//! - [`cluster`]: the API client and watch setup that survive API server restarts;
+//! - [`allowlist`]: the team lead's repository allow-list;
+//! - [`duration`]: durations in flags and the config file (`90s`, `2h`);
 //! - [`config`]: the YAML config file ([`Config::load`]).
+//!
+//! It holds the model only: no runtime, no network. What every server runs on (the API client,
+//! watches, live config, the admin listener, logging, shutdown) is `ephemerator-kit`.
 
-pub mod admin;
-pub mod cluster;
+pub mod allowlist;
 pub mod config;
 pub mod config_change;
+pub mod duration;
 pub mod env;
 pub mod errors;
 pub mod hosts;
 pub mod labels;
 pub mod lifecycle;
-pub mod live_config;
-pub mod logging;
 pub mod names;
-pub mod shutdown;
 pub mod status;
 pub mod validate;
 
 pub use config::{Config, ConfigError, ConfigProblem, RepoEntry, SecretUrl};
 pub use env::{Env, EnvSpec, env_config_map};
 pub use errors::{FieldError, ValidationErrors};
-pub use live_config::LiveConfig;
 pub use status::{EnvStatus, Phase, Port};

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use url::Url;
 
-use crate::config::Allowlist;
+use crate::allowlist::Allowlist;
 use crate::env::EnvSpec;
 use crate::errors::{FieldError, ValidationErrors};
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use ephemerator_core::Port;
 use ephemerator_core::config::{
     Config, ConfigError, DEFAULT_DIND_IMAGE, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TILT_UPPER_IMAGE,
-    parse_duration,
 };
+use ephemerator_core::duration::parse_duration;
 use jiff::{SignedDuration, Timestamp};
 
 fn problems(text: &str) -> Vec<String> {
@@ -327,7 +327,7 @@ fn the_webhook_url_is_never_shown() {
 
 #[test]
 fn flag_durations_use_the_config_notation_and_must_be_positive() {
-    use ephemerator_core::config::parse_flag_duration;
+    use ephemerator_core::duration::parse_flag_duration;
     use std::time::Duration;
     assert_eq!(parse_flag_duration("30s"), Ok(Duration::from_secs(30)));
     assert_eq!(parse_flag_duration("1h30m"), Ok(Duration::from_secs(5400)));

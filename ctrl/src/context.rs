@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use ephemerator_core::LiveConfig;
-use ephemerator_core::cluster::ApiHealth;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;

@@ -1,12 +1,12 @@
-//! What ephctrl reports on the admin listener (`ephemerator_core::admin`): ready once the env
+//! What ephctrl reports on the admin listener (`ephemerator_kit::admin`): ready once the env
 //! ConfigMaps are listed and while the API server answers; the controller's metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ephemerator_core::Phase;
-use ephemerator_core::admin::AdminReport;
-use ephemerator_core::cluster::ApiHealth;
+use ephemerator_kit::admin::AdminReport;
+use ephemerator_kit::cluster::ApiHealth;
 
 use crate::metrics::Metrics;
 

@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ephemerator_core::LiveConfig;
-use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -60,7 +60,7 @@ pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 /// Everything [`run`] needs.
 pub struct Settings {
-    /// The cluster; see [`ephemerator_core::cluster::bounded_client`].
+    /// The cluster; see [`ephemerator_kit::cluster::bounded_client`].
     pub client: Client,
     /// Whether the API server answers, as the client reports it (for `/readyz`).
     pub api_health: ApiHealth,
@@ -147,7 +147,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         synced: synced.clone(),
     }));
 
-    // Each watch retries on its own (see ephemerator_core::cluster) and yields no errors, so
+    // Each watch retries on its own (see ephemerator_kit::cluster) and yields no errors, so
     // the Controller's joint trigger backoff never pauses every watch at once.
     let config_map_stream = {
         let ctx = ctx.clone();
@@ -249,7 +249,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                     .collect()
             }),
         });
-        ephemerator_core::admin::serve(listener, state).await
+        ephemerator_kit::admin::serve(listener, state).await
     };
     // Deleted envs get no reconcile; their memory is dropped here.
     let sweeper = {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
-use ephemerator_core::cluster::{Cluster, connect};
-use ephemerator_core::config::parse_flag_duration;
-use ephemerator_core::live_config::{self, LiveConfig};
+use ephemerator_core::duration::parse_flag_duration;
 use ephemerator_core::{Config, SecretUrl};
+use ephemerator_kit::cluster::{Cluster, connect};
+use ephemerator_kit::live_config::{self, LiveConfig};
 
 /// Keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap in its
 /// namespace, and expires envs.
@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.check_config {
         std::process::exit(check_config(path));
     }
-    ephemerator_core::logging::init(args.log_json);
+    ephemerator_kit::logging::init(args.log_json);
 
     let path = args.config.clone().context("--config is required")?;
     let config = Config::load(&path)?;
@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     if webhook_url.is_some() {
         settings.webhook_url = webhook_url;
     }
-    let stopped = ephemerator_core::shutdown::listen();
+    let stopped = ephemerator_kit::shutdown::listen();
     tokio::select! {
         result = ephctrl::run(settings) => result?,
         () = stopped => tracing::info!("shutting down"),

@@ -123,7 +123,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
         config.register_metrics(&mut self.registry);
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use ephctrl::testing::webhook::StandInWebhook;
-use ephemerator_core::{Config, LiveConfig, Phase};
+use ephemerator_core::{Config, Phase};
+use ephemerator_kit::LiveConfig;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use devcluster::DevCluster;
 use ephemerator_core::Phase;
-use ephemerator_core::cluster::{ApiHealth, bounded_client};
+use ephemerator_kit::cluster::{ApiHealth, bounded_client};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams};

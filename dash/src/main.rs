@@ -11,9 +11,9 @@ use ephdash::discovery::DiscoverySettings;
 use ephdash::identity::{IdentitySource, NameFields};
 use ephdash::startup::{self, Settings};
 use ephemerator_core::Config;
-use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
-use ephemerator_core::config::parse_flag_duration;
-use ephemerator_core::live_config::{self, LiveConfig};
+use ephemerator_core::duration::parse_flag_duration;
+use ephemerator_kit::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
+use ephemerator_kit::live_config::{self, LiveConfig};
 
 /// The ephemerator dashboard.
 #[derive(Parser, Debug)]
@@ -86,7 +86,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ephemerator_core::logging::init(args.log_json);
+    ephemerator_kit::logging::init(args.log_json);
     let config = Config::load(&args.config)?;
     let identity = match (&args.auth_fake_user, args.identity_headers.as_str()) {
         (Some(user), _) => {
@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
         namespace,
     } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
     // Listening before serving: a SIGTERM that comes once the port answers drains it.
-    let stopped = ephemerator_core::shutdown::listen();
+    let stopped = ephemerator_kit::shutdown::listen();
     let running = startup::start(
         Settings {
             client,

@@ -97,7 +97,7 @@ impl Metrics {
     }
 
     /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
         config.register_metrics(&mut self.registry);
     }
 

@@ -1,6 +1,6 @@
 //! Builds the dashboard around bound listeners (port 0 in tests): the env watch, the state,
 //! the app with its middleware and routes on the traffic listener, and `/healthz`, `/readyz`
-//! and `/metrics` on the admin listener (`ephemerator_core::admin`, as every server has:
+//! and `/metrics` on the admin listener (`ephemerator_kit::admin`, as every server has:
 //! never reachable through the gateway). [`start`] returns a handle with the addresses.
 
 use std::net::{SocketAddr, TcpListener};
@@ -12,10 +12,10 @@ use std::time::Instant;
 use actix_web::dev::{ServerHandle, Service};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
-use ephemerator_core::LiveConfig;
-use ephemerator_core::admin::AdminReport;
-use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::admin::AdminReport;
+use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -39,7 +39,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Everything [`start`] needs.
 pub struct Settings {
-    /// The cluster (see `ephemerator_core::cluster::bounded_client`).
+    /// The cluster (see `ephemerator_kit::cluster::bounded_client`).
     pub client: kube::Client,
     /// Whether the API server answers, as the client reports it.
     pub api_health: ApiHealth,
@@ -205,7 +205,7 @@ pub fn start(
     let admin = tokio::net::TcpListener::from_std(admin)?;
     let admin_addr = admin.local_addr()?;
     let admin_report: Arc<dyn AdminReport> = Arc::new(Report(state.clone()));
-    let admin_task = tokio::spawn(ephemerator_core::admin::serve(admin, admin_report));
+    let admin_task = tokio::spawn(ephemerator_kit::admin::serve(admin, admin_report));
     let server = HttpServer::new(move || {
         let metrics_state = state.clone();
         App::new()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ephemerator_core::Env;
-use ephemerator_core::LiveConfig;
-use ephemerator_core::cluster::ApiHealth;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::runtime::reflector::{ObjectRef, Store};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ephemerator_core::LiveConfig;
-use ephemerator_core::cluster::ApiHealth;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
 
 use crate::csrf::CsrfKey;
 use crate::discovery::DiscoverySettings;

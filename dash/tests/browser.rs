@@ -202,7 +202,7 @@ async fn an_admin_sees_the_refused_config_without_reloading() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ephemerator.yaml");
     std::fs::write(&path, &good).unwrap();
-    let live = ephemerator_core::LiveConfig::watch(
+    let live = ephemerator_kit::LiveConfig::watch(
         &path,
         ephemerator_core::Config::load(&path).unwrap(),
         Duration::from_millis(100),

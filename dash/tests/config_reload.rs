@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use ephdash::identity::IdentitySource;
-use ephemerator_core::{Config, LiveConfig};
+use ephemerator_core::Config;
+use ephemerator_kit::LiveConfig;
 use ephemerator_testkit::wait_for;
 
 const GO_REPO: &str = "https://github.com/tilt-dev/tilt-example-go";

@@ -38,7 +38,7 @@ pub type Body =
 pub struct Gateway {
     /// The config in force: its `gatewayHost` is the dashboard's bare host, and envs are
     /// `PORT---ENV.<gatewayHost>` (reloaded when the file changes).
-    pub config: ephemerator_core::LiveConfig,
+    pub config: ephemerator_kit::LiveConfig,
     /// The scheme clients use (`https` behind TLS), for links, redirects and
     /// `X-Forwarded-Proto`.
     pub proto: &'static str,

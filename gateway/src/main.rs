@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephemerator_core::Config;
-use ephemerator_core::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
-use ephemerator_core::config::parse_flag_duration;
-use ephemerator_core::live_config::{self, LiveConfig};
+use ephemerator_core::duration::parse_flag_duration;
+use ephemerator_kit::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
+use ephemerator_kit::live_config::{self, LiveConfig};
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
 use ephgateway::upstream::{DEFAULT_TEMPLATE, UpstreamTemplate};
@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    ephemerator_core::logging::init(args.log_json);
+    ephemerator_kit::logging::init(args.log_json);
     let config = Config::load(&args.config)?;
     let auth = match args.auth.as_str() {
         "oauth2-proxy" => AuthMode::OAuth2Proxy {
@@ -140,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         namespace,
     } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
     // Listening before serving: a SIGTERM that comes once the port answers drains it.
-    let stopped = ephemerator_core::shutdown::listen();
+    let stopped = ephemerator_kit::shutdown::listen();
     let running = ephgateway::start(
         Settings {
             client,

@@ -197,7 +197,7 @@ impl Metrics {
 
     /// The text exposition, with the table size and API state as of now.
     /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_core::LiveConfig) {
+    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
         config.register_metrics(&mut self.registry);
     }
 

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ephemerator_core::LiveConfig;
-use ephemerator_core::admin::AdminReport;
-use ephemerator_core::cluster::{ApiHealth, reflected_watch};
 use ephemerator_core::labels::env_label_selector;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::admin::AdminReport;
+use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
 use futures::StreamExt;
 use hyper::http::uri::Authority;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -68,7 +68,7 @@ impl Default for Limits {
 
 /// Everything [`start`] needs.
 pub struct Settings {
-    /// The cluster (see `ephemerator_core::cluster::bounded_client`).
+    /// The cluster (see `ephemerator_kit::cluster::bounded_client`).
     pub client: kube::Client,
     /// Whether the API server answers, as the client reports it.
     pub api_health: ApiHealth,
@@ -227,7 +227,7 @@ pub fn start(
         api_health,
         metrics,
     });
-    tasks.push(tokio::spawn(ephemerator_core::admin::serve(admin, report)));
+    tasks.push(tokio::spawn(ephemerator_kit::admin::serve(admin, report)));
 
     let stop = CancellationToken::new();
     let workers_done = TaskTracker::new();

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ephemerator_core::{Config, LiveConfig};
+use ephemerator_core::Config;
+use ephemerator_kit::LiveConfig;
 use hyper::Response;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use devcluster::DevCluster;
 use ephemerator_core::Phase;
-use ephemerator_core::cluster::{ApiHealth, bounded_client};
+use ephemerator_kit::cluster::{ApiHealth, bounded_client};
 
 #[tokio::test]
 async fn envs_start_and_stop_routing_while_it_runs() {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use devcluster::DevCluster;
 use ephemerator_core::Config;
-use ephemerator_core::cluster::ApiHealth;
-use ephemerator_core::live_config::{self, LiveConfig};
+use ephemerator_kit::cluster::ApiHealth;
+use ephemerator_kit::live_config::{self, LiveConfig};
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
 

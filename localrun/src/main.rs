@@ -37,7 +37,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ephemerator_core::logging::init(false);
+    ephemerator_kit::logging::init(false);
     let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut settings = LocalSettings::new(&repo_root, &args.data_dir);
     settings.port = args.port;
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let runners = settings.runners.describe();
     let stack = ephlocal::start(settings).await?;
     // Listening before the URL is printed: whoever reads it may press Ctrl-C at once.
-    let stopped = ephemerator_core::shutdown::listen();
+    let stopped = ephemerator_kit::shutdown::listen();
     println!();
     println!("ephemerator is running: open {}", stack.url);
     println!("envs run on {runners}");

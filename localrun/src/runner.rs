@@ -19,9 +19,9 @@ pub mod tilt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ephemerator_core::cluster::reflected_watch;
 use ephemerator_core::hosts::parse_env_port_host;
 use ephemerator_core::labels::OWNER_NAME_LABEL;
+use ephemerator_kit::cluster::reflected_watch;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;

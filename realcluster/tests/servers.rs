@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ephdash::identity::IdentitySource;
-use ephemerator_core::cluster::{ApiHealth, bounded_client};
 use ephemerator_core::{Config, EnvStatus, Phase, env_config_map};
+use ephemerator_kit::cluster::{ApiHealth, bounded_client};
 use ephemerator_testkit::wait_for;
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
@@ -161,7 +161,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
         ephdash::testing::settings(
             dash_client,
             NAMESPACE,
-            ephemerator_core::LiveConfig::fixed(config()),
+            ephemerator_kit::LiveConfig::fixed(config()),
             IdentitySource::AuthRequest,
             csrf.clone(),
         ),
@@ -250,7 +250,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             client: gateway_client,
             api_health: ApiHealth::default(),
             namespace: NAMESPACE.into(),
-            config: ephemerator_core::LiveConfig::fixed(config.clone()),
+            config: ephemerator_kit::LiveConfig::fixed(config.clone()),
             dashboard: dash.addr.to_string().parse().unwrap(),
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
             auth: AuthMode::None,

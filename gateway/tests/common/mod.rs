@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use devcluster::DevCluster;
 use ephctrl::testing::tilt::origin_allowed;
-use ephemerator_core::cluster::ApiHealth;
 use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
+use ephemerator_kit::cluster::ApiHealth;
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
 use ephgateway::{Limits, Running, Settings};
@@ -114,7 +114,7 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
         client,
         api_health: ApiHealth::default(),
         namespace: NAMESPACE.into(),
-        config: ephemerator_core::LiveConfig::fixed(
+        config: ephemerator_kit::LiveConfig::fixed(
             ephemerator_core::Config::from_yaml_str(
                 &format!("gatewayHost: {GATEWAY_HOST}\n"),
                 "test.yaml",
@@ -584,7 +584,7 @@ pub fn dashboard(cluster: &DevCluster, config_yaml: &str) -> ephdash::startup::R
         ephdash::testing::settings(
             cluster.client(),
             NAMESPACE,
-            ephemerator_core::LiveConfig::fixed(
+            ephemerator_kit::LiveConfig::fixed(
                 ephemerator_core::Config::from_yaml_str(config_yaml, "test.yaml").unwrap(),
             ),
             ephdash::identity::IdentitySource::AuthRequest,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use devcluster::DevCluster;
-use ephemerator_core::cluster::{ApiHealth, bounded_client, reflected_watch};
+use ephemerator_kit::cluster::{ApiHealth, bounded_client, reflected_watch};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};

@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError};
+use ephemerator_core::config::{Config, ConfigError};
 
 /// How often the file is read again.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -239,7 +239,7 @@ impl FileWatcher {
 fn load(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
     let text = std::str::from_utf8(bytes).map_err(|error| {
-        ConfigError::Invalid(vec![crate::config::ConfigProblem {
+        ConfigError::Invalid(vec![ephemerator_core::config::ConfigProblem {
             source_name: name.clone(),
             position: None,
             field: None,
