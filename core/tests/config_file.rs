@@ -1,5 +1,8 @@
 //! The config file: defaults, the example file, and errors that point at the problem.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use ephemerator_core::Port;

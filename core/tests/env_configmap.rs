@@ -1,5 +1,8 @@
 //! Env ConfigMaps as they arrive from the cluster: upstream's example and arbitrary data.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};

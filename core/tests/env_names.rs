@@ -1,5 +1,8 @@
 //! Env names from identities: DNS-valid, deterministic and injective.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use ephemerator_core::names::{MAX_ENVS, base_env_name, is_valid_env_name, nth_env_name};

@@ -1,5 +1,8 @@
 //! Properties of the env lifecycle (core::lifecycle) over arbitrary policies and times.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use ephemerator_core::config::ExpirationPolicy;
 use ephemerator_core::lifecycle::{Due, Extension};
 use jiff::{SignedDuration, Timestamp};

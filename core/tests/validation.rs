@@ -1,5 +1,8 @@
 //! Every validation rule, with accepted and rejected examples, and a no-panic property.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use ephemerator_core::validate::{
     MAX_BRANCH_LEN, MAX_IDENTITY_LEN, MAX_PATH_LEN, MAX_REPO_LEN, validate_branch,
     validate_identity, validate_path, validate_repo_url, validate_spec,

@@ -20,6 +20,9 @@
 //! - memory: the `ephctrl` binary as a child process; VmRSS once ready with no envs, once the
 //!   memory-run envs have converged, and in a restarted process once it has reconciled them all.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -319,13 +322,11 @@ struct CtrlRun {
 async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::Result<CtrlRun> {
     let cluster = cluster().await?;
     let client = cluster.client();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let listen = listener.local_addr()?;
     let mut settings = Settings::new(client.clone(), NAMESPACE, config.clone());
-    settings.listener = Some(listener);
     settings.concurrency = u16::try_from(concurrency).unwrap_or(u16::MAX);
     settings.tilt_url_template = closed_tilt_url()?;
-    let controller = tokio::spawn(ephctrl::run(settings));
+    let controller = ephctrl::start(settings, ephemerator_kit::Listeners::local(false)?)?;
+    let listen = controller.admin_addr;
     wait_ready(listen).await?;
 
     let converged = Convergence::track(client.clone(), envs);
@@ -337,8 +338,7 @@ async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::R
     let elapsed = started.elapsed();
 
     let reconciles = metric(listen, "ephctrl_reconciles_total ").await;
-    controller.abort();
-    let _ = controller.await;
+    drop(controller);
     cluster.stop().await;
     Ok(CtrlRun {
         elapsed,
@@ -441,7 +441,7 @@ fn spawn_ephctrl(
         .arg("--config")
         .arg(config)
         .args(["--namespace", NAMESPACE])
-        .args(["--listen", &listen.to_string()])
+        .args(["--admin-listen", &listen.to_string()])
         .args(["--concurrency", &concurrency.to_string()])
         .args(["--tilt-url-template", &closed_tilt_url()?])
         .env("KUBECONFIG", kubeconfig)

@@ -13,6 +13,9 @@
 //! (default 9), and their ratio; the peak heap of each (dhat); and the median time of a whole
 //! `TiltClient::ask` over HTTP to the stand-in Tilt serving it.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use ephctrl::testing::tilt::{FakeResource, StandInTilt, TiltRules, view_with_log};

@@ -55,71 +55,7 @@ pub struct Context {
     pub memory: Memory,
 }
 
-/// The parts of a [`Context`] that are not built from the others.
-pub struct Parts {
-    /// The Kubernetes client.
-    pub client: Client,
-    /// Whether the API server answers.
-    pub api_health: ApiHealth,
-    /// The namespace.
-    pub namespace: String,
-    /// The config in force.
-    pub config: LiveConfig,
-    /// Events on env ConfigMaps.
-    pub events: EventSink,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Webhook notifications.
-    pub notifier: Notifier,
-    /// Where Tilt is reached.
-    pub tilt_url_template: String,
-    /// How often Tilt is asked.
-    pub tilt_polls: TiltPolls,
-    /// The child stores.
-    pub stores: (
-        Store<RunnerDeployment>,
-        Store<ChildMeta<Service>>,
-        Store<ChildMeta<Ingress>>,
-    ),
-    /// Which watches have listed once.
-    pub synced: Synced,
-}
-
 impl Context {
-    /// Builds the shared context.
-    pub fn new(parts: Parts) -> Self {
-        let Parts {
-            client,
-            api_health,
-            namespace,
-            config,
-            events,
-            metrics,
-            notifier,
-            tilt_url_template,
-            tilt_polls,
-            stores: (deployments, services, ingresses),
-            synced,
-        } = parts;
-        Context {
-            client,
-            api_health,
-            namespace,
-            config,
-            events,
-            metrics,
-            notifier,
-            tilt: TiltClient::new(),
-            tilt_url_template,
-            tilt_polls,
-            deployments,
-            services,
-            ingresses,
-            synced,
-            memory: Memory::default(),
-        }
-    }
-
     /// Waits until the child stores have listed once, so a missing child really is missing.
     pub async fn wait_for_child_stores(&self) {
         self.synced.wait_for(Synced::CHILDREN).await;

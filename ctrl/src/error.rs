@@ -21,14 +21,6 @@ pub enum Error {
     /// The operating system gave no randomness for a runner's Tilt token.
     #[error("no randomness for a Tilt token: {0}")]
     Randomness(String),
-    /// The Tilt URL template cannot work (checked at start).
-    #[error("--tilt-url-template {template:?}: {reason}")]
-    TiltUrlTemplate {
-        /// The template given.
-        template: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
 }
 
 impl Error {
@@ -40,7 +32,6 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MissingMetadata { .. } => "metadata",
             Error::Randomness(_) => "randomness",
-            Error::TiltUrlTemplate { .. } => "tilt_url_template",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ephemerator_core::Phase;
-use ephemerator_kit::admin::AdminReport;
+use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::ApiHealth;
 
 use crate::metrics::Metrics;
@@ -24,14 +24,13 @@ pub struct HealthState {
 }
 
 impl AdminReport for HealthState {
-    fn readiness(&self) -> Result<(), String> {
-        if !self.ready.load(Ordering::Acquire) {
-            return Err("env ConfigMaps not listed yet".into());
-        }
-        if !self.api_health.is_answering() {
-            return Err("the Kubernetes API server does not answer".into());
-        }
-        Ok(())
+    /// Nothing the controller writes lands while the API server is away: not ready then.
+    fn readiness(&self) -> Readiness {
+        readiness(
+            self.ready.load(Ordering::Acquire),
+            self.api_health.is_answering(),
+            Job::WriteToApiServer,
+        )
     }
 
     fn metrics(&self) -> String {
@@ -57,9 +56,9 @@ mod tests {
     fn ready_once_listed() {
         assert_eq!(
             state(false).readiness(),
-            Err("env ConfigMaps not listed yet".to_string())
+            Readiness::NotReady("env ConfigMaps not listed yet")
         );
-        assert_eq!(state(true).readiness(), Ok(()));
+        assert_eq!(state(true).readiness(), Readiness::Ready);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! ephctrl: keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap
 //! in its namespace, expires envs, and reports their status back on the ConfigMap.
 //!
-//! [`run`] is the whole controller; `main.rs` only parses flags and builds the client, so tests
-//! run the controller in-process against a devcluster. Per env: [`reconcile`] gathers,
-//! [`plan`] decides, [`execute`] writes.
+//! [`start`] starts the whole controller and returns its [`Running`] handle, as every server's
+//! `start` does; `main.rs` only parses flags and boots (`ephemerator_kit::boot`), so tests run
+//! the controller in-process against a devcluster. Per env: [`reconcile`] gathers, [`plan`]
+//! decides, [`execute`] writes.
 
 pub mod cached;
 pub mod context;
@@ -24,14 +25,16 @@ pub mod testing;
 pub mod tilt;
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
-use ephemerator_kit::LiveConfig;
 use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
+use ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT;
+use ephemerator_kit::{Listeners, LiveConfig};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -42,23 +45,26 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use context::DEFAULT_TILT_URL_TEMPLATE;
 pub use error::{Error, Result};
 
 use crate::cached::{ChildMeta, RunnerDeployment, slim_meta};
-use crate::context::{Context, Parts, Synced};
+use crate::context::{Context, Synced};
 use crate::events::EventSink;
 use crate::http::HealthState;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::observe::ChildKind;
+use crate::tilt::TiltClient;
 
 /// Most reconciles running at once: enough to keep the API server busy, few enough that a
 /// thousand new envs do not open a thousand connections.
 pub const DEFAULT_CONCURRENCY: u16 = 64;
 
-/// Everything [`run`] needs.
+/// Everything [`start`] needs.
 pub struct Settings {
     /// The cluster; see [`ephemerator_kit::cluster::bounded_client`].
     pub client: Client,
@@ -71,8 +77,6 @@ pub struct Settings {
     /// The webhook for notices: the config's `notifications.webhookUrl` unless a secret gives
     /// another.
     pub webhook_url: Option<ephemerator_core::SecretUrl>,
-    /// The bound `/metrics`, `/healthz`, `/readyz` listener; `None` for no listener.
-    pub listener: Option<TcpListener>,
     /// Where Tilt is reached, with `{env}`, `{namespace}` and `{port}` filled in; see
     /// [`DEFAULT_TILT_URL_TEMPLATE`].
     pub tilt_url_template: String,
@@ -80,11 +84,13 @@ pub struct Settings {
     pub concurrency: u16,
     /// How often the Tilt of a ready runner is asked for its ports.
     pub tilt_polls: plan::TiltPolls,
+    /// How long reconciles in flight get to finish on [`Running::stop`] (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 impl Settings {
-    /// Settings with the defaults: no listener, the config's webhook, the in-cluster Tilt URL,
-    /// default concurrency.
+    /// Settings with the defaults: the config's webhook, the in-cluster Tilt URL, default
+    /// concurrency, polls and drain time.
     pub fn new(client: Client, namespace: impl Into<String>, config: Config) -> Self {
         Settings {
             client,
@@ -92,34 +98,108 @@ impl Settings {
             namespace: namespace.into(),
             webhook_url: config.notifications.webhook_url.clone(),
             config: LiveConfig::fixed(config),
-            listener: None,
             tilt_url_template: DEFAULT_TILT_URL_TEMPLATE.to_string(),
             concurrency: DEFAULT_CONCURRENCY,
             tilt_polls: plan::TiltPolls::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
 
-/// Runs the controller until it is dropped. Fails only at start, on a Tilt URL template that
-/// cannot work; everything later is retried.
-pub async fn run(settings: Settings) -> Result<()> {
+/// A running controller.
+pub struct Running {
+    /// Where its admin listener (`/healthz`, `/readyz`, `/metrics`) is.
+    pub admin_addr: SocketAddr,
+    stop: CancellationToken,
+    controller: Option<tokio::task::JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+impl Running {
+    /// Starts no new reconciles, lets those in flight finish (up to the drain timeout), then
+    /// stops.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(controller) = self.controller.as_mut() {
+            ephemerator_kit::running::drain(self.drain_timeout, controller).await;
+        }
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Running {
+    /// Stops at once, wherever the controller is, as a crash would; returns once it has.
+    pub async fn kill(mut self) {
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+            let _ = controller.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    /// The controller, its watches and its admin listener stop with the handle.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Tilt URL template cannot work.
+    #[error("--tilt-url-template {template:?}: {reason}")]
+    TiltUrlTemplate {
+        /// The template given.
+        template: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A listener cannot be used.
+    #[error("listener: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Starts the controller on the current runtime, with its admin listener on
+/// `listeners.admin` (ephctrl has no traffic listener). Fails only on a Tilt URL template that
+/// cannot work or an unusable listener; everything later is retried.
+pub fn start(settings: Settings, listeners: Listeners) -> Result<Running, StartError> {
+    context::check_tilt_url_template(&settings.tilt_url_template).map_err(|reason| {
+        StartError::TiltUrlTemplate {
+            template: settings.tilt_url_template.clone(),
+            reason,
+        }
+    })?;
+    let admin = TcpListener::from_std(listeners.admin)?;
+    let admin_addr = admin.local_addr()?;
+    let stop = CancellationToken::new();
+    let drain_timeout = settings.drain_timeout;
+    let controller = tokio::spawn(run(settings, admin, stop.clone()));
+    Ok(Running {
+        admin_addr,
+        stop,
+        controller: Some(controller),
+        drain_timeout,
+    })
+}
+
+/// The controller, until `stop` is cancelled and the reconciles in flight are done (or until
+/// it is dropped).
+async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     let Settings {
         client,
         api_health,
         namespace,
         config,
         webhook_url,
-        listener,
         tilt_url_template,
         concurrency,
         tilt_polls,
+        drain_timeout: _,
     } = settings;
-    context::check_tilt_url_template(&tilt_url_template).map_err(|reason| {
-        Error::TiltUrlTemplate {
-            template: tilt_url_template.clone(),
-            reason,
-        }
-    })?;
 
     let synced = Synced::default();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
@@ -128,12 +208,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     let (ingresses, ingress_writer) = reflector::store::<ChildMeta<Ingress>>();
 
     let mut metrics = Metrics::new();
-    metrics.track_config(&config);
+    metrics.track(&config, &api_health);
     let metrics = Arc::new(metrics);
     let config_changes = config.changes();
     let (events, event_writer) =
         EventSink::new(client.clone(), &namespace, &events::reporting_instance());
-    let ctx = Arc::new(Context::new(Parts {
+    let ctx = Arc::new(Context {
         client: client.clone(),
         api_health: api_health.clone(),
         namespace: namespace.clone(),
@@ -141,11 +221,15 @@ pub async fn run(settings: Settings) -> Result<()> {
         events,
         metrics: metrics.clone(),
         notifier: Notifier::new(webhook_url.map(|url| url.expose().clone())),
+        tilt: TiltClient::new(),
         tilt_url_template,
         tilt_polls,
-        stores: (deployments, services, ingresses),
+        deployments,
+        services,
+        ingresses,
         synced: synced.clone(),
-    }));
+        memory: Memory::default(),
+    });
 
     // Each watch retries on its own (see ephemerator_kit::cluster) and yields no errors, so
     // the Controller's joint trigger backoff never pauses every watch at once.
@@ -212,6 +296,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         // stops its envs without waiting for them to change.
         .reconcile_all_on(config_changes)
         .with_config(controller::Config::default().concurrency(concurrency))
+        // On stop: no new reconciles; the stream ends once those running are done.
+        .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
@@ -234,9 +320,6 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let phases_from = config_maps.clone();
     let health = async move {
-        let Some(listener) = listener else {
-            return futures::future::pending::<()>().await;
-        };
         let state = Arc::new(HealthState {
             metrics,
             ready,
@@ -249,7 +332,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                     .collect()
             }),
         });
-        ephemerator_kit::admin::serve(listener, state).await
+        ephemerator_kit::admin::serve(admin, state).await
     };
     // Deleted envs get no reconcile; their memory is dropped here.
     let sweeper = {
@@ -282,7 +365,6 @@ pub async fn run(settings: Settings) -> Result<()> {
         () = sweeper => {}
         () = event_writer => {}
     }
-    Ok(())
 }
 
 /// An env ConfigMap was deleted: its owner is told, unless the controller expired it (that

@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use ephemerator_core::Phase;
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
+use ephemerator_kit::metrics::BaseMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 /// The phases reported in `ephctrl_envs`, so every phase has a series (zero included).
 pub const REPORTED_PHASES: [Phase; 5] = [
@@ -31,7 +33,7 @@ struct PhaseLabels {
 
 /// All controller metrics, registered in one registry.
 pub struct Metrics {
-    registry: Registry,
+    base: BaseMetrics,
     reconciles: Counter,
     failures: Family<ErrorLabels, Counter>,
     envs: Family<PhaseLabels, Gauge>,
@@ -48,7 +50,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric under the `ephctrl_` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ephctrl");
+        let mut base = BaseMetrics::new("ephctrl");
+        let registry = base.registry();
         let reconciles = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         let failures = Family::<ErrorLabels, Counter>::default();
@@ -75,7 +78,7 @@ impl Metrics {
             expirations.clone(),
         );
         Metrics {
-            registry,
+            base,
             reconciles,
             failures,
             envs,
@@ -121,17 +124,15 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
-        config.register_metrics(&mut self.registry);
+    /// Adds the series every server has: config reloads and `api_answering` (see
+    /// [`BaseMetrics::track`]).
+    pub fn track(&mut self, config: &LiveConfig, api_health: &ApiHealth) {
+        self.base.track(config, api_health);
     }
 
+    /// The Prometheus text exposition of every series, as of now.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        self.base.encode()
     }
 }
 

@@ -270,7 +270,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 message: Some(format!("{error}; the env is kept until it is fixed")),
                 ..shown.status.clone()
             };
-            plan.status = status_change(inputs, &shown, status);
+            plan.status = status_change(inputs, &shown, status, None);
             return plan;
         }
         Err(error) => {
@@ -399,7 +399,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
             ports: Vec::new(),
             ready_at: shown.status.ready_at,
         };
-        plan.status = status_change(inputs, &shown, status);
+        plan.status = status_change(inputs, &shown, status, Some(&env));
         // Re-checked now and then: the foreign object may be removed by its owner.
         deadlines.push(after(now, FAILED_RECHECK));
         plan.requeue = requeue(now, deadlines);
@@ -468,7 +468,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         ports: normalize_ports(children_inputs.ports()),
         ready_at,
     };
-    plan.status = status_change(inputs, &shown, status);
+    plan.status = status_change(inputs, &shown, status, Some(&env));
     plan.requeue = requeue(now, deadlines);
     plan
 }
@@ -486,11 +486,17 @@ fn reject(plan: &mut Plan, inputs: &Inputs, shown: &ShownStatus, reason: String)
         ports: Vec::new(),
         ready_at: None,
     };
-    plan.status = status_change(inputs, shown, status);
+    plan.status = status_change(inputs, shown, status, None);
 }
 
-/// The write of `status`, unless the ConfigMap shows it already.
-fn status_change(inputs: &Inputs, shown: &ShownStatus, status: EnvStatus) -> Option<StatusChange> {
+/// The write of `status`, unless the ConfigMap shows it already. `env` is the env as parsed
+/// (`None` when it does not parse, or is rejected: neither is announced as created).
+fn status_change(
+    inputs: &Inputs,
+    shown: &ShownStatus,
+    status: EnvStatus,
+    env: Option<&Env>,
+) -> Option<StatusChange> {
     let meta = &inputs.config_map.metadata;
     if shown.shows(meta, &status) {
         return None;
@@ -519,13 +525,13 @@ fn status_change(inputs: &Inputs, shown: &ShownStatus, status: EnvStatus) -> Opt
             status.phase,
             Phase::Pending | Phase::Starting | Phase::Ready
         ))
-    .then(|| Env::from_config_map(inputs.config_map).ok())
+    .then_some(env)
     .flatten()
     .map(|env| Notice::Created {
-        env: env.name,
-        owner: env.owner,
-        repo: env.spec.repo,
-        branch: env.spec.branch,
+        env: env.name.clone(),
+        owner: env.owner.clone(),
+        repo: env.spec.repo.clone(),
+        branch: env.spec.branch.clone(),
         url: Some(inputs.dashboard_url.to_string()),
     });
     Some(StatusChange {

@@ -1,5 +1,8 @@
 //! The `ephctrl` binary as an operator runs it: config file, kubeconfig, listener, flags.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Output;
@@ -39,7 +42,7 @@ impl Setup {
         command
             .arg("--config")
             .arg(self.dir.path().join("ephemerator.yaml"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--tilt-url-template", tilt_url_template])
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
             .env_remove("KUBERNETES_SERVICE_HOST");
@@ -62,7 +65,7 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
     let setup = Setup::new(CONFIG_YAML).await;
     let client = setup.cluster.client();
     let mut command = setup.ephctrl();
-    command.arg("--log-json");
+    command.args(["--log-format", "json"]);
     let (mut child, port) = spawn_with_listener(command).await;
 
     wait_for("/readyz to answer 200", || async {

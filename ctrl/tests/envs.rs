@@ -1,5 +1,8 @@
 //! ephctrl against a devcluster: what a user sees for each kind of env.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

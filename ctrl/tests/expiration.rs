@@ -3,6 +3,9 @@
 //! (the dashboard's extend, kubectl) are never overwritten; and other field managers' applies
 //! never conflict with ephctrl's writes.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,9 @@
 //! ephctrl survives what clusters do to controllers: being killed mid-way, dropped watches,
 //! expired watch history (410 Gone) and bursts of server errors.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -31,10 +34,9 @@ async fn all_ready(client: &Client, count: usize) -> bool {
 /// The controller with its admin listener, once `/readyz` says its env list is loaded; and the
 /// admin port.
 async fn ready_ctrl(client: &Client) -> (Ctrl, u16) {
-    let (listener, port) = listener().await;
-    let mut settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
-    settings.listener = Some(listener);
+    let settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config());
     let ctrl = Ctrl::start(settings);
+    let port = ctrl.admin_port;
     wait_for("/readyz", || async {
         let (status, _) = http_get(port, "/readyz").await?;
         status.contains("200").then_some(())

@@ -1,6 +1,9 @@
 //! ephctrl through an API server restart (same address, same data): what was created, changed
 //! or deleted while the server was down, and what is created after it is back, all converge.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -49,11 +52,10 @@ async fn envs_converge_after_the_api_server_restarts() {
         health.clone(),
     )
     .unwrap();
-    let (listener, port) = listener().await;
     let mut settings = ephctrl::testing::settings(ctrl_client, NAMESPACE, config());
     settings.api_health = health;
-    settings.listener = Some(listener);
-    let _ctrl = Ctrl::start(settings);
+    let ctrl = Ctrl::start(settings);
+    let port = ctrl.admin_port;
 
     for name in ["kept", "gone"] {
         create_env(&client, name, &spec(HTML_REPO, "master", "0-base")).await;

@@ -31,6 +31,9 @@
 //!   as many distinct ports in `Host` (each a link base of its own): VmRSS before and after
 //!   each, and the median time of those requests.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -532,7 +535,7 @@ impl Dash {
             .arg("--assets")
             .arg(root.join("assets"))
             .args(["--workers", &workers.to_string()])
-            .arg("--log-json")
+            .args(["--log-format", "json"])
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

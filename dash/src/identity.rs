@@ -7,14 +7,10 @@
 //! the preferred username where the provider gives one and else the user, names people
 //! readably with both; envs are named after it, and the config's `admins` list it.
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::HttpRequest;
 use ephemerator_core::validate::validate_identity;
 
 use crate::error::DashError;
-use crate::state::AppState;
 
 /// Where identities come from (`--identity-headers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,38 +129,14 @@ impl IdentitySource {
     }
 }
 
-/// The signed-in user of a request. Extracting it fails with the "sign in" page.
+/// The signed-in user of a request (extracted in [`crate::routes`]; failing, the "sign in"
+/// page).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The identity, as the authenticator gave it: the owner recorded on envs.
     pub identity: String,
     /// Whether the config lists the identity as an admin.
     pub admin: bool,
-}
-
-impl FromRequest for User {
-    type Error = DashError;
-    type Future = Ready<Result<User, DashError>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = request.app_data::<web::Data<AppState>>() else {
-            return ready(Err(DashError::Internal("no application state".into())));
-        };
-        let user = state
-            .identity
-            .identify(&state.identity_from, request)
-            .map(|identity| {
-                // The request's log line names who made it.
-                if let Some(span) = request.extensions().get::<tracing_actix_web::RootSpan>() {
-                    span.record("user", identity.as_str());
-                }
-                User {
-                    admin: state.config.current().is_admin(&identity),
-                    identity,
-                }
-            });
-        ready(user)
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! ephdash: the dashboard where a team lists, creates, extends and deletes its envs.
 //!
-//! [`startup::start`] builds the app around a listener; the route table is
-//! [`routes`]; decisions are pure functions in [`decide`]; `main.rs` only parses flags.
+//! Laid out like ephctrl: [`startup::start`] builds the app around its listeners and returns
+//! its `Running` handle; the route table is [`routes`], whose handlers are thin: [`decide`]
+//! decides (pure functions: no cluster, no clock), [`write`] writes (nothing there decides),
+//! [`render`] fills the templates from one reading of the state per request ([`views`] are
+//! the values they show). `main.rs` only parses flags and boots.
 
 pub mod chunked;
 pub mod csrf;
@@ -11,6 +14,7 @@ pub mod error;
 pub mod fragment_cache;
 pub mod identity;
 pub mod metrics;
+pub mod render;
 pub mod routes;
 pub mod startup;
 pub mod state;
@@ -18,3 +22,4 @@ pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod views;
+pub mod write;

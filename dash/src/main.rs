@@ -1,4 +1,4 @@
-//! The `ephdash` binary: flags, logging, the Kubernetes client, then [`ephdash::startup`].
+//! The `ephdash` binary: flags, boot, start, wait for SIGTERM, stop — as every server's `main`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,28 +10,17 @@ use ephdash::csrf::CsrfKey;
 use ephdash::discovery::DiscoverySettings;
 use ephdash::identity::{IdentitySource, NameFields};
 use ephdash::startup::{self, Settings};
-use ephemerator_core::Config;
 use ephemerator_core::duration::parse_flag_duration;
-use ephemerator_kit::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
-use ephemerator_kit::live_config::{self, LiveConfig};
+use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 
 /// The ephemerator dashboard.
 #[derive(Parser, Debug)]
 #[command(name = "ephdash", version)]
 struct Args {
-    /// The ephemerator config file (YAML).
-    #[arg(long, env = "EPH_CONFIG")]
-    config: PathBuf,
-    /// Namespace of the envs; default: the pod's namespace in-cluster, else the kubeconfig's.
-    #[arg(long, env = "EPH_NAMESPACE")]
-    namespace: Option<String>,
-    /// Address to serve on; port 0 picks a free port (logged as `addr`).
+    /// Address to serve the dashboard on (what the gateway forwards to); port 0 picks a free
+    /// port (logged as `addr`).
     #[arg(long, env = "EPH_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Address of `/healthz`, `/readyz` and `/metrics` (never the traffic port, which the
-    /// gateway forwards to).
-    #[arg(long, env = "EPH_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
-    admin_listen: SocketAddr,
     /// Which headers carry the signed-in user: `auth-request` (X-Auth-Request-*, set by the
     /// gateway from oauth2-proxy's answer) or `forwarded` (X-Forwarded-*, with oauth2-proxy in
     /// front).
@@ -59,8 +48,8 @@ struct Args {
     /// The static files directory.
     #[arg(long, env = "EPH_ASSETS", default_value = "assets")]
     assets: PathBuf,
-    /// HTTP worker threads.
-    #[arg(long, default_value_t = 2)]
+    /// Threads serving connections.
+    #[arg(long, env = "EPH_WORKERS", default_value_t = 2)]
     workers: usize,
     /// How long discovered branches and Tiltfiles are reused.
     #[arg(long, env = "EPH_DISCOVERY_TTL", value_parser = parse_flag_duration, default_value = "60s")]
@@ -78,27 +67,74 @@ struct Args {
     /// about sixteen lists of 1,000 envs); past it, the rows used longest ago go.
     #[arg(long, default_value_t = ephdash::fragment_cache::DEFAULT_MAX_BYTES)]
     shared_rows_max_bytes: usize,
-    /// Log as JSON lines.
-    #[arg(long)]
-    log_json: bool,
+    /// The flags every server has (kept last: their heading applies to what follows).
+    #[command(flatten)]
+    common: CommonFlags,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ephemerator_kit::logging::init(args.log_json);
-    let config = Config::load(&args.config)?;
-    let identity = match (&args.auth_fake_user, args.identity_headers.as_str()) {
-        (Some(user), _) => {
-            tracing::warn!(%user, "every request is signed in as the fake user (local runs only)");
-            IdentitySource::Fake(user.clone())
-        }
-        (None, "auth-request") => IdentitySource::AuthRequest,
-        (None, "forwarded") => IdentitySource::Forwarded,
-        (None, other) => {
-            anyhow::bail!("--identity-headers {other:?}: use auth-request or forwarded")
-        }
-    };
+    boot::check_config_and_exit(&args.common);
+    boot::block_on(async {
+        let Boot { config, listeners } = boot::boot(&args.common, Some(args.listen))?;
+        let settings = settings(args, config).await?;
+        let stopped = ephemerator_kit::shutdown::listen();
+        let running = startup::start(settings, listeners)?;
+        tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving the dashboard");
+        stopped.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+/// The dashboard's settings from its flags, then the cluster.
+async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
+    let (identity, csrf) = (identity_source(&args)?, csrf_key(&args)?);
+    // Last: every flag above is checked without a cluster.
+    let cluster = boot::connect(&args.common).await?;
+    Ok(Settings {
+        client: cluster.client,
+        api_health: cluster.api_health,
+        namespace: cluster.namespace,
+        config,
+        identity,
+        identity_from: args.identity_from,
+        csrf,
+        templates: args.templates,
+        assets: args.assets,
+        workers: args.workers,
+        discovery: DiscoverySettings {
+            ttl: args.discovery_ttl,
+            timeout: args.discovery_timeout,
+            max_running: args.discovery_max_running.max(1),
+            max_per_user: args.discovery_max_per_user.max(1),
+            ..DiscoverySettings::default()
+        },
+        shared_rows_max_bytes: args.shared_rows_max_bytes,
+        drain_timeout: args.common.drain_timeout,
+    })
+}
+
+/// Where identities come from (`--auth-fake-user`, `--identity-headers`).
+fn identity_source(args: &Args) -> anyhow::Result<IdentitySource> {
+    Ok(
+        match (&args.auth_fake_user, args.identity_headers.as_str()) {
+            (Some(user), _) => {
+                tracing::warn!(%user, "every request is signed in as the fake user (local runs only)");
+                IdentitySource::Fake(user.clone())
+            }
+            (None, "auth-request") => IdentitySource::AuthRequest,
+            (None, "forwarded") => IdentitySource::Forwarded,
+            (None, other) => {
+                anyhow::bail!("--identity-headers {other:?}: use auth-request or forwarded")
+            }
+        },
+    )
+}
+
+/// The CSRF key (`--csrf-key-file`, `--csrf-verify-key-file`).
+fn csrf_key(args: &Args) -> anyhow::Result<CsrfKey> {
     let read_key = |path: &PathBuf| {
         std::fs::read(path).with_context(|| format!("reading the CSRF key file {}", path.display()))
     };
@@ -115,47 +151,5 @@ async fn main() -> anyhow::Result<()> {
             .with_verifying(&read_key(path)?)
             .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
     }
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin = std::net::TcpListener::bind(args.admin_listen)
-        .with_context(|| format!("binding {}", args.admin_listen))?;
-    let Cluster {
-        client,
-        api_health,
-        namespace,
-    } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
-    // Listening before serving: a SIGTERM that comes once the port answers drains it.
-    let stopped = ephemerator_kit::shutdown::listen();
-    let running = startup::start(
-        Settings {
-            client,
-            api_health,
-            namespace,
-            // Read again when the file changes; a version that does not load is refused.
-            config: LiveConfig::watch(&args.config, config, live_config::CHECK_EVERY),
-            identity,
-            identity_from: args.identity_from,
-            csrf,
-            templates: args.templates,
-            assets: args.assets,
-            workers: args.workers,
-            discovery: DiscoverySettings {
-                ttl: args.discovery_ttl,
-                timeout: args.discovery_timeout,
-                max_running: args.discovery_max_running.max(1),
-                max_per_user: args.discovery_max_per_user.max(1),
-                ..DiscoverySettings::default()
-            },
-            shared_rows_max_bytes: args.shared_rows_max_bytes,
-        },
-        listener,
-        admin,
-    )?;
-    tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving the dashboard");
-    stopped.await;
-    tracing::info!("shutting down: finishing requests in flight");
-    tokio::time::timeout(Duration::from_secs(30), running.stop())
-        .await
-        .ok();
-    Ok(())
+    Ok(csrf)
 }

@@ -1,11 +1,13 @@
 //! `/metrics`: requests by route and status, their latency, and ConfigMap writes by outcome.
 
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
+use ephemerator_kit::metrics::BaseMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -21,7 +23,7 @@ struct WriteLabels {
 
 /// The dashboard's metrics.
 pub struct Metrics {
-    registry: Registry,
+    base: BaseMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
@@ -37,7 +39,8 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ephdash");
+        let mut base = BaseMetrics::new("ephdash");
+        let registry = base.registry();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0])
@@ -65,7 +68,7 @@ impl Metrics {
             shared_rows.clone(),
         );
         Metrics {
-            registry,
+            base,
             requests,
             latency,
             writes,
@@ -96,16 +99,14 @@ impl Metrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
-    /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
-        config.register_metrics(&mut self.registry);
+    /// Adds the series every server has: config reloads and `api_answering` (see
+    /// [`BaseMetrics::track`]).
+    pub fn track(&mut self, config: &LiveConfig, api_health: &ApiHealth) {
+        self.base.track(config, api_health);
     }
 
-    /// The text exposition.
+    /// The Prometheus text exposition of every series, as of now.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        self.base.encode()
     }
 }

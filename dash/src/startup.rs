@@ -3,19 +3,20 @@
 //! and `/metrics` on the admin listener (`ephemerator_kit::admin`, as every server has:
 //! never reachable through the gateway). [`start`] returns a handle with the addresses.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{ServerHandle, Service};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use ephemerator_core::labels::env_label_selector;
-use ephemerator_kit::LiveConfig;
-use ephemerator_kit::admin::AdminReport;
+use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
+use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
@@ -63,29 +64,35 @@ pub struct Settings {
     pub discovery: DiscoverySettings,
     /// Most bytes of env rows kept rendered for all viewers (see [`RowCache`]).
     pub shared_rows_max_bytes: usize,
+    /// How long requests in flight get to finish on [`Running::stop`] (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// A running dashboard.
 pub struct Running {
-    /// Where it listens.
+    /// Where the traffic listener is.
     pub addr: SocketAddr,
     /// Where its admin listener (`/healthz`, `/readyz`, `/metrics`) is.
     pub admin_addr: SocketAddr,
-    /// Stops it (gracefully: in-flight requests finish).
-    pub handle: ServerHandle,
-    /// Ends when the server has stopped.
-    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
-    watches: Vec<tokio::task::JoinHandle<()>>,
+    handle: ServerHandle,
+    drain_timeout: Duration,
+    // Owned: aborted when the handle goes.
+    _tasks: Tasks,
 }
 
 impl Running {
-    /// Stops serving, letting requests in flight finish.
+    /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
-        for watch in &self.watches {
-            watch.abort();
-        }
-        let _ = self.server.await;
+        drain(self.drain_timeout, self.handle.stop(true)).await;
+    }
+}
+
+impl Drop for Running {
+    /// The server stops with the handle (its workers at once); the watches and the admin
+    /// listener too (`tasks`).
+    fn drop(&mut self) {
+        // Sent now; the returned future only waits for the stop to be done.
+        drop(self.handle.stop(false));
     }
 }
 
@@ -106,12 +113,9 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
-/// Starts the dashboard on `listener`, with its admin listener on `admin`.
-pub fn start(
-    settings: Settings,
-    listener: TcpListener,
-    admin: TcpListener,
-) -> Result<Running, StartError> {
+/// Starts the dashboard on the current runtime, serving on `listeners.traffic` with its admin
+/// listener on `listeners.admin`.
+pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, StartError> {
     let Settings {
         client,
         api_health,
@@ -125,7 +129,9 @@ pub fn start(
         workers,
         discovery,
         shared_rows_max_bytes,
+        drain_timeout,
     } = settings;
+    let listener = listeners.take_traffic()?;
     let pattern = templates.join("**").join("*.html");
     let templates =
         tera::Tera::new(&pattern.to_string_lossy()).map_err(|source| StartError::Templates {
@@ -179,6 +185,8 @@ pub fn start(
         )
     };
 
+    let mut metrics = Metrics::new();
+    metrics.track(&config, &api_health);
     let state = web::Data::new(AppState {
         client,
         api_health,
@@ -191,18 +199,13 @@ pub fn start(
         events,
         listed,
         templates,
-        metrics: {
-            let mut metrics = Metrics::new();
-            metrics.track_config(&config);
-            metrics
-        },
+        metrics,
         discovery: Discovery::new(discovery),
         generation,
         rows: RowCache::new(shared_rows_max_bytes),
         snapshots: SnapshotCache::default(),
     });
-    admin.set_nonblocking(true)?;
-    let admin = tokio::net::TcpListener::from_std(admin)?;
+    let admin = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin.local_addr()?;
     let admin_report: Arc<dyn AdminReport> = Arc::new(Report(state.clone()));
     let admin_task = tokio::spawn(ephemerator_kit::admin::serve(admin, admin_report));
@@ -240,6 +243,7 @@ pub fn start(
             .service(actix_files::Files::new("/assets", &assets).prefer_utf8(true))
     })
     .workers(workers.max(1))
+    .shutdown_timeout(drain_timeout.as_secs())
     // The list goes out in 32 KiB writes (see `chunked.rs`): without this its last short
     // segment waits for the client's delayed ACK, 40 ms on Linux.
     .tcp_nodelay(true)
@@ -252,22 +256,38 @@ pub fn start(
         .ok_or_else(|| std::io::Error::other("the server has no address"))?;
     let server = server.run();
     let handle = server.handle();
+    let mut tasks = Tasks::default();
+    tasks.spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "the dashboard stopped serving");
+        }
+    });
+    for task in [watch, event_watch, config_watch, admin_task] {
+        tasks.adopt(task);
+    }
     Ok(Running {
         addr,
         admin_addr,
         handle,
-        server: tokio::spawn(server),
-        watches: vec![watch, event_watch, config_watch, admin_task],
+        drain_timeout,
+        _tasks: tasks,
     })
 }
 
-/// What the admin listener reports: ready once the envs are listed and while the API server
-/// answers.
+/// What the admin listener reports.
 struct Report(web::Data<AppState>);
 
 impl AdminReport for Report {
-    fn readiness(&self) -> Result<(), String> {
-        self.0.is_ready().map_err(str::to_string)
+    /// Ready once the envs are listed. An API server that stops answering does not make the
+    /// dashboard unready: it keeps showing the envs it has (and says why a create or delete
+    /// fails), which beats every replica leaving the Service at once and the gateway answering
+    /// 502 for the whole dashboard.
+    fn readiness(&self) -> Readiness {
+        readiness(
+            self.0.listed.load(Ordering::Acquire),
+            self.0.api_health.is_answering(),
+            Job::ServeFromCache,
+        )
     }
 
     fn metrics(&self) -> String {

@@ -2,7 +2,7 @@
 //! and metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use ephemerator_core::Env;
 use ephemerator_kit::LiveConfig;
@@ -91,16 +91,5 @@ impl AppState {
     /// The cached ConfigMap of env `name`.
     pub fn cached(&self, name: &str) -> Option<Arc<ConfigMap>> {
         self.envs.get(&ObjectRef::new(name).within(&self.namespace))
-    }
-
-    /// Whether the caches are listed and the API server answers.
-    pub fn is_ready(&self) -> Result<(), &'static str> {
-        if !self.listed.load(Ordering::Acquire) {
-            return Err("env ConfigMaps not listed yet");
-        }
-        if !self.api_health.is_answering() {
-            return Err("the Kubernetes API server does not answer");
-        }
-        Ok(())
     }
 }

@@ -36,5 +36,6 @@ pub fn settings(
             ..Default::default()
         },
         shared_rows_max_bytes: crate::fragment_cache::DEFAULT_MAX_BYTES,
+        drain_timeout: ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT,
     }
 }

@@ -184,32 +184,7 @@ impl LinkBase {
     }
 }
 
-/// The env rows the user sees: theirs first, then the team's (unless `mine_only`), each group
-/// by name.
-pub fn env_views(
-    envs: &[(Arc<ConfigMap>, Env)],
-    events: &[Arc<Event>],
-    user: &User,
-    config: &Config,
-    links: &LinkBase,
-    now: Timestamp,
-    mine_only: bool,
-) -> Vec<EnvView> {
-    let mut events = events_by_env(events);
-    let mut views: Vec<EnvView> = envs
-        .iter()
-        .filter(|(_, env)| !mine_only || env.owner == user.identity)
-        .map(|(cm, env)| {
-            let mut view = env_view(cm, env, user, config, links, now);
-            view.events = events.remove(&env.name).unwrap_or_default();
-            view
-        })
-        .collect();
-    views.sort_by(|a, b| b.mine.cmp(&a.mine).then_with(|| a.name.cmp(&b.name)));
-    views
-}
-
-/// The row of one env as `user` sees it (without its Events: [`env_views`] adds them).
+/// The row of one env as `user` sees it (without its Events: `render` adds them).
 pub fn env_view(
     cm: &ConfigMap,
     env: &Env,

@@ -1,6 +1,9 @@
 //! The `ephdash` binary as an operator runs it: flags, kubeconfig, a listener on port 0 logged,
 //! one JSON log line per request naming the user and the env, and a graceful SIGTERM.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +40,8 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
-            "--log-json",
+            "--log-format",
+            "json",
             "--auth-fake-user",
             "nicks",
         ])

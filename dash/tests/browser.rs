@@ -7,6 +7,9 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
 //! them the test fails rather than skipping.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -40,11 +43,11 @@ const ENV: &str = "nicks";
 async fn a_browser_creates_watches_extends_and_deletes_an_env() {
     let dash = Dash::start_with(BROWSER_CONFIG, IdentitySource::Fake(ENV.into())).await;
     let config = ephemerator_core::Config::from_yaml_str(BROWSER_CONFIG, "test.yaml").unwrap();
-    let ctrl = tokio::spawn(ephctrl::run(ephctrl::testing::settings(
+    let ctrl = ephctrl::testing::start(ephctrl::testing::settings(
         dash.client(),
         common::NAMESPACE,
         config,
-    )));
+    ));
     // Always the same host (the dashboard compares a POST's Origin with its Host).
     let browser = Browser::start(format!("http://{}", dash.running.addr), "dashboard").await;
     let row = format!("#env-{ENV}");
@@ -190,7 +193,7 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
     browser.screenshot("deleted").await;
 
     browser.client.clone().close().await.unwrap();
-    ctrl.abort();
+    drop(ctrl);
 }
 
 /// A team lead's broken edit of the config file: the admin's open page shows the banner (with

@@ -2,6 +2,9 @@
 //! offered and can be created at once; a broken edit changes nothing, and admins (only) see
 //! a banner saying what is wrong and where until it is fixed.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

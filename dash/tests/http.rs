@@ -2,6 +2,9 @@
 //! devcluster: who may do what, what is written, what is refused and how, and that hostile
 //! input renders inert.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -481,11 +484,11 @@ async fn the_fake_user_is_signed_in_everywhere_for_local_runs() {
 async fn the_env_page_shows_events_and_setup_logs() {
     let dash = Dash::start().await;
     let config = ephemerator_core::Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
-    let ctrl = tokio::spawn(ephctrl::run(ephctrl::testing::settings(
+    let ctrl = ephctrl::testing::start(ephctrl::testing::settings(
         dash.client(),
         common::NAMESPACE,
         config,
-    )));
+    ));
     let created = dash
         .post("/envs", "nicks", &create_fields(&token("nicks"), "main"))
         .await;
@@ -569,7 +572,7 @@ async fn the_env_page_shows_events_and_setup_logs() {
         logs.body
     );
     assert!(logs.body.contains("exited with code 1"), "{}", logs.body);
-    ctrl.abort();
+    drop(ctrl);
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 //! there afterwards. (Rendering, schema validation and the security lint of the same overlays
 //! are `scripts/check-deploy.sh`, which the test command runs.)
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,9 @@
 //! Events are one set of objects served by two APIs: what kube-runtime's `Recorder` writes
 //! (events.k8s.io/v1) is what `kubectl describe` reads (core/v1), and the other way round.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, config_map, kubectl_stdout, on_both_servers, raw, status_of, within};

@@ -3,6 +3,9 @@
 //! of every namespace, and the field selectors each type supports. Each test runs against
 //! devcluster and against the real kube-apiserver.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, config_map, deployment, on_both_servers, raw, status_of, wait_for};

@@ -1,5 +1,8 @@
 //! The REST semantics of devcluster, exercised with kube-rs as our components use it.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

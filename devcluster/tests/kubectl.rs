@@ -5,6 +5,9 @@
 //! kubectl must be installed (`scripts/test.sh` installs it): a missing kubectl fails the tests
 //! rather than skipping them. Set `KUBECTL` to use another binary.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::PathBuf;

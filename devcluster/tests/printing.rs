@@ -4,6 +4,9 @@
 //! kubectl must be installed (as for tests/kubectl.rs): a missing one fails these tests.
 //! Set `KUBECTL` to use another binary.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, config_map, kubectl_stdout as kubectl, on_both_servers};

@@ -1,6 +1,9 @@
 //! The workload simulator seen through kube-rs: Deployments get Pods that go Pending -> Running
 //! -> Ready, statuses follow, template changes roll out, deletion cascades, and pods have logs.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::future::Future;

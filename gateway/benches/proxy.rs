@@ -27,6 +27,9 @@
 //! Every program it starts (the gateway, both nginx) runs in a process group of its own and is
 //! stopped with all it started (nginx's workers) when the run ends, failed or not.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,4 +1,4 @@
-//! The `ephgateway` binary: flags, logging, the Kubernetes client, then [`ephgateway::start`].
+//! The `ephgateway` binary: flags, boot, start, wait for SIGTERM, stop — as every server's `main`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ephemerator_core::Config;
 use ephemerator_core::duration::parse_flag_duration;
-use ephemerator_kit::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, connect};
-use ephemerator_kit::live_config::{self, LiveConfig};
+use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
 use ephgateway::upstream::{DEFAULT_TEMPLATE, UpstreamTemplate};
@@ -19,19 +17,10 @@ use ephgateway::{Limits, Settings, default_workers};
 #[derive(Parser, Debug)]
 #[command(name = "ephgateway", version)]
 struct Args {
-    /// The ephemerator config file (YAML); its `gatewayHost` is the host served. It is read
-    /// again when it changes.
-    #[arg(long, env = "EPH_CONFIG")]
-    config: PathBuf,
-    /// Namespace of the envs; default: the pod's namespace in-cluster, else the kubeconfig's.
-    #[arg(long, env = "EPH_NAMESPACE")]
-    namespace: Option<String>,
-    /// Address to serve traffic on; port 0 picks a free port (logged as `addr`).
+    /// Address to serve traffic on (`gatewayHost` of the config file and its env hosts); port 0
+    /// picks a free port (logged as `addr`).
     #[arg(long, env = "EPH_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Address of `/healthz`, `/readyz` and `/metrics`.
-    #[arg(long, env = "EPH_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
-    admin_listen: SocketAddr,
     /// The dashboard's address, `host:port`.
     #[arg(long, env = "EPH_DASHBOARD", default_value = "ephdash:80")]
     dashboard: String,
@@ -51,7 +40,8 @@ struct Args {
     /// oauth2-proxy's session cookie name (its `--cookie-name`).
     #[arg(long, env = "EPH_OAUTH2_PROXY_COOKIE", default_value = DEFAULT_COOKIE_NAME)]
     oauth2_proxy_cookie: String,
-    /// How long an allowed answer of oauth2-proxy is reused for the same session; 0s: never.
+    /// How long an allowed answer of oauth2-proxy is reused for the same session (more than
+    /// zero; every new session is asked).
     #[arg(long, value_parser = parse_flag_duration, default_value = "5s")]
     auth_cache_ttl: Duration,
     /// PEM certificate chain for `<gatewayHost>` and `*.<gatewayHost>`: the gateway terminates
@@ -73,30 +63,33 @@ struct Args {
     /// Longest wait for an upstream's response headers.
     #[arg(long, value_parser = parse_flag_duration, default_value = "60s")]
     upstream_timeout: Duration,
-    /// How long requests in flight get to finish on SIGTERM.
-    #[arg(long, value_parser = parse_flag_duration, default_value = "25s")]
-    drain_timeout: Duration,
     /// Threads serving connections (default: one per core).
     #[arg(long, env = "EPH_WORKERS")]
     workers: Option<usize>,
-    /// Log as JSON lines.
-    #[arg(long)]
-    log_json: bool,
+    /// The flags every server has (kept last: their heading applies to what follows).
+    #[command(flatten)]
+    common: CommonFlags,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // This runtime only watches the envs and serves the admin listener; connections are served
-    // by the worker threads (see `ephgateway::server`).
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    boot::check_config_and_exit(&args.common);
+    // Connections are served by the worker threads (see `ephgateway::server`).
+    boot::block_on(async {
+        let Boot { config, listeners } = boot::boot(&args.common, Some(args.listen))?;
+        let settings = settings(args, config).await?;
+        let stopped = ephemerator_kit::shutdown::listen();
+        let running = ephgateway::start(settings, listeners)?;
+        tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving");
+        stopped.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        running.stop().await;
+        Ok(())
+    })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    ephemerator_kit::logging::init(args.log_json);
-    let config = Config::load(&args.config)?;
+/// The gateway's settings from its flags, then the cluster.
+async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
     let auth = match args.auth.as_str() {
         "oauth2-proxy" => AuthMode::OAuth2Proxy {
             url: args
@@ -128,46 +121,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding {}", args.admin_listen))?;
-    let Cluster {
-        client,
-        api_health,
-        namespace,
-    } = connect(args.namespace, DEFAULT_REQUEST_TIMEOUT).await?;
-    // Listening before serving: a SIGTERM that comes once the port answers drains it.
-    let stopped = ephemerator_kit::shutdown::listen();
-    let running = ephgateway::start(
-        Settings {
-            client,
-            api_health,
-            namespace,
-            // Read again when the file changes; a version that does not load is refused.
-            config: LiveConfig::watch(&args.config, config, live_config::CHECK_EVERY),
-            dashboard,
-            env_upstream,
-            auth,
-            tls,
-            public_https: args.public_https.then_some(true),
-            limits: Limits {
-                max_connections: args.max_connections.max(1),
-                header_read_timeout: args.header_timeout,
-                upstream_timeout: args.upstream_timeout,
-                drain_timeout: args.drain_timeout,
-                ..Limits::default()
-            },
-            workers: args.workers.unwrap_or_else(default_workers).max(1),
+    // Last: every flag above is checked without a cluster.
+    let cluster = boot::connect(&args.common).await?;
+    Ok(Settings {
+        client: cluster.client,
+        api_health: cluster.api_health,
+        namespace: cluster.namespace,
+        config,
+        dashboard,
+        env_upstream,
+        auth,
+        tls,
+        public_https: args.public_https.then_some(true),
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: args.header_timeout,
+            upstream_timeout: args.upstream_timeout,
+            drain_timeout: args.common.drain_timeout,
+            ..Limits::default()
         },
-        listener,
-        admin,
-    )?;
-    tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving");
-    stopped.await;
-    tracing::info!("shutting down: finishing requests in flight");
-    running.stop().await;
-    Ok(())
+        workers: args.workers.unwrap_or_else(default_workers).max(1),
+    })
 }

@@ -1,11 +1,13 @@
 //! Prometheus metrics of the gateway, served on the admin listener.
 
+use ephemerator_kit::LiveConfig;
+use ephemerator_kit::cluster::ApiHealth;
+use ephemerator_kit::metrics::BaseMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -37,7 +39,7 @@ struct AuthLabels {
 
 /// All gateway metrics, in one registry under the `ephgateway_` prefix.
 pub struct Metrics {
-    registry: Registry,
+    base: BaseMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<TargetLabels, Histogram>,
     env_latency: Histogram,
@@ -47,7 +49,6 @@ pub struct Metrics {
     auth_cache_hits: Counter,
     connections: Gauge,
     envs: Gauge,
-    api_answering: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,7 +60,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ephgateway");
+        let mut base = BaseMetrics::new("ephgateway");
+        let registry = base.registry();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
@@ -111,14 +113,8 @@ impl Metrics {
         );
         let envs = Gauge::default();
         registry.register("envs", "Envs in the route table", envs.clone());
-        let api_answering = Gauge::default();
-        registry.register(
-            "api_answering",
-            "1 while the Kubernetes API server answers (routes are current), else 0",
-            api_answering.clone(),
-        );
         Metrics {
-            registry,
+            base,
             requests,
             latency,
             env_latency,
@@ -128,7 +124,6 @@ impl Metrics {
             auth_cache_hits,
             connections,
             envs,
-            api_answering,
         }
     }
 
@@ -195,18 +190,15 @@ impl Metrics {
         self.auth_cache_hits.inc();
     }
 
-    /// The text exposition, with the table size and API state as of now.
-    /// Adds the config reload metrics (generation, failures) of `config`.
-    pub fn track_config(&mut self, config: &ephemerator_kit::LiveConfig) {
-        config.register_metrics(&mut self.registry);
+    /// Adds the series every server has: config reloads and `api_answering` (see
+    /// [`BaseMetrics::track`]).
+    pub fn track(&mut self, config: &LiveConfig, api_health: &ApiHealth) {
+        self.base.track(config, api_health);
     }
 
-    pub fn encode(&self, envs: usize, api_answering: bool) -> String {
-        self.envs.set(envs as i64);
-        self.api_answering.set(i64::from(api_answering));
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+    /// The Prometheus text exposition of every series, with the table size as of now.
+    pub fn encode(&self, envs: usize) -> String {
+        self.envs.set(i64::try_from(envs).unwrap_or(i64::MAX));
+        self.base.encode()
     }
 }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ephemerator_core::labels::env_label_selector;
-use ephemerator_kit::LiveConfig;
-use ephemerator_kit::admin::AdminReport;
-use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
+use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
+use ephemerator_kit::cluster::{ApiHealth, event_watch};
+use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
 use hyper::http::uri::Authority;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
-use kube::runtime::{reflector, watcher};
+use kube::runtime::watcher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -109,29 +110,23 @@ pub struct Running {
     stop: CancellationToken,
     workers: TaskTracker,
     drain_timeout: Duration,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    // Owned: aborted when the handle goes.
+    _tasks: Tasks,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
     pub async fn stop(self) {
         self.stop.cancel();
-        if tokio::time::timeout(self.drain_timeout, self.workers.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still in flight at the end of the drain time");
-        }
+        drain(self.drain_timeout, self.workers.wait()).await;
     }
 }
 
 impl Drop for Running {
-    /// The worker threads stop with the handle; the watch and the admin listener too.
+    /// The worker threads stop with the handle; the watch and the admin listener too
+    /// (`tasks`).
     fn drop(&mut self) {
         self.stop.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }
 
@@ -146,12 +141,9 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
-/// Starts the gateway on `listener` with its admin listener on `admin`.
-pub fn start(
-    settings: Settings,
-    listener: TcpListener,
-    admin: TcpListener,
-) -> Result<Running, StartError> {
+/// Starts the gateway on the current runtime, serving on `listeners.traffic` with its admin
+/// listener on `listeners.admin`.
+pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, StartError> {
     let Settings {
         client,
         api_health,
@@ -165,15 +157,17 @@ pub fn start(
         limits,
         workers,
     } = settings;
+    let listener = TcpListener::from_std(listeners.take_traffic()?)?;
+    let admin = TcpListener::from_std(listeners.admin)?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    let mut tasks = Vec::new();
+    let mut tasks = Tasks::default();
 
     let tls = match tls {
         Some(files) => {
             let cert = ReloadingCert::load(files).map_err(StartError::Tls)?;
             let acceptor = cert.acceptor().map_err(StartError::Tls)?;
-            tasks.push(tokio::spawn(cert.watch()));
+            tasks.spawn(cert.watch());
             Some(acceptor)
         }
         None => None,
@@ -184,16 +178,15 @@ pub fn start(
     };
 
     let mut metrics = Metrics::new();
-    metrics.track_config(&config);
+    metrics.track(&config, &api_health);
     let metrics = Arc::new(metrics);
     let table = Arc::new(RouteTable::default());
-    let (_store, writer) = reflector::store::<ConfigMap>();
     {
         let (table, metrics) = (table.clone(), metrics.clone());
-        let events = reflected_watch(
+        // No store: the table is the gateway's only index of the envs.
+        let events = event_watch(
             Api::<ConfigMap>::namespaced(client, &namespace),
             watcher::Config::default().labels(&env_label_selector()),
-            writer,
             // The table needs the status in metadata only.
             |cm| {
                 cm.metadata.managed_fields = None;
@@ -201,13 +194,13 @@ pub fn start(
                 cm.binary_data = None;
             },
         );
-        tasks.push(tokio::spawn(events.for_each(move |event| {
+        tasks.spawn(events.for_each(move |event| {
             // An env's series go with it: only envs in the table label any.
             for gone in table.apply(&event) {
                 metrics.forget_env(&gone);
             }
             futures::future::ready(())
-        })));
+        }));
     }
 
     let gateway = Arc::new(Gateway {
@@ -227,7 +220,7 @@ pub fn start(
         api_health,
         metrics,
     });
-    tasks.push(tokio::spawn(ephemerator_kit::admin::serve(admin, report)));
+    tasks.spawn(ephemerator_kit::admin::serve(admin, report));
 
     let stop = CancellationToken::new();
     let workers_done = TaskTracker::new();
@@ -247,7 +240,7 @@ pub fn start(
         stop,
         workers: workers_done,
         drain_timeout: limits.drain_timeout,
-        tasks,
+        _tasks: tasks,
     })
 }
 
@@ -262,17 +255,15 @@ impl AdminReport for GatewayReport {
     /// Ready once the envs are listed. An API server that stops answering does not make the
     /// gateway unready: it keeps routing with the table it has (a few seconds stale at worst
     /// for new or deleted envs), which beats every replica leaving the load balancer at once.
-    /// `ephgateway_api_answering` tells operators.
-    fn readiness(&self) -> Result<(), String> {
-        if self.table.is_listed() {
-            Ok(())
-        } else {
-            Err("env ConfigMaps not listed yet".into())
-        }
+    fn readiness(&self) -> Readiness {
+        readiness(
+            self.table.is_listed(),
+            self.api_health.is_answering(),
+            Job::ServeFromCache,
+        )
     }
 
     fn metrics(&self) -> String {
-        self.metrics
-            .encode(self.table.len(), self.api_health.is_answering())
+        self.metrics.encode(self.table.len())
     }
 }

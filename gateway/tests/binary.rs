@@ -1,6 +1,9 @@
 //! The `ephgateway` binary as an operator runs it: flags, kubeconfig, listeners on port 0
 //! logged, the admin listener, a clear refusal of bad flags, and a graceful SIGTERM.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,7 +64,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
         .arg("--config")
         .arg(config())
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--auth", "none", "--log-json", "--workers", "2"])
+        .args(["--auth", "none", "--log-format", "json", "--workers", "2"])
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::piped())

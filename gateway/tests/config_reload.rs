@@ -1,6 +1,9 @@
 //! The gateway follows its config file while it runs: a new `gatewayHost` is served within
 //! seconds (the old one no longer is), and a broken edit changes nothing but is counted.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! the signed-in user. The gateway keeps the session cookie from envs and the Host honest; the
 //! dashboard's CSRF defence (token and same-origin check) refuses what an env page could send.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -3,6 +3,9 @@
 //! stand-in the other gateway tests use (written once), then a person signing in through the
 //! gateway, a tampered session cleared and signed in again, and signing out.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -5,6 +5,9 @@
 //! first cookie, the planted one, and the list would be Bob's with Bob's CSRF tokens on its
 //! buttons), says what happened, and clears the planted cookie: the next load is Alice's own.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! stand-in: routing and its refusals, every status page, authentication, cookies, streaming
 //! and WebSockets.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -3,6 +3,9 @@
 //! check passes because the gateway forwards the env host), and the port of the app a
 //! `local_resource` serves.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

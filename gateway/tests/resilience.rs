@@ -1,6 +1,9 @@
 //! ephgateway while things change under it: envs created and deleted while it runs, the API
 //! server restarting, and its own shutdown draining requests in flight.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -2,6 +2,9 @@
 //! hosts, links and redirects say https, and a renewed certificate is picked up without a
 //! restart.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -74,9 +77,8 @@ async fn the_gateway_terminates_tls_and_picks_up_a_renewed_certificate() {
         key: key_path.clone(),
         check_every: Duration::from_millis(50),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = ephgateway::start(tls_settings, listener, admin).expect("the gateway starts");
+    let listeners = ephemerator_kit::Listeners::local(true).unwrap();
+    let running = ephgateway::start(tls_settings, listeners).expect("the gateway starts");
     let addr = running.addr;
 
     // The wildcard covers env hosts; sign-in redirects say https.

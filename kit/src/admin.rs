@@ -16,10 +16,47 @@ use tokio::net::TcpListener;
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What `/readyz` says: 200 `ready` (with a note when the server works from its caches), or
+/// 503 with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// The server does its job.
+    Ready,
+    /// The server does its job from what it has; the note says what it lacks.
+    ReadyFromCache(&'static str),
+    /// The server cannot do its job.
+    NotReady(&'static str),
+}
+
+/// What a server's job needs, for [`readiness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Serving people from caches of the cluster (the dashboard, the gateway).
+    ServeFromCache,
+    /// Writing to the API server (ephctrl).
+    WriteToApiServer,
+}
+
+/// The one readiness policy of every server (README "Readiness"): not ready until the first
+/// list of the envs has reached the cache; after that, ready while the server can do its job.
+/// A server that serves people from its caches keeps doing so while the API server is away and
+/// stays ready (otherwise every replica would leave its Service at once and people would get
+/// no page at all instead of a slightly stale one); one whose job is writing is not ready while
+/// nothing it writes can land. Every server's `*_api_answering` gauge says which it is.
+pub fn readiness(listed: bool, api_answering: bool, job: Job) -> Readiness {
+    const AWAY: &str = "the Kubernetes API server does not answer";
+    match (listed, api_answering, job) {
+        (false, _, _) => Readiness::NotReady("env ConfigMaps not listed yet"),
+        (true, true, _) => Readiness::Ready,
+        (true, false, Job::ServeFromCache) => Readiness::ReadyFromCache(AWAY),
+        (true, false, Job::WriteToApiServer) => Readiness::NotReady(AWAY),
+    }
+}
+
 /// What a server reports on its admin listener.
 pub trait AdminReport: Send + Sync + 'static {
-    /// `Err(reason)` while the server cannot do its job (shown on `/readyz` with a 503).
-    fn readiness(&self) -> Result<(), String>;
+    /// Shown on `/readyz` (see [`readiness`]).
+    fn readiness(&self) -> Readiness;
     /// The Prometheus text of `/metrics`.
     fn metrics(&self) -> String;
 }
@@ -58,8 +95,11 @@ fn respond(report: &dyn AdminReport, request: &Request<Incoming>) -> Response<Fu
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match report.readiness() {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(reason) => text(
+            Readiness::Ready => text(StatusCode::OK, "ready\n".into()),
+            Readiness::ReadyFromCache(note) => {
+                text(StatusCode::OK, format!("ready, from the cache: {note}\n"))
+            }
+            Readiness::NotReady(reason) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {reason}\n"),
             ),
@@ -93,15 +133,16 @@ mod tests {
 
     struct Report {
         ready: AtomicBool,
+        api_answering: AtomicBool,
     }
 
     impl AdminReport for Report {
-        fn readiness(&self) -> Result<(), String> {
-            if self.ready.load(Ordering::Acquire) {
-                Ok(())
-            } else {
-                Err("still listing".into())
-            }
+        fn readiness(&self) -> Readiness {
+            readiness(
+                self.ready.load(Ordering::Acquire),
+                self.api_answering.load(Ordering::Acquire),
+                Job::ServeFromCache,
+            )
         }
         fn metrics(&self) -> String {
             "thing_total 3\n".into()
@@ -113,6 +154,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let report = Arc::new(Report {
             ready: AtomicBool::new(false),
+            api_answering: AtomicBool::new(true),
         });
         tokio::spawn(serve(listener, report.clone()));
         (addr, report)
@@ -138,15 +180,53 @@ mod tests {
         let not_ready = get(addr, "GET", "/readyz").await;
         assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
         assert!(
-            not_ready.ends_with("not ready: still listing\n"),
+            not_ready.ends_with("not ready: env ConfigMaps not listed yet\n"),
             "{not_ready}"
         );
         report.ready.store(true, Ordering::Release);
+        let ready = get(addr, "GET", "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
+        report.api_answering.store(false, Ordering::Release);
+        let from_cache = get(addr, "GET", "/readyz").await;
+        assert!(from_cache.starts_with("HTTP/1.1 200"), "{from_cache}");
         assert!(
-            get(addr, "GET", "/readyz")
-                .await
-                .starts_with("HTTP/1.1 200")
+            from_cache
+                .ends_with("ready, from the cache: the Kubernetes API server does not answer\n"),
+            "{from_cache}"
         );
+    }
+
+    /// The one policy, every case.
+    #[test]
+    fn readiness_policy() {
+        use Readiness::*;
+        const AWAY: &str = "the Kubernetes API server does not answer";
+        let cases = [
+            (
+                false,
+                true,
+                Job::ServeFromCache,
+                NotReady("env ConfigMaps not listed yet"),
+            ),
+            (
+                false,
+                false,
+                Job::WriteToApiServer,
+                NotReady("env ConfigMaps not listed yet"),
+            ),
+            (true, true, Job::ServeFromCache, Ready),
+            (true, true, Job::WriteToApiServer, Ready),
+            (true, false, Job::ServeFromCache, ReadyFromCache(AWAY)),
+            (true, false, Job::WriteToApiServer, NotReady(AWAY)),
+        ];
+        for (listed, answering, job, expected) in cases {
+            assert_eq!(
+                readiness(listed, answering, job),
+                expected,
+                "{listed} {answering} {job:?}"
+            );
+        }
     }
 
     #[tokio::test]

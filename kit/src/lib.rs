@@ -5,15 +5,25 @@
 //! - [`live_config`]: the config file, reloaded while the server runs ([`LiveConfig`]);
 //! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` listener beside the traffic;
 //! - [`logging`]: one log setup (text or JSON);
-//! - [`shutdown`]: SIGTERM and Ctrl-C as one future.
+//! - [`metrics`]: the registry and series every server's `/metrics` has;
+//! - [`shutdown`]: SIGTERM and Ctrl-C as one future;
+//! - [`flags`]: the common flags ([`CommonFlags`]), the same on every server;
+//! - [`boot`]: what every `main` does before `start`; [`running`]: what every `Running` handle
+//!   is made of.
 //!
 //! The model the servers share (envs, config, validation) is `ephemerator-core`, which has no
 //! runtime and no network.
 
 pub mod admin;
+pub mod boot;
 pub mod cluster;
+pub mod flags;
 pub mod live_config;
 pub mod logging;
+pub mod metrics;
+pub mod running;
 pub mod shutdown;
 
+pub use boot::{Boot, Listeners};
+pub use flags::CommonFlags;
 pub use live_config::LiveConfig;

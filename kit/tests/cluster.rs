@@ -1,6 +1,9 @@
 //! The shared client and watch setup (core::cluster) against a hung server and against a
 //! devcluster that restarts.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;

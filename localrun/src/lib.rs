@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use devcluster::DevCluster;
 use ephemerator_core::Config;
+use ephemerator_kit::Listeners;
 use ephemerator_kit::cluster::ApiHealth;
+use ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT;
 use ephemerator_kit::live_config::{self, LiveConfig};
 use ephgateway::auth::AuthMode;
 use ephgateway::upstream::UpstreamTemplate;
@@ -136,7 +138,7 @@ pub struct LocalStack {
     cluster: DevCluster,
     gateway: ephgateway::Running,
     dashboard: ephdash::startup::Running,
-    controller: tokio::task::JoinHandle<()>,
+    controller: ephctrl::Running,
     git_server: tokio::task::JoinHandle<()>,
 }
 
@@ -147,7 +149,7 @@ impl LocalStack {
     }
 
     /// Stops everything: the gateway drains, the dashboard finishes its requests, the
-    /// controller stops, devcluster writes its data and closes its port.
+    /// controller its reconciles, devcluster writes its data and closes its port.
     pub async fn stop(self) {
         let LocalStack {
             cluster,
@@ -160,8 +162,7 @@ impl LocalStack {
         } = self;
         gateway.stop().await;
         dashboard.stop().await;
-        controller.abort();
-        let _ = controller.await;
+        controller.stop().await;
         runners.stop().await;
         git_server.abort();
         let _ = git_server.await;
@@ -224,11 +225,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     let mut ctrl = ephctrl::Settings::new(cluster.client(), NAMESPACE.to_string(), config.clone());
     ctrl.config = live_config.clone();
     ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);
-    let controller = tokio::spawn(async move {
-        if let Err(error) = ephctrl::run(ctrl).await {
-            tracing::error!(%error, "ephctrl stopped");
-        }
-    });
+    let controller = ephctrl::start(ctrl, Listeners::local(false)?)?;
 
     let dashboard = ephdash::startup::start(
         ephdash::startup::Settings {
@@ -247,17 +244,17 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             workers: 1,
             discovery: ephdash::discovery::DiscoverySettings::default(),
             shared_rows_max_bytes: ephdash::fragment_cache::DEFAULT_MAX_BYTES,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         },
-        std::net::TcpListener::bind("127.0.0.1:0").context("binding the dashboard")?,
-        std::net::TcpListener::bind("127.0.0.1:0").context("binding the dashboard's admin")?,
+        Listeners::local(true).context("binding the dashboard")?,
     )
     .context("starting the dashboard")?;
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("the gateway's port 127.0.0.1:{port} is not free"))?;
-    let gateway_addr = listener.local_addr()?;
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listeners = Listeners::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Some(SocketAddr::from(([127, 0, 0, 1], port))),
+    )
+    .with_context(|| format!("the gateway's port 127.0.0.1:{port} is not free"))?;
     let gateway = ephgateway::start(
         ephgateway::Settings {
             client: cluster.client(),
@@ -281,9 +278,9 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             limits: ephgateway::Limits::default(),
             workers: 1,
         },
-        listener,
-        admin,
+        listeners,
     )?;
+    let gateway_addr = gateway.addr;
     Ok(LocalStack {
         url: format!("http://{GATEWAY_HOST}:{}/", gateway_addr.port()),
         gateway_addr,

@@ -37,7 +37,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ephemerator_kit::logging::init(false);
+    ephemerator_kit::logging::init(ephemerator_kit::logging::LogFormat::Text);
     let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut settings = LocalSettings::new(&repo_root, &args.data_dir);
     settings.port = args.port;

@@ -1,6 +1,9 @@
 //! `ephlocal` as the README runs it: it prints the URL to open, serves it, and Ctrl-C (SIGINT)
 //! stops everything, leaving nothing listening.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 
 use ephemerator_testkit::{DEADLINE, free_port};

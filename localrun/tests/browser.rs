@@ -7,6 +7,9 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
 //! them the test fails rather than skipping.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use ephemerator_testkit::fantoccini::Locator;

@@ -3,6 +3,9 @@
 //! the app's port from that Tilt, the app, Tilt's page and its live view answer through the
 //! gateway, Tilt's output is the runner's setup log, and deleting the env stops it all.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

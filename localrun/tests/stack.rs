@@ -2,6 +2,9 @@
 //! an env created from the form, Ready with its ports discovered from the simulated runner,
 //! its app page and a WebSocket through the gateway, deleted, and envs kept across a restart.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -6,6 +6,9 @@
 //! certificates and service-account keys, starts the processes, waits for `/readyz` and for the
 //! node to be Ready; everything stops on drop.
 
+// Test support: a failed unwrap is a failed test (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -4,6 +4,9 @@
 //! outside its namespace); the Deployments' pods are scheduled on the fake node and become
 //! Ready.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -4,6 +4,9 @@
 //! is refused. The runner pods are scheduled on kwok's node, which reports them Ready, and the
 //! runner's Tilt is the real one (`realprograms`).
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -165,8 +168,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             IdentitySource::AuthRequest,
             csrf.clone(),
         ),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        ephemerator_kit::Listeners::local(true).unwrap(),
     )
     .expect("the dashboard starts");
     wait_for("the dashboard to be ready", || async {
@@ -200,11 +202,11 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
     // engine).
     let tilt_port = ephemerator_testkit::free_port();
     let config = config_with_tilt_port(tilt_port);
-    let ctrl = tokio::spawn(ephctrl::run(ctrl_settings(
+    let ctrl = ephctrl::testing::start(ctrl_settings(
         ctrl_client.clone(),
         config.clone(),
         "http://{env}.localhost:{port}".to_string(),
-    )));
+    ));
     let deployment = wait_for("the runner Deployment", || async {
         get::<Deployment>(&admin, "nicks").await
     })
@@ -259,8 +261,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             limits: ephgateway::Limits::default(),
             workers: 1,
         },
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ephemerator_kit::Listeners::local(true).unwrap(),
     )
     .expect("the gateway starts");
     let env_host = format!("{app_port}---nicks.{HOST}");
@@ -318,7 +319,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             .filter(|(status, _)| *status == 404)
     })
     .await;
-    ctrl.abort();
+    drop(ctrl);
     drop(tilt);
 }
 
@@ -333,16 +334,14 @@ async fn ephctrl_as_its_account_rides_out_a_real_api_server_restart() {
         health.clone(),
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = listener.local_addr().unwrap();
     let mut settings = ctrl_settings(
         client,
         config(),
         ephctrl::testing::NO_TILT_URL_TEMPLATE.into(),
     );
     settings.api_health = health;
-    settings.listener = Some(listener);
-    let ctrl = tokio::spawn(ephctrl::run(settings));
+    let ctrl = ephctrl::testing::start(settings);
+    let admin_addr = ctrl.admin_addr;
 
     let envs = Api::<ConfigMap>::namespaced(admin.clone(), NAMESPACE);
     let spec = ephemerator_core::EnvSpec {
@@ -397,5 +396,5 @@ async fn ephctrl_as_its_account_rides_out_a_real_api_server_restart() {
     let still: Deployment = get(&admin, "before").await.unwrap();
     assert_eq!(still.metadata.uid, before.metadata.uid);
     assert_eq!(still.metadata.generation, before.metadata.generation);
-    ctrl.abort();
+    drop(ctrl);
 }

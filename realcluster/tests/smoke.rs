@@ -1,5 +1,8 @@
 //! The real control plane starts, answers as Kubernetes v1.36.3 and enforces RBAC.
 
+// Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use realcluster::RealCluster;

@@ -8,6 +8,9 @@
 //! [`browser_client::BrowserClient`] follows redirects and keeps cookies as a browser does,
 //! for signing in through the real oauth2-proxy without one.
 
+// Test support: a failed unwrap is a failed test (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 pub mod browser_client;
 pub mod oauth2_proxy;
 mod process;

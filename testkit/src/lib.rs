@@ -4,6 +4,9 @@
 //! person takes on the dashboard's create form; and the waiting and port helpers every
 //! integration test uses.
 
+// Test support: a failed unwrap is a failed test (the lint is for the servers' code).
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -62,3 +62,10 @@ pub fn settings(
     settings.tilt_url_template = NO_TILT_URL_TEMPLATE.to_string();
     settings
 }
+
+/// The controller started on the current runtime with its admin listener on a free local port;
+/// it stops when the handle is dropped.
+pub fn start(settings: crate::Settings) -> crate::Running {
+    let listeners = ephemerator_kit::Listeners::local(false).expect("a local listener");
+    crate::start(settings, listeners).expect("the controller starts")
+}

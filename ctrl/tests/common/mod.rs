@@ -152,15 +152,20 @@ macro_rules! on_both_clusters {
 }
 pub(crate) use on_both_clusters;
 
-/// The controller running in-process; aborted when dropped.
+/// The controller running in-process, its admin listener on a free port; stopped when dropped.
 pub struct Ctrl {
-    task: JoinHandle<ephctrl::Result<()>>,
+    running: Option<ephctrl::Running>,
+    /// The port of its `/healthz`, `/readyz` and `/metrics`.
+    pub admin_port: u16,
 }
 
 impl Ctrl {
     pub fn start(settings: Settings) -> Ctrl {
+        let listeners = ephemerator_kit::Listeners::local(false).expect("a local listener");
+        let running = ephctrl::start(settings, listeners).expect("the controller starts");
         Ctrl {
-            task: tokio::spawn(ephctrl::run(settings)),
+            admin_port: running.admin_addr.port(),
+            running: Some(running),
         }
     }
 
@@ -171,14 +176,9 @@ impl Ctrl {
 
     /// Kills the controller wherever it is, as a crash would.
     pub async fn kill(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for Ctrl {
-    fn drop(&mut self) {
-        self.task.abort();
+        if let Some(running) = self.running.take() {
+            running.kill().await;
+        }
     }
 }
 
@@ -315,15 +315,6 @@ pub fn controller_of(object: &impl kube::Resource) -> Option<(String, String, St
         .map(|owner| (owner.kind.clone(), owner.name.clone(), owner.uid.clone()))
 }
 
-/// A listener on a port of its own for the controller's metrics, and that port.
-pub async fn listener() -> (tokio::net::TcpListener, u16) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a local listener");
-    let port = listener.local_addr().expect("a bound address").port();
-    (listener, port)
-}
-
 /// A plain HTTP GET against the metrics/health listener: (status line, body).
 pub async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -387,7 +378,7 @@ pub async fn kubectl(
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Starts `command` (the ephctrl binary with `--listen 127.0.0.1:0 --log-json`) and returns
+/// Starts `command` (the ephctrl binary with `--admin-listen 127.0.0.1:0 --log-format json`) and returns
 /// it with the port its listener got, read from its log; the rest of its output is drained.
 pub async fn spawn_with_listener(
     mut command: tokio::process::Command,
@@ -405,7 +396,7 @@ pub async fn spawn_with_listener(
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            if let Some(addr) = entry["fields"]["addr"].as_str() {
+            if let Some(addr) = entry["fields"]["admin"].as_str() {
                 let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
                 return addr.port();
             }

@@ -1,28 +1,23 @@
 //! Create, extend and delete: check the CSRF token, decide (pure, [`crate::decide`]), write
-//! the ConfigMap, answer. htmx requests get a fragment in place (with the user's input kept on
-//! a refusal); plain form posts get a redirect to the page, or the page with the refusal.
+//! ([`crate::write`]), answer. htmx requests get a fragment in place (with the user's input
+//! kept on a refusal); plain form posts get a redirect to the page, or the page with the
+//! refusal.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ephemerator_core::EnvSpec;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde::Deserialize;
 
 use crate::csrf::same_origin;
 use crate::decide::{self, Refusal};
 use crate::error::DashError;
 use crate::identity::User;
+use crate::render::Render;
 use crate::routes::EnvName;
-use crate::routes::page::{render_fragment, render_page};
 use crate::state::AppState;
 use crate::views::{FormView, Notice};
-
-/// Field manager of the dashboard's writes.
-pub const FIELD_MANAGER: &str = "ephdash";
-/// Attempts of an extend whose precondition failed (someone wrote meanwhile).
-const EXTEND_ATTEMPTS: usize = 3;
+use crate::write::{self, WriteError};
 
 /// The create form.
 #[derive(Debug, Deserialize)]
@@ -51,6 +46,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
     let spec = EnvSpec {
         repo: form.repo.trim().to_string(),
         branch: form.branch.trim().to_string(),
@@ -62,49 +58,36 @@ pub async fn create(
         path: spec.path.clone(),
         ..FormView::default()
     };
-    let envs: Vec<_> = state.env_list().into_iter().map(|(_, env)| env).collect();
-    let config_map = match decide::create(
-        &user.identity,
-        &spec,
-        &state.config.current(),
-        &envs,
-        Timestamp::now(),
-    ) {
-        Ok(config_map) => config_map,
-        Err(refusal) => return refused_create(&request, &user, &state, kept, refusal),
-    };
+    let envs: Vec<_> = render
+        .snapshot()
+        .envs
+        .iter()
+        .map(|(_, env)| env.clone())
+        .collect();
+    let config_map =
+        match decide::create(&user.identity, &spec, render.config(), &envs, render.now()) {
+            Ok(config_map) => config_map,
+            Err(refusal) => return refused_create(&request, &render, kept, refusal),
+        };
     let name = config_map.metadata.name.clone().unwrap_or_default();
-    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.namespace);
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    match api.create(&params, &config_map).await {
-        Ok(_) => {
-            state.metrics.write("create", "ok");
+    match write::create(&state, &config_map).await {
+        Ok(()) => {
             tracing::info!(user = %user.identity, env = %name, "env created");
-            // The answer shows the new quota, so it waits (briefly) for the cache to see it.
-            cache_catches_up(&state, &name, true).await;
+            // Rendered anew, after the write: the answer shows the new quota.
             done(
                 &request,
-                &user,
-                &state,
+                &Render::new(&request, &user, &state),
                 "create_form.html",
                 Notice::ok(format!("Created {name}: its runner is starting.")),
             )
         }
-        // AlreadyExists: never an overwrite.
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            state.metrics.write("create", "conflict");
-            refused_create(&request, &user, &state, kept, Refusal::Conflict(name))
-        }
-        Err(error) => {
-            state.metrics.write("create", "error");
+        Err(WriteError::Refused(refusal)) => refused_create(&request, &render, kept, refusal),
+        Err(WriteError::Cluster(error)) => {
             let form = FormView {
                 error: Some(DashError::Cluster(error).to_string()),
                 ..kept
             };
-            answer_refusal(&request, &user, &state, "create_form.html", form, None, 503)
+            answer_refusal(&request, &render, "create_form.html", form, None, 503)
         }
     }
 }
@@ -117,59 +100,33 @@ pub async fn extend(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     check_csrf(&request, &user, &form.csrf, &state)?;
-    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.namespace);
-    let mut config_map = state.cached(&name).map(|cm| (*cm).clone());
-    for _ in 0..EXTEND_ATTEMPTS {
-        let (patch, to) = match decide::extend(
+    let render = Render::new(&request, &user, &state);
+    let decided = write::extend(&state, &name, |config_map| {
+        decide::extend(
             &user.identity,
-            &state.config.current(),
+            render.config(),
             &name,
-            config_map.as_ref(),
+            config_map,
             Timestamp::now(),
-        ) {
-            Ok(decision) => decision,
-            Err(refusal) => return refused_action(&request, &user, &state, refusal),
-        };
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        match api.patch(&name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => {
-                state.metrics.write("extend", "ok");
-                tracing::info!(user = %user.identity, env = %name, %to, "env extended");
-                return done(
-                    &request,
-                    &user,
-                    &state,
-                    "notice.html",
-                    Notice::ok(format!(
-                        "{name} now expires at {}.",
-                        to.strftime("%Y-%m-%d %H:%M UTC")
-                    )),
-                );
-            }
-            // Someone wrote meanwhile (ephctrl's fill-in, another click): decide again on
-            // what is there now, never over it.
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                state.metrics.write("extend", "conflict");
-                config_map = api.get_opt(&name).await?;
-            }
-            Err(error) => {
-                state.metrics.write("extend", "error");
-                return Err(error.into());
-            }
+        )
+    })
+    .await;
+    match decided {
+        Ok(to) => {
+            tracing::info!(user = %user.identity, env = %name, %to, "env extended");
+            done(
+                &request,
+                &Render::new(&request, &user, &state),
+                "notice.html",
+                Notice::ok(format!(
+                    "{name} now expires at {}.",
+                    to.strftime("%Y-%m-%d %H:%M UTC")
+                )),
+            )
         }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
     }
-    refused_action(
-        &request,
-        &user,
-        &state,
-        Refusal::Broken {
-            env: name.to_string(),
-            reason: "it kept changing while it was extended; try again".to_string(),
-        },
-    )
 }
 
 pub async fn delete(
@@ -180,63 +137,23 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
     check_csrf(&request, &user, &form.csrf, &state)?;
-    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.namespace);
-    // Read fresh: the labels and the owner are checked on what is deleted, not on a cache.
-    let current = api.get_opt(&name).await?;
-    let uid = match decide::delete(
-        &user.identity,
-        &state.config.current(),
-        &name,
-        current.as_ref(),
-    ) {
-        Ok(uid) => uid,
-        Err(refusal) => return refused_action(&request, &user, &state, refusal),
-    };
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => {
-            state.metrics.write("delete", "ok");
+    let render = Render::new(&request, &user, &state);
+    let decided = write::delete(&state, &name, |current| {
+        decide::delete(&user.identity, render.config(), &name, current)
+    })
+    .await;
+    match decided {
+        Ok(()) => {
             tracing::info!(user = %user.identity, env = %name, "env deleted");
-            cache_catches_up(&state, &name, false).await;
             done(
                 &request,
-                &user,
-                &state,
+                &Render::new(&request, &user, &state),
                 "notice.html",
                 Notice::ok(format!("{name} is being deleted.")),
             )
         }
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-            state.metrics.write("delete", "gone");
-            refused_action(
-                &request,
-                &user,
-                &state,
-                Refusal::NoSuchEnv(name.to_string()),
-            )
-        }
-        Err(error) => {
-            state.metrics.write("delete", "error");
-            Err(error.into())
-        }
-    }
-}
-
-/// Longest wait for the env cache to show a write the user just made.
-const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Waits until the cache shows env `name` (`present`) or not, at most [`CACHE_CATCH_UP`]
-/// (the watch event usually arrives within milliseconds), so the answer shows what was done.
-async fn cache_catches_up(state: &AppState, name: &str, present: bool) {
-    let until = tokio::time::Instant::now() + CACHE_CATCH_UP;
-    while state.cached(name).is_some() != present && tokio::time::Instant::now() < until {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
     }
 }
 
@@ -267,8 +184,7 @@ fn is_htmx(request: &HttpRequest) -> bool {
 /// post is redirected to the page (post, redirect, get).
 fn done(
     request: &HttpRequest,
-    user: &User,
-    state: &AppState,
+    render: &Render<'_>,
     template: &str,
     notice: Notice,
 ) -> Result<HttpResponse, DashError> {
@@ -277,14 +193,7 @@ fn done(
             .insert_header((header::LOCATION, "/"))
             .finish());
     }
-    let mut response = render_fragment(
-        user,
-        state,
-        template,
-        FormView::default(),
-        Some(notice),
-        200,
-    )?;
+    let mut response = render.fragment(template, FormView::default(), Some(notice), 200)?;
     response.headers_mut().insert(
         header::HeaderName::from_static("hx-trigger"),
         header::HeaderValue::from_static("envs-changed"),
@@ -294,8 +203,7 @@ fn done(
 
 fn refused_create(
     request: &HttpRequest,
-    user: &User,
-    state: &AppState,
+    render: &Render<'_>,
     kept: FormView,
     refusal: Refusal,
 ) -> Result<HttpResponse, DashError> {
@@ -307,20 +215,18 @@ fn refused_create(
             ..kept
         },
     };
-    answer_refusal(request, user, state, "create_form.html", form, None, status)
+    answer_refusal(request, render, "create_form.html", form, None, status)
 }
 
 fn refused_action(
     request: &HttpRequest,
-    user: &User,
-    state: &AppState,
+    render: &Render<'_>,
     refusal: Refusal,
 ) -> Result<HttpResponse, DashError> {
     let status = refusal.status();
     answer_refusal(
         request,
-        user,
-        state,
+        render,
         "notice.html",
         FormView::default(),
         Some(Notice::error(refusal.to_string())),
@@ -331,16 +237,15 @@ fn refused_action(
 /// A refusal in place (htmx) or on the whole page (a plain post), with the given status.
 fn answer_refusal(
     request: &HttpRequest,
-    user: &User,
-    state: &AppState,
+    render: &Render<'_>,
     template: &str,
     form: FormView,
     notice: Option<Notice>,
     status: u16,
 ) -> Result<HttpResponse, DashError> {
     if is_htmx(request) {
-        render_fragment(user, state, template, form, notice, status)
+        render.fragment(template, form, notice, status)
     } else {
-        render_page(request, user, state, false, form, notice, status)
+        render.page(false, form, notice, status)
     }
 }

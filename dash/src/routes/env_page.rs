@@ -3,7 +3,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use ephemerator_core::labels::child_label_selector;
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
@@ -11,10 +10,10 @@ use serde::Serialize;
 
 use crate::error::DashError;
 use crate::identity::User;
+use crate::render::{Render, Rows, html};
 use crate::routes::EnvName;
-use crate::routes::page::{Rows, context, html};
 use crate::state::AppState;
-use crate::views::{FormView, LinkBase, env_views};
+use crate::views::FormView;
 
 /// The runner's container whose output is the setup log.
 pub const LOG_CONTAINER: &str = "tilt-upper";
@@ -42,42 +41,29 @@ pub async fn env_page(
     name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(&user, &state, Rows::None, FormView::default(), None);
+    let render = Render::new(&request, &user, &state);
+    let mut context = render.context(Rows::None, FormView::default(), None);
     // Only this env's row is built.
-    let envs: Vec<_> = state
-        .env_list()
-        .into_iter()
-        .filter(|(_, env)| env.name == *name)
-        .collect();
-    let links = LinkBase::of(&request);
-    let events = state.events.state();
-    let views = env_views(
-        &envs,
-        &events,
-        &user,
-        &state.config.current(),
-        &links,
-        Timestamp::now(),
-        false,
-    );
-    let Some(env) = views.into_iter().find(|view| view.name == *name) else {
+    let Some(env) = render.env(&name) else {
         return Err(DashError::Refused(crate::decide::Refusal::NoSuchEnv(
             name.to_string(),
         )));
     };
     context.insert("env", &env);
     context.insert("logs", &logs(&state, &name).await);
-    html(200, state.templates.render("env_page.html", &context)?)
+    html(200, render.template("env_page.html", &context)?)
 }
 
 pub async fn env_logs(
+    request: HttpRequest,
     user: User,
     name: EnvName,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let mut context = context(&user, &state, Rows::None, FormView::default(), None);
+    let render = Render::new(&request, &user, &state);
+    let mut context = render.context(Rows::None, FormView::default(), None);
     context.insert("logs", &logs(&state, &name).await);
-    html(200, state.templates.render("logs.html", &context)?)
+    html(200, render.template("logs.html", &context)?)
 }
 
 /// Reads the setup logs of env `name`'s newest runner pod. Never fails the page: what cannot

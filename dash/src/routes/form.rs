@@ -3,14 +3,14 @@
 //! are discovered from git ([`crate::discovery`]); when that fails the field says why and stays
 //! a free text field.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use ephemerator_core::RepoEntry;
 use serde::Deserialize;
 
 use crate::discovery::DiscoveryError;
 use crate::error::DashError;
 use crate::identity::User;
-use crate::routes::page::{Rows, context, html};
+use crate::render::{Render, Rows, html};
 use crate::state::AppState;
 use crate::views::FormView;
 
@@ -69,22 +69,20 @@ fn options(
 }
 
 /// The allow-list entry of the repo asked about, in the config in force.
-fn allowed_entry(state: &AppState, query: &FormQuery) -> Option<RepoEntry> {
-    state
-        .config
-        .current()
-        .repo_entry(query.repo.trim())
-        .cloned()
+fn allowed_entry(render: &Render<'_>, query: &FormQuery) -> Option<RepoEntry> {
+    render.config().repo_entry(query.repo.trim()).cloned()
 }
 
 /// The branch field (and, out of band, the path field for the branch it offers first).
 pub async fn branches(
+    request: HttpRequest,
     user: User,
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = allowed_entry(&state, &query) else {
-        return not_allowed(&user, &state);
+    let render = Render::new(&request, &user, &state);
+    let Some(entry) = allowed_entry(&render, &query) else {
+        return not_allowed(&render);
     };
     let discovered = if entry.branches.is_empty() {
         Some(state.discovery.branches(&entry.url, &user.identity).await)
@@ -97,21 +95,23 @@ pub async fn branches(
         typed => typed.to_string(),
     };
     let paths = path_options(&state, &user, &entry, &branch).await;
-    let mut context = form_context(&user, &state, &entry, &branch, &branches, &paths);
+    let mut context = form_context(&render, &entry, &branch, &branches, &paths);
     context.insert("oob", &true);
-    let body = state.templates.render("branch_field.html", &context)?
-        + &state.templates.render("path_field.html", &context)?;
+    let body = render.template("branch_field.html", &context)?
+        + &render.template("path_field.html", &context)?;
     html(200, body)
 }
 
 /// The path field for the chosen branch.
 pub async fn paths(
+    request: HttpRequest,
     user: User,
     query: web::Query<FormQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashError> {
-    let Some(entry) = allowed_entry(&state, &query) else {
-        return not_allowed(&user, &state);
+    let render = Render::new(&request, &user, &state);
+    let Some(entry) = allowed_entry(&render, &query) else {
+        return not_allowed(&render);
     };
     let branch = query.branch.trim().to_string();
     let paths = path_options(&state, &user, &entry, &branch).await;
@@ -119,8 +119,8 @@ pub async fn paths(
         values: Vec::new(),
         note: None,
     };
-    let context = form_context(&user, &state, &entry, &branch, &none, &paths);
-    html(200, state.templates.render("path_field.html", &context)?)
+    let context = form_context(&render, &entry, &branch, &none, &paths);
+    html(200, render.template("path_field.html", &context)?)
 }
 
 async fn path_options(state: &AppState, user: &User, entry: &RepoEntry, branch: &str) -> Options {
@@ -138,8 +138,7 @@ async fn path_options(state: &AppState, user: &User, entry: &RepoEntry, branch: 
 }
 
 fn form_context(
-    user: &User,
-    state: &AppState,
+    render: &Render<'_>,
     entry: &RepoEntry,
     branch: &str,
     branches: &Options,
@@ -151,7 +150,7 @@ fn form_context(
         path: paths.values.first().cloned().unwrap_or_default(),
         ..FormView::default()
     };
-    let mut context = context(user, state, Rows::None, form, None);
+    let mut context = render.context(Rows::None, form, None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &branches.values);
@@ -162,9 +161,9 @@ fn form_context(
 }
 
 /// A repo that is not on the allow-list: nothing is fetched.
-fn not_allowed(user: &User, state: &AppState) -> Result<HttpResponse, DashError> {
+fn not_allowed(render: &Render<'_>) -> Result<HttpResponse, DashError> {
     let none: Vec<String> = Vec::new();
-    let mut context = context(user, state, Rows::None, FormView::default(), None);
+    let mut context = render.context(Rows::None, FormView::default(), None);
     context.insert("discovered", &true);
     context.insert("oob", &false);
     context.insert("branch_options", &none);
@@ -172,5 +171,5 @@ fn not_allowed(user: &User, state: &AppState) -> Result<HttpResponse, DashError>
         "branch_note",
         &Some("That repository is not on the allow-list."),
     );
-    html(422, state.templates.render("branch_field.html", &context)?)
+    html(422, render.template("branch_field.html", &context)?)
 }

@@ -1,5 +1,6 @@
-//! The route table of ephdash. Every route is thin: read the request, call a decision in
-//! [`crate::decide`] or a view in [`crate::views`], write, render.
+//! The route table of ephdash. Every route is thin: read the request (its checked inputs are
+//! the extractors here: [`EnvName`], [`User`]), decide ([`crate::decide`], pure), write
+//! ([`crate::write`]), render ([`crate::render`], one per request).
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -25,11 +26,13 @@ pub mod page;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use ephemerator_core::names::is_valid_env_name;
 
 use crate::decide::Refusal;
 use crate::error::DashError;
+use crate::identity::User;
+use crate::state::AppState;
 
 /// The `{name}` of an env route, checked: a name that cannot be an env's is a 404 before any
 /// API call (it would otherwise reach an API request's URL or a label selector).
@@ -62,6 +65,33 @@ impl FromRequest for EnvName {
             let shown: String = name.chars().take(64).collect();
             Err(DashError::Refused(Refusal::NoSuchEnv(shown)))
         })
+    }
+}
+
+/// The signed-in user, from the headers the configured source trusts; an admin when the config
+/// in force lists them.
+impl FromRequest for User {
+    type Error = DashError;
+    type Future = Ready<Result<User, DashError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = request.app_data::<web::Data<AppState>>() else {
+            return ready(Err(DashError::Internal("no application state".into())));
+        };
+        let user = state
+            .identity
+            .identify(&state.identity_from, request)
+            .map(|identity| {
+                // The request's log line names who made it.
+                if let Some(span) = request.extensions().get::<tracing_actix_web::RootSpan>() {
+                    span.record("user", identity.as_str());
+                }
+                User {
+                    admin: state.config.current().is_admin(&identity),
+                    identity,
+                }
+            });
+        ready(user)
     }
 }
 

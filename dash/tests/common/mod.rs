@@ -176,12 +176,10 @@ impl Dash {
         csrf: CsrfKey,
         tweak: impl FnOnce(&mut startup::Settings),
     ) -> Dash {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let admin_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut settings = ephdash::testing::settings(client, NAMESPACE, config, identity, csrf);
         tweak(&mut settings);
-        let running =
-            startup::start(settings, listener, admin_listener).expect("the dashboard starts");
+        let running = startup::start(settings, ephemerator_kit::Listeners::local(true).unwrap())
+            .expect("the dashboard starts");
         let http = Client::builder(TokioExecutor::new()).build_http();
         let dash = Dash {
             backend,

@@ -150,9 +150,8 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(settings: Settings) -> Gateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = ephgateway::start(settings, listener, admin).expect("the gateway starts");
+        let listeners = ephemerator_kit::Listeners::local(true).unwrap();
+        let running = ephgateway::start(settings, listeners).expect("the gateway starts");
         let gateway = Gateway {
             running,
             http: Client::builder(TokioExecutor::new()).build_http(),
@@ -590,8 +589,7 @@ pub fn dashboard(cluster: &DevCluster, config_yaml: &str) -> ephdash::startup::R
             ephdash::identity::IdentitySource::AuthRequest,
             ephdash::csrf::CsrfKey::random().unwrap(),
         ),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        ephemerator_kit::Listeners::local(true).unwrap(),
     )
     .expect("the dashboard starts")
 }

@@ -47,7 +47,7 @@ impl ApiHealth {
         self.answering.load(Ordering::Acquire)
     }
 
-    fn record(&self, answered: bool) {
+    pub(crate) fn record(&self, answered: bool) {
         let was = self.answering.swap(answered, Ordering::AcqRel);
         if was != answered {
             if answered {

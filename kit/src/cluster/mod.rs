@@ -20,4 +20,4 @@ pub mod watch;
 pub use client::{
     ApiHealth, Cluster, ConnectError, DEFAULT_REQUEST_TIMEOUT, bounded_client, connect,
 };
-pub use watch::{WatchBackoff, reflected_watch};
+pub use watch::{WatchBackoff, event_watch, reflected_watch};

@@ -27,19 +27,47 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let kind = K::plural(&()).into_owned();
-    watcher(api, config)
-        .backoff(WatchBackoff::default())
-        .modify(modify)
-        .reflect(writer)
-        .filter_map(move |result| {
-            futures::future::ready(match result {
-                Ok(event) => Some(event),
-                Err(error) => {
-                    log_watch_error(&kind, &error);
-                    None
-                }
-            })
+    without_errors(
+        kind,
+        watcher(api, config)
+            .backoff(WatchBackoff::default())
+            .modify(modify)
+            .reflect(writer),
+    )
+}
+
+/// [`reflected_watch`] for a caller that keeps its own index of the events (the gateway's route
+/// table) and needs no store of the objects.
+pub fn event_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    modify: impl FnMut(&mut K) + Send + 'static,
+) -> impl Stream<Item = watcher::Event<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let kind = K::plural(&()).into_owned();
+    without_errors(
+        kind,
+        watcher(api, config)
+            .backoff(WatchBackoff::default())
+            .modify(modify),
+    )
+}
+
+fn without_errors<K: Send + 'static>(
+    kind: String,
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = watcher::Event<K>> + Send + 'static {
+    events.filter_map(move |result| {
+        futures::future::ready(match result {
+            Ok(event) => Some(event),
+            Err(error) => {
+                log_watch_error(&kind, &error);
+                None
+            }
         })
+    })
 }
 
 fn log_watch_error(kind: &str, error: &watcher::Error) {
