@@ -61,7 +61,7 @@ async fn exits(mut command: Command) -> Output {
 }
 
 #[tokio::test]
-async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
+async fn the_binary_reads_its_config_and_kubeconfig_runs_envs_and_stops_on_sigterm() {
     let setup = Setup::new(CONFIG_YAML).await;
     let client = setup.cluster.client();
     let mut command = setup.ephctrl();
@@ -84,7 +84,19 @@ async fn the_binary_reads_its_config_and_kubeconfig_and_runs_envs() {
             .then_some(())
     })
     .await;
-    child.kill().await.unwrap();
+
+    // SIGTERM, as Kubernetes stops a pod: the controller drains and exits cleanly.
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("ephctrl stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
 }
 
 #[tokio::test]
@@ -150,5 +162,23 @@ async fn logs_have_no_colour_codes_when_not_on_a_terminal_and_hide_the_webhook()
     assert!(
         !seen.contains("SECRET-PATH"),
         "the webhook's secret logged: {seen}"
+    );
+}
+
+/// `--help` shows the common flags exactly as the other servers do (README "Running a server").
+#[test]
+fn help_shows_the_common_flags_as_every_server_does() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ephctrl"))
+        .arg("--help")
+        .env_remove("EPH_CONFIG")
+        .env_remove("EPH_NAMESPACE")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.ends_with(&ephemerator_kit::flags::help()),
+        "{help}\n--- expected to end with ---\n{}",
+        ephemerator_kit::flags::help()
     );
 }

@@ -575,6 +575,70 @@ async fn the_env_page_shows_events_and_setup_logs() {
     drop(ctrl);
 }
 
+/// The readiness policy (README "Running a server"): while the API server does not answer, the
+/// dashboard keeps showing the envs it has and stays ready, saying why on `/readyz` and in
+/// `ephdash_api_answering`; a create says the cluster did not answer. Ready and current again
+/// when it answers.
+#[tokio::test]
+async fn while_the_api_server_is_away_the_page_is_served_from_the_cache_and_stays_ready() {
+    let dash = Dash::start_with_api_timeout(Duration::from_millis(300)).await;
+    seed_env(&dash, "kept", "nicks", None).await;
+    wait_for("the env cached", || async {
+        dash.get("/", Some("nicks"))
+            .await
+            .body
+            .contains("id=\"env-kept\"")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        dash.admin_get("/metrics")
+            .await
+            .body
+            .contains("ephdash_api_answering 1")
+    );
+
+    // Every request now takes longer than the client waits; the watch's re-watch fails.
+    dash.devcluster().set_latency(Duration::from_secs(5));
+    dash.devcluster().drop_watches();
+    wait_for("the outage noticed", || async {
+        dash.admin_get("/metrics")
+            .await
+            .body
+            .contains("ephdash_api_answering 0")
+            .then_some(())
+    })
+    .await;
+    let ready = dash.admin_get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready
+            .body
+            .contains("from the cache: the Kubernetes API server does not answer"),
+        "{}",
+        ready.body
+    );
+    let page = dash.get("/", Some("nicks")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"env-kept\""), "{}", page.body);
+    let refused = dash
+        .hx_post("/envs", "mia", &create_fields(&token("mia"), "main"))
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("the cluster did not answer"),
+        "{}",
+        refused.body
+    );
+
+    dash.devcluster().set_latency(Duration::ZERO);
+    wait_for("the API server seen again", || async {
+        let ready = dash.admin_get("/readyz").await;
+        (ready.status == 200 && ready.body == "ready\n").then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_failing_cluster_is_a_refusal_in_place_not_a_crash() {
     let dash = Dash::start().await;

@@ -19,9 +19,12 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 /// checks that they agree).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// The heading of the common flags in every server's `--help`.
+pub const HELP_HEADING: &str = "Common flags (the same on every ephemerator server)";
+
 /// The common flags (see the module doc).
 #[derive(clap::Args, Debug, Clone)]
-#[command(next_help_heading = "Common flags (the same on every ephemerator server)")]
+#[command(next_help_heading = HELP_HEADING)]
 pub struct CommonFlags {
     /// The ephemerator config file (YAML). It is read again when it changes; a version that
     /// does not load is refused and the last good one stays in force.
@@ -48,6 +51,18 @@ pub struct CommonFlags {
     /// How logs are written to stdout: `text`, or `json` (one object per line).
     #[arg(long, env = "EPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The common flags' section of `--help`, as every server prints it (each server flattens
+/// [`CommonFlags`] last, so the section runs to the end of its help).
+pub fn help() -> String {
+    use clap::Args as _;
+    let mut command = CommonFlags::augment_args(clap::Command::new("ephemerator"));
+    let text = command.render_long_help().to_string();
+    match text.find(HELP_HEADING) {
+        Some(at) => text[at..].to_string(),
+        None => text,
+    }
 }
 
 impl CommonFlags {
@@ -82,6 +97,24 @@ mod tests {
             crate::cluster::DEFAULT_REQUEST_TIMEOUT
         );
         assert_eq!(args.common.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_help_section_names_every_common_flag_and_nothing_else() {
+        let help = help();
+        assert!(help.starts_with(HELP_HEADING), "{help}");
+        for flag in [
+            "--config",
+            "--check-config",
+            "--namespace",
+            "--api-timeout",
+            "--admin-listen",
+            "--drain-timeout",
+            "--log-format",
+        ] {
+            assert!(help.contains(&format!("      {flag} ")), "{flag}: {help}");
+        }
+        assert!(!help.contains("--help"), "{help}");
     }
 
     #[test]

@@ -113,10 +113,34 @@ impl Dash {
         .await
     }
 
+    /// A dashboard on devcluster whose every API request is bounded by `limit` (as the binary's
+    /// `--api-timeout`), reporting the API server's health as the binary does.
+    pub async fn start_with_api_timeout(limit: Duration) -> Dash {
+        let config = Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+        Dash::start_dev_client(
+            LiveConfig::fixed(config),
+            IdentitySource::AuthRequest,
+            csrf_key(),
+            Some(limit),
+            |_| {},
+        )
+        .await
+    }
+
     async fn start_dev_with(
         config: LiveConfig,
         identity: IdentitySource,
         csrf: CsrfKey,
+        tweak: impl FnOnce(&mut startup::Settings),
+    ) -> Dash {
+        Dash::start_dev_client(config, identity, csrf, None, tweak).await
+    }
+
+    async fn start_dev_client(
+        config: LiveConfig,
+        identity: IdentitySource,
+        csrf: CsrfKey,
+        limit: Option<Duration>,
         tweak: impl FnOnce(&mut startup::Settings),
     ) -> Dash {
         let cluster = DevCluster::builder()
@@ -131,14 +155,31 @@ impl Dash {
             .await
             .expect("the tests' namespace");
         let admin = cluster.client();
+        let (client, health) = match limit {
+            Some(limit) => {
+                let health = ephemerator_kit::cluster::ApiHealth::default();
+                let mut kube_config = kube::Config::new(cluster.url().parse().unwrap());
+                kube_config.default_namespace = NAMESPACE.into();
+                let client =
+                    ephemerator_kit::cluster::bounded_client(kube_config, limit, health.clone())
+                        .unwrap();
+                (client, Some(health))
+            }
+            None => (admin.clone(), None),
+        };
         Dash::serve(
             Backend::Dev(cluster),
-            admin.clone(),
             admin,
+            client,
             config,
             identity,
             csrf,
-            tweak,
+            move |settings| {
+                if let Some(health) = health {
+                    settings.api_health = health;
+                }
+                tweak(settings);
+            },
         )
         .await
     }
