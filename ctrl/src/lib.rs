@@ -23,6 +23,7 @@ pub mod reconcile;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod tilt;
+pub mod watches;
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -30,27 +31,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ephemerator_core::labels::env_label_selector;
 use ephemerator_core::{Config, EnvStatus};
-use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
+use ephemerator_kit::cluster::ApiHealth;
 use ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT;
 use ephemerator_kit::{Listeners, LiveConfig};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::Api;
+use kube::Client;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use context::DEFAULT_TILT_URL_TEMPLATE;
 pub use error::{Error, Result};
 
-use crate::cached::{ChildMeta, RunnerDeployment, slim_meta};
+use crate::cached::{ChildMeta, RunnerDeployment};
 use crate::context::{Context, Synced};
 use crate::events::EventSink;
 use crate::http::HealthState;
@@ -233,37 +230,8 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
 
     // Each watch retries on its own (see ephemerator_kit::cluster) and yields no errors, so
     // the Controller's joint trigger backoff never pauses every watch at once.
-    let config_map_stream = {
-        let ctx = ctx.clone();
-        reflected_watch(
-            Api::<ConfigMap>::namespaced(client.clone(), &namespace),
-            watcher::Config::default().labels(&env_label_selector()),
-            config_map_writer,
-            |cm| slim_meta(&mut cm.metadata),
-        )
-        .inspect(mark_listed(synced.clone(), Synced::CONFIG_MAPS))
-        .inspect({
-            let ctx = ctx.clone();
-            move |event| {
-                if let watcher::Event::Delete(cm) = event {
-                    deleted(&ctx, cm);
-                }
-            }
-        })
-        .scan(Vec::new(), |listing, event| {
-            futures::future::ready(Some(futures::stream::iter(triggers(listing, event))))
-        })
-        .flatten()
-        // The echo of the controller's own status write: nothing new to reconcile.
-        .filter(move |cm| {
-            let echo = ctx
-                .memory
-                .is_own_status_write(&cm.name_any(), cm.resource_version().as_deref());
-            futures::future::ready(!echo)
-        })
-        .map(Ok::<_, watcher::Error>)
-    };
-    let deployment_stream = child_watch(
+    let config_map_stream = watches::env_watch(&client, &namespace, config_map_writer, &ctx);
+    let deployment_stream = watches::child_watch(
         &client,
         &namespace,
         deployment_writer,
@@ -271,7 +239,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         ChildKind::Deployment,
         Synced::DEPLOYMENTS,
     );
-    let service_stream = child_watch(
+    let service_stream = watches::child_watch(
         &client,
         &namespace,
         service_writer,
@@ -279,7 +247,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         ChildKind::Service,
         Synced::SERVICES,
     );
-    let ingress_stream = child_watch(
+    let ingress_stream = watches::child_watch(
         &client,
         &namespace,
         ingress_writer,
@@ -289,9 +257,9 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     );
 
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
-        .watches_stream(deployment_stream, env_of(&config_maps, &namespace))
-        .watches_stream(service_stream, env_of(&config_maps, &namespace))
-        .watches_stream(ingress_stream, env_of(&config_maps, &namespace))
+        .watches_stream(deployment_stream, watches::env_of(&config_maps, &namespace))
+        .watches_stream(service_stream, watches::env_of(&config_maps, &namespace))
+        .watches_stream(ingress_stream, watches::env_of(&config_maps, &namespace))
         // A new config is judged against every env at once: a repo taken off the allow-list
         // stops its envs without waiting for them to change.
         .reconcile_all_on(config_changes)
@@ -334,24 +302,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         });
         ephemerator_kit::admin::serve(admin, state).await
     };
-    // Deleted envs get no reconcile; their memory is dropped here.
-    let sweeper = {
-        let (ctx, config_maps, namespace) = (ctx.clone(), config_maps.clone(), namespace.clone());
-        async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                interval.tick().await;
-                if !ctx.synced.is(Synced::CONFIG_MAPS) {
-                    continue;
-                }
-                ctx.memory.forget_unless(|name| {
-                    config_maps
-                        .get(&ObjectRef::new(name).within(&namespace))
-                        .is_some()
-                });
-            }
-        }
-    };
+    let sweeper = sweep_memory(ctx.clone(), config_maps.clone());
     tracing::info!(%namespace, "ephctrl started");
     // The writer ends only when every sink is gone, which the context outlives.
     let event_writer = async move {
@@ -367,112 +318,18 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     }
 }
 
-/// An env ConfigMap was deleted: its owner is told, unless the controller expired it (that
-/// notice is sent already), and its memory goes.
-fn deleted(ctx: &Context, config_map: &ConfigMap) {
-    let name = config_map.name_any();
-    if !ctx.memory.of(&name).was_expired()
-        && let Ok(env) = ephemerator_core::Env::from_config_map(config_map)
-    {
-        tracing::info!(env = %name, "env deleted");
-        ctx.notifier.send(notify::Notice::Deleted {
-            env: env.name,
-            owner: env.owner,
+/// Deleted envs get no reconcile: their memory is dropped here, once a minute.
+async fn sweep_memory(ctx: Arc<Context>, config_maps: Store<ConfigMap>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        if !ctx.synced.is(Synced::CONFIG_MAPS) {
+            continue;
+        }
+        ctx.memory.forget_unless(|name| {
+            config_maps
+                .get(&ObjectRef::new(name).within(&ctx.namespace))
+                .is_some()
         });
-    }
-    ctx.memory.forget(&name);
-}
-
-/// The objects an event brings to reconcile: every object listed or changed (deletions need
-/// none: garbage collection removes an env's children).
-/// The env ConfigMaps a watch event of theirs triggers a reconcile of. A (re-)list's objects
-/// are held back until it is done: the reflector swaps them into the store only then, and the
-/// Controller drops a reconcile whose object is not in the store. Triggered one by one, every
-/// env created while the watch was down (a `410 Gone` re-list of more than one page) was never
-/// reconciled; at 10,000 envs thousands stayed without a phase.
-fn triggers<K>(listing: &mut Vec<K>, event: watcher::Event<K>) -> Vec<K> {
-    match event {
-        watcher::Event::Apply(object) => vec![object],
-        watcher::Event::Init => {
-            listing.clear();
-            Vec::new()
-        }
-        watcher::Event::InitApply(object) => {
-            listing.push(object);
-            Vec::new()
-        }
-        watcher::Event::InitDone => std::mem::take(listing),
-        watcher::Event::Delete(_) => Vec::new(),
-    }
-}
-
-/// A namespace-wide watch of one child kind, reflected into `writer`'s store (every object of
-/// that kind in the namespace, so foreign objects of an env's name are seen too). `K` is the
-/// slim form of the kind (see [`cached`]), so the store holds only what the controller reads.
-/// The echo of the controller's own apply reaches the store but triggers no reconcile; a
-/// deletion always does.
-fn child_watch<K>(
-    client: &Client,
-    namespace: &str,
-    writer: reflector::store::Writer<K>,
-    ctx: &Arc<Context>,
-    kind: ChildKind,
-    bit: u8,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let ctx = ctx.clone();
-    let listed = mark_listed(ctx.synced.clone(), bit);
-    reflected_watch(
-        Api::<K>::namespaced(client.clone(), namespace),
-        watcher::Config::default(),
-        writer,
-        |_| {},
-    )
-    .inspect(listed)
-    .flat_map(move |event| {
-        let touched = match event {
-            watcher::Event::Apply(object) => {
-                let echo = ctx.memory.is_own_apply(
-                    &object.name_any(),
-                    kind,
-                    object.meta().resource_version.as_deref(),
-                );
-                (!echo).then_some(object)
-            }
-            watcher::Event::InitApply(object) | watcher::Event::Delete(object) => Some(object),
-            watcher::Event::Init | watcher::Event::InitDone => None,
-        };
-        futures::stream::iter(touched)
-    })
-    .map(Ok)
-}
-
-/// Marks `bit` in `synced` once a watch's first list has reached its store (and again after
-/// each re-list, harmlessly).
-fn mark_listed<K>(synced: Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
-    move |event| {
-        if matches!(event, watcher::Event::InitDone) {
-            synced.mark(bit);
-        }
-    }
-}
-
-/// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.
-fn env_of<K: Resource>(
-    config_maps: &Store<ConfigMap>,
-    namespace: &str,
-) -> impl Fn(K) -> Option<ObjectRef<ConfigMap>> + Send + Sync + 'static {
-    let (config_maps, namespace) = (config_maps.clone(), namespace.to_string());
-    move |object: K| {
-        let env = ObjectRef::new(&object.name_any()).within(&namespace);
-        config_maps.get(&env).is_some().then_some(env)
     }
 }
