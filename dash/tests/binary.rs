@@ -154,17 +154,8 @@ async fn a_bad_identity_from_is_refused_at_start_saying_which_headers_there_are(
 /// `--help` shows the common flags exactly as the other servers do (README "Running a server").
 #[test]
 fn help_shows_the_common_flags_as_every_server_does() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ephdash"))
-        .arg("--help")
-        .env_remove("EPH_CONFIG")
-        .env_remove("EPH_NAMESPACE")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        help.ends_with(&ephemerator_kit::flags::help()),
-        "{help}\n--- expected to end with ---\n{}",
-        ephemerator_kit::flags::help()
+    ephemerator_testkit::assert_help_ends_with(
+        env!("CARGO_BIN_EXE_ephdash"),
+        &ephemerator_kit::flags::help(),
     );
 }

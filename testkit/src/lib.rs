@@ -473,3 +473,20 @@ pub const FORM_IDLE: &str = "return typeof htmx !== 'undefined' \
 /// The page has not reloaded since [`MARK`] ran: its JavaScript state is still there.
 pub const MARK: &str = "window.__ephNoReload = true";
 pub const MARKED: &str = "return window.__ephNoReload === true";
+
+/// Runs `binary --help` (with no `EPH_*` value shown) and fails unless its help ends with
+/// `expected`: the common flags' section every server prints the same.
+pub fn assert_help_ends_with(binary: &str, expected: &str) {
+    let output = std::process::Command::new(binary)
+        .arg("--help")
+        .env_remove("EPH_CONFIG")
+        .env_remove("EPH_NAMESPACE")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{binary} --help failed");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.ends_with(expected),
+        "{help}\n--- expected to end with ---\n{expected}"
+    );
+}
