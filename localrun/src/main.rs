@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use ephemerator_kit::logging::LogFormat;
 use ephlocal::{LocalSettings, RunnerKind, RunnerPorts};
 
 /// Runs devcluster, ephctrl, ephdash and ephgateway together, signed in as dev@example.com;
@@ -32,12 +33,15 @@ struct Args {
     /// Run envs on simulated runners even where a Tilt is found.
     #[arg(long)]
     simulated_runners: bool,
+    /// How logs are written: `text`, or `json` (as the servers' `--log-format`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ephemerator_kit::logging::init(ephemerator_kit::logging::LogFormat::Text);
+    ephemerator_kit::logging::init(args.log_format);
     let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut settings = LocalSettings::new(&repo_root, &args.data_dir);
     settings.port = args.port;
