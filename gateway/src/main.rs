@@ -137,9 +137,9 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
             max_connections: args.max_connections.max(1),
             header_read_timeout: args.header_timeout,
             upstream_timeout: args.upstream_timeout,
-            drain_timeout: args.common.drain_timeout,
             ..Limits::default()
         },
         workers: args.workers.unwrap_or_else(default_workers).max(1),
+        drain_timeout: args.common.drain_timeout,
     })
 }

@@ -47,8 +47,6 @@ pub struct Limits {
     pub upstream_idle_timeout: Duration,
     /// Longest wait for oauth2-proxy's answer.
     pub auth_timeout: Duration,
-    /// How long requests in flight get to finish on shutdown.
-    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -62,7 +60,6 @@ impl Default for Limits {
             upstream_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(90),
             auth_timeout: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -92,6 +89,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Threads serving connections (default: one per core).
     pub workers: usize,
+    /// How long requests in flight get to finish on [`Running::stop`] (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// One worker per core the process may use.
@@ -156,6 +155,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         public_https,
         limits,
         workers,
+        drain_timeout,
     } = settings;
     let listener = TcpListener::from_std(listeners.take_traffic()?)?;
     let admin = TcpListener::from_std(listeners.admin)?;
@@ -239,7 +239,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         table,
         stop,
         workers: workers_done,
-        drain_timeout: limits.drain_timeout,
+        drain_timeout,
         _tasks: tasks,
     })
 }

@@ -277,6 +277,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             public_https: None,
             limits: ephgateway::Limits::default(),
             workers: 1,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         },
         listeners,
     )?;

@@ -260,6 +260,7 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             public_https: None,
             limits: ephgateway::Limits::default(),
             workers: 1,
+            drain_timeout: ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT,
         },
         ephemerator_kit::Listeners::local(true).unwrap(),
     )

@@ -136,10 +136,10 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
         public_https: None,
         limits: Limits {
             upstream_timeout: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(20),
             ..Limits::default()
         },
         workers: 2,
+        drain_timeout: Duration::from_secs(20),
     }
 }
 
