@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, MessageFormatter, Spanned};
 use url::Url;
 
+use crate::access::{Access, AccessPolicy};
 pub use crate::allowlist::{Allowlist, RepoEntry};
 use crate::duration::parse_duration;
 use crate::env::EnvSpec;
@@ -51,6 +52,8 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// Optional notifications.
     pub notifications: NotificationsConfig,
+    /// Who may open envs: the default level and the most open one (see [`crate::access`]).
+    pub access: AccessPolicy,
 }
 
 /// Env lifetimes.
@@ -344,6 +347,8 @@ struct RawConfig {
     ingress: RawIngress,
     #[serde(default)]
     notifications: RawNotifications,
+    #[serde(default)]
+    access: RawAccess,
 }
 
 #[derive(Deserialize, Default)]
@@ -443,6 +448,13 @@ struct RawIngress {
     class_name: Option<S<String>>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAccess {
+    default: Option<S<String>>,
+    max: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -584,6 +596,7 @@ impl Checker<'_> {
             runner: self.runner(raw.runner),
             ingress: self.ingress(raw.ingress),
             notifications: self.notifications(raw.notifications),
+            access: self.access(raw.access),
         }
     }
 
@@ -869,6 +882,30 @@ impl Checker<'_> {
             class_name,
             annotations: raw.annotations,
         }
+    }
+
+    fn access(&mut self, raw: RawAccess) -> AccessPolicy {
+        let fallback = AccessPolicy::default();
+        let mut level = |field: &str, value: Option<S<String>>, otherwise: Access| match value {
+            None => (otherwise, None),
+            Some(value) => match value.value.parse::<Access>() {
+                Ok(level) => (level, Some(value.referenced)),
+                Err(problem) => {
+                    self.problem(field, Some(&value.referenced), problem);
+                    (otherwise, None)
+                }
+            },
+        };
+        let (default, default_at) = level("access.default", raw.default, fallback.default);
+        let (max, _) = level("access.max", raw.max, fallback.max.max(default));
+        if default > max {
+            self.problem(
+                "access.default",
+                default_at.as_ref(),
+                format!("{default} is more open than access.max ({max})"),
+            );
+        }
+        AccessPolicy { default, max }
     }
 
     fn notifications(&mut self, raw: RawNotifications) -> NotificationsConfig {

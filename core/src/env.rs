@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+use crate::access::Access;
 use crate::errors::FieldError;
 use crate::labels::{
-    MAX_LIFETIME_ANNOTATION, OWNER_ANNOTATION, env_labels, has_ephemerator_labels,
+    ACCESS_ANNOTATION, MAX_LIFETIME_ANNOTATION, OWNER_ANNOTATION, env_labels,
+    has_ephemerator_labels,
 };
 use crate::names::is_valid_env_name;
 use crate::status::EnvStatus;
@@ -72,6 +74,9 @@ pub struct Env {
     pub expiration: Option<Timestamp>,
     /// Controller-written status, read leniently.
     pub status: EnvStatus,
+    /// The access level its annotation asks for; `None`: the config's default. What is in
+    /// force is [`crate::access::AccessPolicy::effective`] of it.
+    pub access: Option<Access>,
 }
 
 impl Env {
@@ -147,6 +152,19 @@ impl Env {
                 })
             })
             .transpose()?;
+        let access = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ACCESS_ANNOTATION))
+            .map(|value| {
+                value.parse::<Access>().map_err(|problem| {
+                    FieldError::new(
+                        format!("metadata.annotations[{ACCESS_ANNOTATION}]"),
+                        problem,
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Env {
             name: name.to_string(),
             namespace: meta.namespace.clone(),
@@ -154,14 +172,18 @@ impl Env {
             spec,
             expiration,
             status: EnvStatus::from_meta(meta),
+            access,
         })
     }
 
-    /// The desired ConfigMap of this env: name, namespace, env labels, owner annotation and data.
-    /// Status is not included: the controller applies it separately.
+    /// The desired ConfigMap of this env: name, namespace, env labels, owner and access
+    /// annotations and data. Status is not included: the controller applies it separately.
     pub fn to_config_map(&self) -> ConfigMap {
         let mut config_map = env_config_map(&self.name, &self.owner, &self.spec, self.expiration);
         config_map.metadata.namespace = self.namespace.clone();
+        if let Some(access) = self.access {
+            set_access(&mut config_map, access);
+        }
         config_map
     }
 
@@ -169,6 +191,15 @@ impl Env {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expiration.is_some_and(|expiration| expiration <= now)
     }
+}
+
+/// Sets the access annotation of `config_map` to `access`.
+pub fn set_access(config_map: &mut ConfigMap, access: Access) {
+    config_map
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ACCESS_ANNOTATION.to_string(), access.as_str().to_string());
 }
 
 /// The merge patch that writes `data.expiration`, guarded by `resource_version`: the API server

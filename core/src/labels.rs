@@ -33,6 +33,9 @@ pub const READY_AT_ANNOTATION: &str = "ephemerator.tilt.dev/ready-at";
 /// create, an extend, or ephctrl), as seconds like `28800s`. The env's cap is its creation
 /// plus this, so that a shorter `maxLifetime` in a new config never cuts a running env short.
 pub const MAX_LIFETIME_ANNOTATION: &str = "ephemerator.tilt.dev/max-lifetime";
+/// Annotation on an env ConfigMap: who may open the env (`owner`, `team` or `public`; see
+/// [`crate::access`]). Set by its creator, its owner or an admin; absent, the config's default.
+pub const ACCESS_ANNOTATION: &str = "ephemerator.tilt.dev/access";
 
 /// The labels every env ConfigMap carries.
 pub fn env_labels() -> BTreeMap<String, String> {

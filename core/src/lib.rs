@@ -9,6 +9,7 @@
 //! - [`names`]: env names derived from user identities;
 //! - [`hosts`]: the gateway's `PORT---ENV.<gatewayHost>` host names;
 //! - [`lifecycle`]: deadlines, warnings and extensions of envs ([`lifecycle::Due`]);
+//! - [`access`]: who may open an env ([`access::Access`]) and the config's bound on it;
 //! - [`allowlist`]: the team lead's repository allow-list;
 //! - [`duration`]: durations in flags and the config file (`90s`, `2h`);
 //! - [`config`]: the YAML config file ([`Config::load`]).
@@ -16,6 +17,7 @@
 //! It holds the model only: no runtime, no network. What every server runs on (the API client,
 //! watches, live config, the admin listener, logging, shutdown) is `ephemerator-kit`.
 
+pub mod access;
 pub mod allowlist;
 pub mod config;
 pub mod config_change;

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use ephemerator_core::Port;
+use ephemerator_core::access::{Access, AccessPolicy};
 use ephemerator_core::config::{
     Config, ConfigError, DEFAULT_DIND_IMAGE, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TILT_UPPER_IMAGE,
 };
@@ -17,6 +18,42 @@ fn problems(text: &str) -> Vec<String> {
         Ok(config) => panic!("expected an error, got {config:?}"),
         Err(error) => error.problems().iter().map(ToString::to_string).collect(),
     }
+}
+
+#[test]
+fn access_defaults_to_team_and_public_needs_the_maximum_raised() {
+    let minimal = Config::from_yaml_str("gatewayHost: preview.localhost\n", "test.yaml").unwrap();
+    assert_eq!(
+        minimal.access,
+        AccessPolicy {
+            default: Access::Team,
+            max: Access::Team
+        }
+    );
+    let open = Config::from_yaml_str(
+        "gatewayHost: preview.localhost\naccess:\n  default: owner\n  max: public\n",
+        "test.yaml",
+    )
+    .unwrap();
+    assert_eq!(open.access.default, Access::Owner);
+    assert_eq!(open.access.max, Access::Public);
+    // A default above the default maximum raises it: `default: public` alone means public.
+    let public = Config::from_yaml_str(
+        "gatewayHost: preview.localhost\naccess:\n  default: public\n",
+        "test.yaml",
+    )
+    .unwrap();
+    assert_eq!(public.access.max, Access::Public);
+    assert_eq!(
+        problems("gatewayHost: preview.localhost\naccess:\n  default: team\n  max: owner\n"),
+        vec!["test.yaml:3:12: access.default: team is more open than access.max (owner)"]
+    );
+    assert_eq!(
+        problems("gatewayHost: preview.localhost\naccess:\n  max: everyone\n"),
+        vec![
+            "test.yaml:3:8: access.max: \"everyone\" is not an access level: use owner, team or public"
+        ]
+    );
 }
 
 #[test]

@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use ephemerator_core::access::Access;
+use ephemerator_core::env::set_access;
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
-use ephemerator_core::labels::{env_labels, has_ephemerator_labels};
+use ephemerator_core::labels::{ACCESS_ANNOTATION, env_labels, has_ephemerator_labels};
 use ephemerator_core::{Env, EnvSpec, Phase};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -45,6 +47,34 @@ fn upstream_nicks_config_map_is_a_valid_env_owned_by_nicks() {
     )
     .unwrap();
     config.validate_spec(&env.spec).unwrap();
+}
+
+/// The access annotation: read exactly, absent meaning the config's default, a wrong value an
+/// error that names the annotation (the controller rejects the env with it; nothing opens it).
+#[test]
+fn the_access_annotation_is_read_exactly_and_written_back() {
+    let mut config_map: ConfigMap = serde_saphyr::from_str(UPSTREAM_NICKS).unwrap();
+    assert_eq!(Env::from_config_map(&config_map).unwrap().access, None);
+    for level in Access::ALL {
+        set_access(&mut config_map, level);
+        let env = Env::from_config_map(&config_map).unwrap();
+        assert_eq!(env.access, Some(level));
+        assert_eq!(
+            env.to_config_map().metadata.annotations.unwrap()[ACCESS_ANNOTATION],
+            level.as_str()
+        );
+    }
+    config_map
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(ACCESS_ANNOTATION.into(), "everyone".into());
+    let error = Env::from_config_map(&config_map).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "metadata.annotations[ephemerator.tilt.dev/access]: \"everyone\" is not an access level: use owner, team or public"
+    );
 }
 
 fn env_config_map(data: Option<BTreeMap<String, String>>) -> ConfigMap {

@@ -324,6 +324,7 @@ mod tests {
             },
             expiration: None,
             status: EnvStatus::default(),
+            access: None,
         };
         let mut deployment = desired::desired_children(&ChildrenInputs {
             name: &env.name,

@@ -460,6 +460,7 @@ ingress:
             },
             expiration: None,
             status: EnvStatus::default(),
+            access: None,
         }
     }
 

@@ -1,0 +1,138 @@
+//! Who may open an env: its access level, and the policy of the config file that bounds it.
+//!
+//! An env's level is the [`ACCESS_ANNOTATION`](crate::labels::ACCESS_ANNOTATION) on its
+//! ConfigMap (kubectl reads and sets it); without one, the config's default applies. The level
+//! in force is never above the config's maximum, so lowering the maximum closes every env above
+//! it at once, without touching a ConfigMap.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// An access level, from the most closed to the most open (the order is `Ord`'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Its owner and the config's admins.
+    Owner,
+    /// Anyone who can sign in (what every env was before levels existed).
+    Team,
+    /// Anyone, without signing in.
+    Public,
+}
+
+impl Access {
+    /// Every level, most closed first.
+    pub const ALL: [Access; 3] = [Access::Owner, Access::Team, Access::Public];
+
+    /// Its name in the annotation, the config file and the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Owner => "owner",
+            Access::Team => "team",
+            Access::Public => "public",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Access {
+    type Err = String;
+
+    /// `owner`, `team` or `public`, exactly.
+    fn from_str(text: &str) -> Result<Access, String> {
+        Access::ALL
+            .into_iter()
+            .find(|level| level.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not an access level: use owner, team or public"))
+    }
+}
+
+/// The config file's `access`: the level of an env that names none, and the most open level
+/// any env gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// The level of an env without the annotation (default `team`, as before levels existed).
+    pub default: Access,
+    /// The most open level in force (default `team`: `public` envs need a team lead's yes).
+    pub max: Access,
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        AccessPolicy {
+            default: Access::Team,
+            max: Access::Team,
+        }
+    }
+}
+
+impl AccessPolicy {
+    /// The level in force for an env whose annotation says `asked` (`None`: no annotation).
+    pub fn effective(&self, asked: Option<Access>) -> Access {
+        asked.unwrap_or(self.default).min(self.max)
+    }
+
+    /// The levels a person may choose for an env (the dashboard's choices), most closed first.
+    pub fn choices(&self) -> Vec<Access> {
+        Access::ALL
+            .into_iter()
+            .filter(|level| *level <= self.max)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_exactly_and_print_back() {
+        for level in Access::ALL {
+            assert_eq!(level.as_str().parse::<Access>(), Ok(level));
+            assert_eq!(level.to_string(), level.as_str());
+        }
+        for bad in ["", "Team", "everyone", " owner", "private"] {
+            let error = bad.parse::<Access>().unwrap_err();
+            assert!(error.contains("owner, team or public"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_level_in_force_is_the_asked_or_default_one_capped_by_the_maximum() {
+        use Access::*;
+        let cases = [
+            // (default, max, asked, in force)
+            (Team, Team, None, Team),
+            (Team, Team, Some(Owner), Owner),
+            (Team, Team, Some(Public), Team),
+            (Team, Public, Some(Public), Public),
+            (Owner, Public, None, Owner),
+            (Public, Public, None, Public),
+            // A maximum lowered below the default closes envs without an annotation too.
+            (Team, Owner, None, Owner),
+            (Team, Owner, Some(Public), Owner),
+        ];
+        for (default, max, asked, expected) in cases {
+            let policy = AccessPolicy { default, max };
+            assert_eq!(policy.effective(asked), expected, "{policy:?} {asked:?}");
+        }
+    }
+
+    #[test]
+    fn choices_stop_at_the_maximum() {
+        let policy = AccessPolicy::default();
+        assert_eq!(policy.choices(), vec![Access::Owner, Access::Team]);
+        let open = AccessPolicy {
+            max: Access::Public,
+            ..policy
+        };
+        assert_eq!(open.choices(), Access::ALL.to_vec());
+    }
+}
