@@ -86,12 +86,7 @@ async fn the_binary_reads_its_config_and_kubeconfig_runs_envs_and_stops_on_sigte
     .await;
 
     // SIGTERM, as Kubernetes stops a pod: the controller drains and exits cleanly.
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    ephemerator_testkit::send_sigterm(child.id().unwrap());
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("ephctrl stops after SIGTERM")

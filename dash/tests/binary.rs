@@ -112,12 +112,7 @@ async fn the_binary_serves_logs_each_request_and_stops_on_sigterm() {
     assert_eq!(logged["span"]["user"], "nicks", "{logged}");
     assert_eq!(logged["fields"]["status"], 404, "{logged}");
 
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    ephemerator_testkit::send_sigterm(child.id().unwrap());
     let exit = tokio::time::timeout(DEADLINE, child.wait())
         .await
         .expect("ephdash stops after SIGTERM")

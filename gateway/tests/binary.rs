@@ -113,12 +113,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let metrics = get(&admin, "admin", "/metrics").await;
     assert!(metrics.contains("ephgateway_requests_total"), "{metrics}");
 
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    ephemerator_testkit::send_sigterm(child.id().unwrap());
     let exit = tokio::time::timeout(DEADLINE, child.wait())
         .await
         .expect("ephgateway stops after SIGTERM")

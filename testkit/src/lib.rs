@@ -490,3 +490,12 @@ pub fn assert_help_ends_with(binary: &str, expected: &str) {
         "{help}\n--- expected to end with ---\n{expected}"
     );
 }
+
+/// Sends SIGTERM to the process `pid`, as Kubernetes does to stop a pod.
+pub fn send_sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid} failed");
+}
