@@ -131,3 +131,41 @@ pub fn boot(flags: &CommonFlags, traffic: Option<SocketAddr>) -> anyhow::Result<
 pub async fn connect(flags: &CommonFlags) -> anyhow::Result<Cluster> {
     Ok(crate::cluster::connect(flags.namespace.clone(), flags.api_timeout).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_naming_the_listener_and_the_address() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let free = SocketAddr::from(([127, 0, 0, 1], 0));
+        let admin = Listeners::bind(addr, Some(free)).err().unwrap();
+        assert!(
+            format!("{admin:#}").starts_with(&format!(
+                "binding the admin (/healthz, /readyz, /metrics) listener on {addr}: "
+            )),
+            "{admin:#}"
+        );
+        let traffic = Listeners::bind(free, Some(addr)).err().unwrap();
+        assert!(
+            format!("{traffic:#}")
+                .starts_with(&format!("binding the traffic listener on {addr}: ")),
+            "{traffic:#}"
+        );
+    }
+
+    #[test]
+    fn a_server_without_traffic_has_none_to_take() {
+        let mut listeners = Listeners::local(false).unwrap();
+        assert!(listeners.traffic.is_none());
+        assert!(listeners.take_traffic().is_err());
+        let mut with = Listeners::local(true).unwrap();
+        let traffic = with.take_traffic().unwrap();
+        assert_ne!(
+            traffic.local_addr().unwrap(),
+            with.admin.local_addr().unwrap()
+        );
+    }
+}
