@@ -76,7 +76,7 @@ fn bind_nonblocking(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The runtime every server's `main` blocks on (one thread; see the module doc).
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

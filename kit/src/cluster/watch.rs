@@ -26,14 +26,7 @@ pub fn reflected_watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let kind = K::plural(&()).into_owned();
-    without_errors(
-        kind,
-        watcher(api, config)
-            .backoff(WatchBackoff::default())
-            .modify(modify)
-            .reflect(writer),
-    )
+    without_errors::<K>(retried_watch(api, config, modify).reflect(writer))
 }
 
 /// [`reflected_watch`] for a caller that keeps its own index of the events (the gateway's route
@@ -46,19 +39,28 @@ pub fn event_watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let kind = K::plural(&()).into_owned();
-    without_errors(
-        kind,
-        watcher(api, config)
-            .backoff(WatchBackoff::default())
-            .modify(modify),
-    )
+    without_errors::<K>(retried_watch(api, config, modify))
 }
 
-fn without_errors<K: Send + 'static>(
-    kind: String,
+/// The watcher both share: its own backoff, objects trimmed by `modify`.
+fn retried_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    modify: impl FnMut(&mut K) + Send + 'static,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .modify(modify)
+}
+
+/// The events of a watch of `K`, its errors logged (never passed on: the watcher retries).
+fn without_errors<K: Resource<DynamicType = ()> + Send + 'static>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> impl Stream<Item = watcher::Event<K>> + Send + 'static {
+    let kind = K::plural(&()).into_owned();
     events.filter_map(move |result| {
         futures::future::ready(match result {
             Ok(event) => Some(event),
