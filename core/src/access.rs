@@ -54,6 +54,34 @@ impl FromStr for Access {
     }
 }
 
+/// Who asks to open an env.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visitor<'a> {
+    /// Nobody signed in.
+    Anonymous,
+    /// A signed-in person: their identity (as [`crate::identity`] names them) and whether the
+    /// config lists them as an admin.
+    Person {
+        /// The identity.
+        identity: &'a str,
+        /// Whether they are an admin.
+        admin: bool,
+    },
+}
+
+impl Access {
+    /// Whether this level lets `visitor` open an env owned by `owner`. (A share link opens an
+    /// env whatever its level: its owner chose to share it.)
+    pub fn admits(self, owner: &str, visitor: Visitor<'_>) -> bool {
+        match (self, visitor) {
+            (Access::Public, _) => true,
+            (_, Visitor::Anonymous) => false,
+            (Access::Team, Visitor::Person { .. }) => true,
+            (Access::Owner, Visitor::Person { identity, admin }) => admin || identity == owner,
+        }
+    }
+}
+
 /// The config file's `access`: the level of an env that names none, and the most open level
 /// any env gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +151,47 @@ mod tests {
             let policy = AccessPolicy { default, max };
             assert_eq!(policy.effective(asked), expected, "{policy:?} {asked:?}");
         }
+    }
+
+    #[test]
+    fn each_level_admits_whom_it_says() {
+        use Access::*;
+        let owner = Visitor::Person {
+            identity: "jane.doe",
+            admin: false,
+        };
+        let colleague = Visitor::Person {
+            identity: "octocat",
+            admin: false,
+        };
+        let admin = Visitor::Person {
+            identity: "root",
+            admin: true,
+        };
+        // (level, visitor, admitted) for an env owned by jane.doe.
+        let cases = [
+            (Owner, owner, true),
+            (Owner, colleague, false),
+            (Owner, admin, true),
+            (Owner, Visitor::Anonymous, false),
+            (Team, colleague, true),
+            (Team, Visitor::Anonymous, false),
+            (Public, Visitor::Anonymous, true),
+            (Public, colleague, true),
+        ];
+        for (level, visitor, admitted) in cases {
+            assert_eq!(
+                level.admits("jane.doe", visitor),
+                admitted,
+                "{level} {visitor:?}"
+            );
+        }
+        // Identities compare exactly, as the dashboard's ownership does.
+        let shouting = Visitor::Person {
+            identity: "Jane.Doe",
+            admin: false,
+        };
+        assert!(!Owner.admits("jane.doe", shouting));
     }
 
     #[test]

@@ -898,7 +898,9 @@ impl Checker<'_> {
         };
         let (default, default_at) = level("access.default", raw.default, fallback.default);
         let (max, _) = level("access.max", raw.max, fallback.max.max(default));
-        if default > max {
+        // Only a default written above the maximum is a mistake; the built-in default above a
+        // lowered maximum is simply capped (`AccessPolicy::effective`).
+        if default > max && default_at.is_some() {
             self.problem(
                 "access.default",
                 default_at.as_ref(),

@@ -14,10 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::access::Access;
 use crate::errors::FieldError;
 use crate::labels::{
-    ACCESS_ANNOTATION, MAX_LIFETIME_ANNOTATION, OWNER_ANNOTATION, env_labels,
-    has_ephemerator_labels,
+    ACCESS_ANNOTATION, MAX_LIFETIME_ANNOTATION, OWNER_ANNOTATION, SHARE_LINKS_ANNOTATION,
+    env_labels, has_ephemerator_labels,
 };
 use crate::names::is_valid_env_name;
+use crate::share::{ShareLink, parse_share_links, share_links_json};
 use crate::status::EnvStatus;
 
 /// Data key of the git repo URL.
@@ -77,6 +78,8 @@ pub struct Env {
     /// The access level its annotation asks for; `None`: the config's default. What is in
     /// force is [`crate::access::AccessPolicy::effective`] of it.
     pub access: Option<Access>,
+    /// Its share links (see [`crate::share`]), live or expired.
+    pub share_links: Vec<ShareLink>,
 }
 
 impl Env {
@@ -165,6 +168,20 @@ impl Env {
                 })
             })
             .transpose()?;
+        let share_links = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SHARE_LINKS_ANNOTATION))
+            .map(|value| {
+                parse_share_links(value).map_err(|problem| {
+                    FieldError::new(
+                        format!("metadata.annotations[{SHARE_LINKS_ANNOTATION}]"),
+                        problem,
+                    )
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Env {
             name: name.to_string(),
             namespace: meta.namespace.clone(),
@@ -173,6 +190,7 @@ impl Env {
             expiration,
             status: EnvStatus::from_meta(meta),
             access,
+            share_links,
         })
     }
 
@@ -183,6 +201,9 @@ impl Env {
         config_map.metadata.namespace = self.namespace.clone();
         if let Some(access) = self.access {
             set_access(&mut config_map, access);
+        }
+        if !self.share_links.is_empty() {
+            set_share_links(&mut config_map, &self.share_links);
         }
         config_map
     }
@@ -200,6 +221,15 @@ pub fn set_access(config_map: &mut ConfigMap, access: Access) {
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(ACCESS_ANNOTATION.to_string(), access.as_str().to_string());
+}
+
+/// Sets the share links annotation of `config_map` to `links`.
+pub fn set_share_links(config_map: &mut ConfigMap, links: &[ShareLink]) {
+    config_map
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(SHARE_LINKS_ANNOTATION.to_string(), share_links_json(links));
 }
 
 /// The merge patch that writes `data.expiration`, guarded by `resource_version`: the API server

@@ -36,6 +36,8 @@ pub const MAX_LIFETIME_ANNOTATION: &str = "ephemerator.tilt.dev/max-lifetime";
 /// Annotation on an env ConfigMap: who may open the env (`owner`, `team` or `public`; see
 /// [`crate::access`]). Set by its creator, its owner or an admin; absent, the config's default.
 pub const ACCESS_ANNOTATION: &str = "ephemerator.tilt.dev/access";
+/// Annotation on an env ConfigMap: its share links, a JSON list (see [`crate::share`]).
+pub const SHARE_LINKS_ANNOTATION: &str = "ephemerator.tilt.dev/share-links";
 
 /// The labels every env ConfigMap carries.
 pub fn env_labels() -> BTreeMap<String, String> {

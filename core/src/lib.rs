@@ -10,6 +10,8 @@
 //! - [`hosts`]: the gateway's `PORT---ENV.<gatewayHost>` host names;
 //! - [`lifecycle`]: deadlines, warnings and extensions of envs ([`lifecycle::Due`]);
 //! - [`access`]: who may open an env ([`access::Access`]) and the config's bound on it;
+//! - [`share`]: share links, kept on the env ConfigMap;
+//! - [`identity`]: which of the authenticator's headers name a person;
 //! - [`allowlist`]: the team lead's repository allow-list;
 //! - [`duration`]: durations in flags and the config file (`90s`, `2h`);
 //! - [`config`]: the YAML config file ([`Config::load`]).
@@ -25,9 +27,11 @@ pub mod duration;
 pub mod env;
 pub mod errors;
 pub mod hosts;
+pub mod identity;
 pub mod labels;
 pub mod lifecycle;
 pub mod names;
+pub mod share;
 pub mod status;
 pub mod validate;
 

@@ -48,6 +48,13 @@ fn access_defaults_to_team_and_public_needs_the_maximum_raised() {
         problems("gatewayHost: preview.localhost\naccess:\n  default: team\n  max: owner\n"),
         vec!["test.yaml:3:12: access.default: team is more open than access.max (owner)"]
     );
+    // A maximum lowered below the built-in default caps it: every env is owner-only.
+    let closed = Config::from_yaml_str(
+        "gatewayHost: preview.localhost\naccess:\n  max: owner\n",
+        "test.yaml",
+    )
+    .unwrap();
+    assert_eq!(closed.access.effective(None), Access::Owner);
     assert_eq!(
         problems("gatewayHost: preview.localhost\naccess:\n  max: everyone\n"),
         vec![

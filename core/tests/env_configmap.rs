@@ -6,9 +6,12 @@
 use std::collections::BTreeMap;
 
 use ephemerator_core::access::Access;
-use ephemerator_core::env::set_access;
 use ephemerator_core::env::{BRANCH_KEY, EXPIRATION_KEY, PATH_KEY, REPO_KEY};
-use ephemerator_core::labels::{ACCESS_ANNOTATION, env_labels, has_ephemerator_labels};
+use ephemerator_core::env::{set_access, set_share_links};
+use ephemerator_core::labels::{
+    ACCESS_ANNOTATION, SHARE_LINKS_ANNOTATION, env_labels, has_ephemerator_labels,
+};
+use ephemerator_core::share::ShareLink;
 use ephemerator_core::{Env, EnvSpec, Phase};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -74,6 +77,50 @@ fn the_access_annotation_is_read_exactly_and_written_back() {
     assert_eq!(
         error.to_string(),
         "metadata.annotations[ephemerator.tilt.dev/access]: \"everyone\" is not an access level: use owner, team or public"
+    );
+}
+
+/// Share links: read from their annotation and written back; a broken list is an error naming
+/// the annotation, as the access annotation's is.
+#[test]
+fn share_links_are_read_from_their_annotation_and_written_back() {
+    let mut config_map: ConfigMap = serde_saphyr::from_str(UPSTREAM_NICKS).unwrap();
+    assert!(
+        Env::from_config_map(&config_map)
+            .unwrap()
+            .share_links
+            .is_empty()
+    );
+    let link = ShareLink {
+        id: "q1w2e3r4t5".into(),
+        expires: "2026-12-03T18:00:00Z".parse().unwrap(),
+        label: "for the designers".into(),
+        created_by: "nicks".into(),
+        created: "2026-12-03T12:00:00Z".parse().unwrap(),
+    };
+    set_share_links(&mut config_map, std::slice::from_ref(&link));
+    let env = Env::from_config_map(&config_map).unwrap();
+    assert_eq!(env.share_links, [link]);
+    assert_eq!(
+        Env::from_config_map(&env.to_config_map())
+            .unwrap()
+            .share_links,
+        env.share_links
+    );
+    config_map
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(SHARE_LINKS_ANNOTATION.into(), "[{}]".into());
+    let error = Env::from_config_map(&config_map).unwrap_err();
+    assert_eq!(
+        error.field,
+        "metadata.annotations[ephemerator.tilt.dev/share-links]"
+    );
+    assert!(
+        error.message.contains("not a list of share links"),
+        "{error}"
     );
 }
 

@@ -325,6 +325,7 @@ mod tests {
             expiration: None,
             status: EnvStatus::default(),
             access: None,
+            share_links: Vec::new(),
         };
         let mut deployment = desired::desired_children(&ChildrenInputs {
             name: &env.name,

@@ -461,6 +461,7 @@ ingress:
             expiration: None,
             status: EnvStatus::default(),
             access: None,
+            share_links: Vec::new(),
         }
     }
 

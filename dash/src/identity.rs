@@ -1,14 +1,11 @@
 //! Who is asking: the signed-in user, read only from the headers the configured authenticator
 //! sets (the gateway strips any a client sends itself), or a fixed fake user for local runs.
 //!
-//! Which header names a person is a choice ([`NameFields`], `--identity-from`): oauth2-proxy
-//! sets the user to the GitHub login with the GitHub provider but to the opaque OIDC `sub`
-//! claim (`1234567890`) with OIDC, where `preferred_username` is the readable name. The default,
-//! the preferred username where the provider gives one and else the user, names people
-//! readably with both; envs are named after it, and the config's `admins` list it.
+//! Which header names a person is a choice ([`NameFields`], `--identity-from`), the one the
+//! gateway makes too (see `ephemerator_core::identity`).
 
 use actix_web::HttpRequest;
-use ephemerator_core::validate::validate_identity;
+pub use ephemerator_core::identity::{NameField, NameFields};
 
 use crate::error::DashError;
 
@@ -23,109 +20,22 @@ pub enum IdentitySource {
     Fake(String),
 }
 
-/// One of oauth2-proxy's identity headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameField {
-    /// `…-Preferred-Username`: OIDC's `preferred_username`, when the provider gives it.
-    PreferredUsername,
-    /// `…-User`: the GitHub login, the OIDC `sub`.
-    User,
-    /// `…-Email`.
-    Email,
-}
-
-impl NameField {
-    const ALL: [NameField; 3] = [
-        NameField::PreferredUsername,
-        NameField::User,
-        NameField::Email,
-    ];
-
-    /// Its name in `--identity-from`, and the end of its header's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NameField::PreferredUsername => "preferred-username",
-            NameField::User => "user",
-            NameField::Email => "email",
-        }
-    }
-
-    fn header(self, source: &IdentitySource) -> &'static str {
-        match (source, self) {
-            (IdentitySource::Forwarded, NameField::PreferredUsername) => {
-                "x-forwarded-preferred-username"
-            }
-            (IdentitySource::Forwarded, NameField::User) => "x-forwarded-user",
-            (IdentitySource::Forwarded, NameField::Email) => "x-forwarded-email",
-            (_, NameField::PreferredUsername) => "x-auth-request-preferred-username",
-            (_, NameField::User) => "x-auth-request-user",
-            (_, NameField::Email) => "x-auth-request-email",
-        }
-    }
-}
-
-/// The headers that name a person, in order: the first one present names them
-/// (`--identity-from`, default `preferred-username,user`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameFields(Vec<NameField>);
-
-impl Default for NameFields {
-    fn default() -> Self {
-        NameFields(vec![NameField::PreferredUsername, NameField::User])
-    }
-}
-
-impl NameFields {
-    /// `preferred-username,user`, `user`, `email`, …: each field once, at least one.
-    pub fn parse(text: &str) -> Result<NameFields, String> {
-        let mut fields = Vec::new();
-        for word in text.split(',').map(str::trim) {
-            let field = NameField::ALL
-                .into_iter()
-                .find(|field| field.as_str() == word)
-                .ok_or_else(|| {
-                    format!(
-                        "{word:?} is not an identity header: use preferred-username, user or email"
-                    )
-                })?;
-            if fields.contains(&field) {
-                return Err(format!("{word:?} is listed twice"));
-            }
-            fields.push(field);
-        }
-        Ok(NameFields(fields))
-    }
-}
-
-impl std::fmt::Display for NameFields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let words: Vec<&str> = self.0.iter().map(|field| field.as_str()).collect();
-        f.write_str(&words.join(","))
-    }
-}
-
 impl IdentitySource {
     /// The identity of `request`: the first of `names`' headers that is present.
     pub fn identify(&self, names: &NameFields, request: &HttpRequest) -> Result<String, DashError> {
         if let IdentitySource::Fake(user) = self {
             return Ok(user.clone());
         }
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-                .filter(|value| !value.is_empty())
-                .map(str::to_string)
-        };
-        let identity = names
-            .0
-            .iter()
-            .find_map(|field| header(field.header(self)))
-            .ok_or(DashError::NotSignedIn)?;
-        validate_identity(&identity).map_err(|_| DashError::NotSignedIn)?;
-        Ok(identity)
+        let forwarded = matches!(self, IdentitySource::Forwarded);
+        names
+            .identify(|field| {
+                let name = match forwarded {
+                    true => field.forwarded_header(),
+                    false => field.auth_request_header(),
+                };
+                request.headers().get(name)?.to_str().ok()
+            })
+            .ok_or(DashError::NotSignedIn)
     }
 }
 
@@ -196,17 +106,5 @@ mod tests {
             .insert_header(("x-auth-request-user", "octocat"))
             .to_http_request();
         assert_eq!(source.identify(&default, &empty).unwrap(), "octocat");
-    }
-
-    #[test]
-    fn identity_from_is_parsed_strictly() {
-        assert_eq!(
-            names(" preferred-username , user ").to_string(),
-            "preferred-username,user"
-        );
-        assert_eq!(NameFields::default().to_string(), "preferred-username,user");
-        for bad in ["", "login", "user,user", "user,,email"] {
-            assert!(NameFields::parse(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use ephdash::csrf::CsrfKey;
 use ephdash::discovery::DiscoverySettings;
-use ephdash::identity::{IdentitySource, NameFields};
+use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::duration::parse_flag_duration;
+use ephemerator_kit::flags::IdentityFlags;
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 
 /// The ephemerator dashboard.
@@ -26,11 +27,9 @@ struct Args {
     /// front).
     #[arg(long, env = "EPH_IDENTITY_HEADERS", default_value = "auth-request")]
     identity_headers: String,
-    /// Which of those headers name a person, in order, the first present winning: any of
-    /// `preferred-username`, `user` and `email`. The default names people by their readable
-    /// name with OIDC providers and by their login with GitHub.
-    #[arg(long, env = "EPH_IDENTITY_FROM", default_value = "preferred-username,user", value_parser = NameFields::parse)]
-    identity_from: NameFields,
+    /// `--identity-from` (shared with ephgateway).
+    #[command(flatten)]
+    identity: IdentityFlags,
     /// Treat every request as signed in as NAME (local runs only).
     #[arg(long, env = "EPH_AUTH_FAKE_USER")]
     auth_fake_user: Option<String>,
@@ -99,7 +98,7 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
         namespace: cluster.namespace,
         config,
         identity,
-        identity_from: args.identity_from,
+        identity_from: args.identity.identity_from,
         csrf,
         templates: args.templates,
         assets: args.assets,

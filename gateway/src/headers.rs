@@ -133,6 +133,68 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|pair| !pair.is_empty())
 }
 
+/// The values of every cookie named `name` the request carries, in the order sent.
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+    cookie_pairs(headers).filter_map(move |pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim() == name).then_some(value.trim())
+    })
+}
+
+/// Removes the cookies named in `names` from the request, keeping all others.
+pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let mut removed = false;
+    let kept: Vec<String> = cookie_pairs(headers)
+        .filter(|pair| {
+            let gone = names.contains(&self::cookie_name(pair));
+            removed |= gone;
+            !gone
+        })
+        .map(str::to_string)
+        .collect();
+    if !removed {
+        return;
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Drops every `Set-Cookie` of a response that names one of `names`, with or without a
+/// `__Host-` or `__Secure-` prefix: an env's app can never replace the gateway's own cookies.
+/// Returns how many were dropped.
+pub fn drop_cookies_named(headers: &mut HeaderMap, names: &[&str]) -> usize {
+    let bare = |name: &str| {
+        name.strip_prefix("__Host-")
+            .or_else(|| name.strip_prefix("__Secure-"))
+            .unwrap_or(name)
+            .to_string()
+    };
+    let reserved: Vec<String> = names.iter().map(|name| bare(name)).collect();
+    let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    let kept: Vec<HeaderValue> = all
+        .iter()
+        .filter(|value| {
+            value.to_str().is_ok_and(|text| {
+                let name = text.split(';').next().map_or("", self::cookie_name);
+                !reserved.contains(&bare(name))
+            })
+        })
+        .cloned()
+        .collect();
+    let dropped = all.len() - kept.len();
+    if dropped > 0 {
+        headers.remove(SET_COOKIE);
+        for value in kept {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    dropped
+}
+
 fn cookie_name(pair: &str) -> &str {
     pair.split_once('=').map_or(pair, |(name, _)| name).trim()
 }
@@ -437,6 +499,38 @@ mod tests {
             .map(|v| v.to_str().unwrap())
             .collect();
         assert_eq!(left, ["a=1; Path=/", "c=3; HttpOnly"]);
+    }
+
+    #[test]
+    fn the_gateways_own_cookies_are_read_removed_and_never_set_by_an_env() {
+        let mut map = headers(&[("Cookie", "a=1; ephemerator_env=x; b=2")]);
+        map.append(COOKIE, HeaderValue::from_static("ephemerator_env=y"));
+        assert_eq!(
+            cookie_values(&map, "ephemerator_env").collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+        remove_cookies(&mut map, &["ephemerator_env", "ephemerator_state"]);
+        assert_eq!(map[COOKIE], "a=1; b=2");
+        let mut untouched = headers(&[("Cookie", "a=1"), ("Cookie", "b=2")]);
+        remove_cookies(&mut untouched, &["x"]);
+        assert_eq!(untouched.get_all(COOKIE).iter().count(), 2);
+
+        let mut set = headers(&[
+            ("Set-Cookie", "ephemerator_env=forged; Path=/"),
+            (
+                "Set-Cookie",
+                "__Host-ephemerator_env=forged; Path=/; Secure",
+            ),
+            ("Set-Cookie", "ephemerator_envx=mine"),
+            ("Set-Cookie", "session=app"),
+        ]);
+        assert_eq!(drop_cookies_named(&mut set, &["__Host-ephemerator_env"]), 2);
+        let left: Vec<&str> = set
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["ephemerator_envx=mine", "session=app"]);
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! - [`route`]: the routing decision (pure); [`table`]: the route table the env watch keeps.
 //! - [`proxy`]: one request end to end; [`headers`]: header hygiene (pure).
 //! - [`auth`]: the oauth2-proxy check and its cache; [`pages`]: the status pages.
+//! - [`env_access`]: who may open an env (pure); [`env_gate`]: the env cookie, the sign-in for
+//!   env hosts and share links, carried out.
 //! - [`server`]: connections, limits, TLS and draining; the admin listener is core's.
 //! - [`startup`]: builds it all around bound listeners (port 0 in tests).
 
 pub mod auth;
+pub mod env_access;
+pub mod env_gate;
 pub mod headers;
 pub mod metrics;
 pub mod pages;
@@ -52,6 +56,12 @@ pub struct Gateway {
     pub table: Arc<table::RouteTable>,
     /// Checks requests.
     pub auth: auth::Authenticator,
+    /// Which of oauth2-proxy's headers name a person (`--identity-from`, as the dashboard's).
+    pub identity_from: ephemerator_core::identity::NameFields,
+    /// The keys of env cookies, codes and share links (required with oauth2-proxy).
+    pub keys: Option<ephemerator_kit::signing::LiveKeys>,
+    /// One-time codes already taken.
+    pub used_codes: env_gate::UsedCodes,
     /// Timeouts and limits.
     pub limits: Limits,
     /// Metrics.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephemerator_core::duration::parse_flag_duration;
+use ephemerator_kit::flags::IdentityFlags;
+use ephemerator_kit::signing::{LiveKeys, SigningFlags};
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
 use ephgateway::tls::{DEFAULT_CHECK_EVERY, TlsFiles};
@@ -66,6 +68,12 @@ struct Args {
     /// Threads serving connections (default: one per core).
     #[arg(long, env = "EPH_WORKERS")]
     workers: Option<usize>,
+    /// `--identity-from` (shared with ephdash): who owns an env, for owner-only envs.
+    #[command(flatten)]
+    identity: IdentityFlags,
+    /// `--signing-keys` (shared with ephdash): required with `--auth oauth2-proxy`.
+    #[command(flatten)]
+    signing: SigningFlags,
     /// The flags every server has (kept last: their heading applies to what follows).
     #[command(flatten)]
     common: CommonFlags,
@@ -107,6 +115,15 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
         }
         other => anyhow::bail!("--auth {other:?}: use oauth2-proxy or none"),
     };
+    let keys = match (&auth, &args.signing.signing_keys) {
+        (_, Some(dir)) => Some(
+            LiveKeys::load(dir).map_err(|problem| anyhow::anyhow!("--signing-keys: {problem}"))?,
+        ),
+        (AuthMode::OAuth2Proxy { .. }, None) => anyhow::bail!(
+            "--auth oauth2-proxy needs --signing-keys: env cookies and share links are signed with them"
+        ),
+        (AuthMode::None, None) => None,
+    };
     let dashboard = args
         .dashboard
         .parse()
@@ -131,6 +148,8 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
         dashboard,
         env_upstream,
         auth,
+        identity_from: args.identity.identity_from,
+        signing_keys: keys,
         tls,
         public_https: args.public_https.then_some(true),
         limits: Limits {

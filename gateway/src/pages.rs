@@ -203,6 +203,84 @@ impl PageContext<'_> {
         view
     }
 
+    /// A request from another site's page to a non-public env (see
+    /// `crate::env_access::cross_site_refusal`).
+    pub fn cross_site(&self, env: &str) -> PageView {
+        let mut view = self.view(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            format!("Environment {env} refuses requests from other sites"),
+        );
+        view.lines.push(
+            "This request came from a page of another site (another environment, perhaps), \
+             which may not act in this environment with your sign-in. Open the environment \
+             directly instead."
+                .into(),
+        );
+        view.links.push(Link {
+            label: format!("Open {}", self.host),
+            url: format!("{}://{}/", self.proto, self.host),
+        });
+        view
+    }
+
+    /// The env's level does not admit this person.
+    pub fn not_admitted(&self, env: &str, owner: &str) -> PageView {
+        let mut view = self.view(
+            StatusCode::FORBIDDEN,
+            "Not shared with you",
+            format!("Environment {env} is open to its owner only"),
+        );
+        view.lines.push(format!(
+            "Ask {owner} (or an admin) to open it to the team, or for a share link."
+        ));
+        view
+    }
+
+    /// Taking a one-time code failed: used, expired, or not this browser's.
+    pub fn sign_in_failed(&self, retry: &str) -> PageView {
+        let mut view = self.view(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in has expired or was already used".into(),
+        );
+        view.lines
+            .push("Sign-in addresses work once, for a minute, in the browser that asked.".into());
+        view.links.push(Link {
+            label: "Open the environment again".into(),
+            url: retry.to_string(),
+        });
+        view
+    }
+
+    /// A share link that is not (or no longer) one.
+    pub fn link_gone(&self) -> PageView {
+        let mut view = self.view(
+            StatusCode::NOT_FOUND,
+            "Link not valid",
+            "This link has expired or was revoked".into(),
+        );
+        view.lines.push(
+            "Share links open one environment until their owner revokes them or they expire. \
+             Ask whoever sent it for a new one."
+                .into(),
+        );
+        view
+    }
+
+    /// The gateway was started without signing keys: no env can be opened signed in.
+    pub fn no_keys(&self) -> PageView {
+        let mut view = self.view(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not configured",
+            "This gateway has no signing keys".into(),
+        );
+        view.lines.push(
+            "Its operator must give it --signing-keys (README: the manifests' Secrets).".into(),
+        );
+        view
+    }
+
     /// oauth2-proxy did not answer: nobody can be let in.
     pub fn auth_unavailable(&self, problem: &str) -> PageView {
         let mut view = self.view(

@@ -1,5 +1,7 @@
-//! One request, start to end: identity headers stripped, the route decided, authentication,
-//! then the upstream (dashboard, oauth2-proxy or an env's port) or a status page. Bodies stream
+//! One request, start to end, in fixed phases: identity headers stripped, the route decided,
+//! the gate (the sign-in for the dashboard, the env's access level and env cookie for env
+//! hosts: [`crate::env_gate`]), then the upstream (dashboard, oauth2-proxy or an env's port), a
+//! step of the env sign-in flow, or a status page. Bodies stream
 //! both ways; `Upgrade` requests (WebSockets) become a byte tunnel once both sides switched.
 
 use std::net::IpAddr;
@@ -16,12 +18,15 @@ use hyper_util::rt::TokioIo;
 use ephemerator_core::hosts::port_suffix;
 
 use crate::auth::{Grant, Subject, Verdict, sign_in_location};
+use crate::env_access::CookieNames;
+use crate::env_gate::{self, Gate, Here, env_gate};
 use crate::headers::{
-    clearing_cookies, drop_domain_cookies, is_browser_navigation, is_upgrade, remove_hop_by_hop,
-    remove_session_cookies, set_forwarded, strip_identity,
+    clearing_cookies, drop_cookies_named, drop_domain_cookies, is_browser_navigation, is_upgrade,
+    remove_cookies, remove_hop_by_hop, remove_session_cookies, set_forwarded, strip_identity,
 };
 use crate::pages::{PageContext, bad_request, head_too_large, render};
 use crate::route::{Page, Target, route};
+use crate::table::EnvEntry;
 use crate::{Body, Gateway, Upstreams};
 
 /// Answers one client request.
@@ -55,13 +60,18 @@ pub async fn handle(
     // One config for the whole request, even if a reload lands meanwhile.
     let config = gateway.config.current();
     let gateway_host = config.gateway_host.as_str();
+    // The env's entry, looked up once: the route and the access check see the same one.
+    let mut entry = None;
     let target = route(&host, request.uri().path(), gateway_host, |env| {
-        gateway.table.get(env)
+        entry = gateway.table.get(env);
+        entry.as_ref().map(|entry| entry.status.clone())
     });
     // Only envs of the route table label a series: a name from the Host header alone never does.
     let (label, env) = match &target {
         Target::Dashboard => ("dashboard", ""),
         Target::OAuth2Proxy => ("oauth2-proxy", ""),
+        Target::EnvSignIn | Target::ShareLink | Target::Reserved => ("sign-in", ""),
+        Target::EnvReserved { env, .. } => ("sign-in", env.as_str()),
         Target::Env { env, .. } => ("env", env.as_str()),
         Target::Page(Page::Starting { env, .. } | Page::Broken { env, .. }) => {
             ("page", env.as_str())
@@ -69,18 +79,16 @@ pub async fn handle(
         Target::Page(Page::NoSuchEnv { .. } | Page::UnknownHost) => ("page", ""),
     };
     let env = env.to_string();
-    let response = answer(
-        &gateway,
-        &upstreams,
-        request,
+    let port_suffix = port_suffix(&host, gateway.proto);
+    let here = Here {
+        gateway: &gateway,
+        upstreams: &upstreams,
+        config: &config,
+        host: &host,
+        port_suffix: &port_suffix,
         client,
-        Hosts {
-            host: &host,
-            gateway_host,
-        },
-        target,
-    )
-    .await;
+    };
+    let response = answer(&here, request, target, entry).await;
     gateway.metrics.request(
         label,
         &env,
@@ -90,151 +98,156 @@ pub async fn handle(
     response
 }
 
-/// The request's Host, and the gateway's own host in the config it is answered under.
-struct Hosts<'a> {
-    host: &'a str,
-    gateway_host: &'a str,
-}
-
+/// The phases after routing: the gate of the target (the sign-in for the dashboard, the env's
+/// access level for env hosts), then the upstream or the gateway's own answer.
 async fn answer(
-    gateway: &Gateway,
-    upstreams: &Upstreams,
+    here: &Here<'_>,
     mut request: Request<Incoming>,
-    client: IpAddr,
-    hosts: Hosts<'_>,
     target: Target,
+    entry: Option<Arc<EnvEntry>>,
 ) -> Response<Body> {
-    let Hosts { host, gateway_host } = hosts;
-    let port_suffix = port_suffix(host, gateway.proto);
+    let gateway = here.gateway;
     let pages = PageContext {
         proto: gateway.proto,
-        gateway_host,
-        port_suffix: &port_suffix,
-        host,
+        gateway_host: &here.config.gateway_host,
+        port_suffix: here.port_suffix,
+        host: here.host,
     };
-    let grant = if target.needs_auth() {
-        let subject = Subject {
-            headers: request.headers(),
-            host,
-            uri: request.uri(),
-            method: request.method(),
-            client,
-            proto: gateway.proto,
-        };
-        match gateway.auth.check(&subject, &upstreams.auth).await {
-            Verdict::Allowed(grant) => Some(grant),
-            Verdict::SignIn(clear_cookies) => {
-                let dashboard = format!("{gateway_host}{port_suffix}");
-                let mut response = sign_in(gateway, &request, host, &dashboard);
-                for cookie in clear_cookies {
-                    response.headers_mut().append(SET_COOKIE, cookie);
+    let own_cookies = CookieNames::for_proto(gateway.proto).all();
+    // Env hosts: the gate, for every target of an existing env but the code's redemption
+    // (which is how a visitor gets through the gate).
+    if let (Some((env, port)), Some(entry)) = (target.env(), entry.as_deref())
+        && !matches!(target, Target::EnvReserved { .. })
+    {
+        match env_gate(here, &request, env, port, entry) {
+            Gate::Answer(response) => return response,
+            Gate::Open(identity) => {
+                for (name, value) in identity {
+                    request.headers_mut().insert(name, value);
                 }
-                return response;
             }
-            Verdict::Forbidden => return render(&pages.forbidden()),
-            Verdict::DuplicateSession(names) => {
-                tracing::warn!(
-                    ?names,
-                    "refused a request carrying the session cookie twice"
-                );
-                let mut response = render(&pages.duplicate_session());
-                let secure = gateway.proto == "https";
-                for cookie in clearing_cookies(&names, request.uri().path(), gateway_host, secure) {
-                    response.headers_mut().append(SET_COOKIE, cookie);
-                }
-                return response;
-            }
-            Verdict::Unavailable(problem) => {
-                tracing::warn!(%problem, "authentication unavailable");
-                return render(&pages.auth_unavailable(&problem));
-            }
-        }
-    } else {
-        None
-    };
-    if let Some(grant) = &grant {
-        for (name, value) in &grant.identity {
-            request.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    let cookie_name = gateway.auth.cookie_name();
-    let mut response = match target {
+    match target {
         Target::Page(Page::UnknownHost) => render(&pages.unknown_host()),
         Target::Page(Page::NoSuchEnv { .. }) => render(&pages.no_such_env()),
-        Target::Page(Page::Starting { env, port, status }) => {
-            render(&pages.starting(&env, port, &status))
-        }
-        Target::Page(Page::Broken { env, status }) => render(&pages.broken(&env, &status)),
+        Target::Page(Page::Starting {
+            env, port, status, ..
+        }) => render(&pages.starting(&env, port, &status)),
+        Target::Page(Page::Broken { env, status, .. }) => render(&pages.broken(&env, &status)),
+        Target::EnvSignIn => env_gate::env_sign_in(here, &request).await,
+        Target::ShareLink => env_gate::share_link(here, &request),
+        Target::Reserved => render(&pages.unknown_host()),
+        Target::EnvReserved { env, port } => match entry.as_deref() {
+            Some(entry) => env_gate::redeem(here, &request, &env, port, entry),
+            None => render(&pages.no_such_env()),
+        },
         Target::OAuth2Proxy => match gateway.auth.oauth2_proxy().and_then(Uri::authority) {
             Some(authority) => {
                 let authority = authority.clone();
-                forward(
-                    gateway,
-                    upstreams,
-                    request,
-                    authority,
-                    client,
-                    host,
-                    "oauth2-proxy",
-                )
-                .await
-                .unwrap_or_else(|problem| {
-                    render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
-                })
+                forward(here, request, authority, "oauth2-proxy")
+                    .await
+                    .unwrap_or_else(|problem| {
+                        render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
+                    })
             }
             None => render(&pages.unknown_host()),
         },
         Target::Dashboard => {
-            if let Some(cookie_name) = cookie_name {
+            let grant = match dashboard_sign_in(here, &request, &pages).await {
+                Ok(grant) => grant,
+                Err(response) => return response,
+            };
+            for (name, value) in &grant.identity {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+            if let Some(cookie_name) = gateway.auth.cookie_name() {
                 remove_session_cookies(request.headers_mut(), cookie_name);
             }
-            forward(
-                gateway,
-                upstreams,
-                request,
-                gateway.dashboard.clone(),
-                client,
-                host,
-                "dashboard",
-            )
-            .await
-            .unwrap_or_else(|problem| {
-                render(&pages.upstream_failed("The dashboard", &problem, true))
-            })
+            remove_cookies(request.headers_mut(), &own_cookies);
+            let mut response = forward(here, request, gateway.dashboard.clone(), "dashboard")
+                .await
+                .unwrap_or_else(|problem| {
+                    render(&pages.upstream_failed("The dashboard", &problem, true))
+                });
+            pass_refreshed_session(&grant, &mut response);
+            response
         }
         Target::Env { env, port } => {
-            if let Some(cookie_name) = cookie_name {
+            if let Some(cookie_name) = gateway.auth.cookie_name() {
                 remove_session_cookies(request.headers_mut(), cookie_name);
             }
+            remove_cookies(request.headers_mut(), &own_cookies);
             match gateway.env_authority(&env, port) {
-                Ok(authority) => {
-                    match forward(gateway, upstreams, request, authority, client, host, "env").await
-                    {
-                        Ok(mut response) => {
-                            let dropped = drop_domain_cookies(response.headers_mut());
-                            if dropped > 0 {
-                                tracing::info!(%env, port, dropped, "dropped cookies an env set for the parent domain");
-                            }
-                            response
+                Ok(authority) => match forward(here, request, authority, "env").await {
+                    Ok(mut response) => {
+                        let dropped = drop_domain_cookies(response.headers_mut())
+                            + drop_cookies_named(response.headers_mut(), &own_cookies);
+                        if dropped > 0 {
+                            tracing::info!(%env, port, dropped, "dropped cookies an env set for the parent domain or in the gateway's name");
                         }
-                        Err(problem) => render(&pages.upstream_failed(
-                            &format!("Port {port} of environment {env}"),
-                            &problem,
-                            true,
-                        )),
+                        response
                     }
-                }
+                    Err(problem) => render(&pages.upstream_failed(
+                        &format!("Port {port} of environment {env}"),
+                        &problem,
+                        true,
+                    )),
+                },
                 Err(problem) => {
                     tracing::error!(%env, port, %problem, "the upstream template gave no address");
                     render(&pages.upstream_failed(&format!("Environment {env}"), &problem, false))
                 }
             }
         }
-    };
-    if let Some(grant) = grant {
-        pass_refreshed_session(&grant, &mut response);
     }
-    response
+}
+
+/// The dashboard's gate: oauth2-proxy's answer for the session, or the answer that replaces
+/// the dashboard's (sign in, refused, unavailable).
+async fn dashboard_sign_in(
+    here: &Here<'_>,
+    request: &Request<Incoming>,
+    pages: &PageContext<'_>,
+) -> Result<Arc<Grant>, Response<Body>> {
+    let gateway = here.gateway;
+    let subject = Subject {
+        headers: request.headers(),
+        host: here.host,
+        uri: request.uri(),
+        method: request.method(),
+        client: here.client,
+        proto: gateway.proto,
+    };
+    match gateway.auth.check(&subject, &here.upstreams.auth).await {
+        Verdict::Allowed(grant) => Ok(grant),
+        Verdict::SignIn(clear_cookies) => {
+            let dashboard = format!("{}{}", here.config.gateway_host, here.port_suffix);
+            let mut response = sign_in(gateway, request, here.host, &dashboard);
+            for cookie in clear_cookies {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+            Err(response)
+        }
+        Verdict::Forbidden => Err(render(&pages.forbidden())),
+        Verdict::DuplicateSession(names) => {
+            tracing::warn!(
+                ?names,
+                "refused a request carrying the session cookie twice"
+            );
+            let mut response = render(&pages.duplicate_session());
+            let secure = gateway.proto == "https";
+            let path = request.uri().path();
+            for cookie in clearing_cookies(&names, path, &here.config.gateway_host, secure) {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+            Err(response)
+        }
+        Verdict::Unavailable(problem) => {
+            tracing::warn!(%problem, "authentication unavailable");
+            Err(render(&pages.auth_unavailable(&problem)))
+        }
+    }
 }
 
 /// oauth2-proxy refreshed the session while checking: the new cookie goes to the client.
@@ -299,14 +312,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 /// Sends the request to `authority` and streams the answer back. `Err` says why there is no
 /// answer (refused, timed out, broken), for the 502 page.
 async fn forward(
-    gateway: &Gateway,
-    upstreams: &Upstreams,
+    here: &Here<'_>,
     mut request: Request<Incoming>,
     authority: Authority,
-    client: IpAddr,
-    host: &str,
     target: &'static str,
 ) -> Result<Response<Body>, String> {
+    let (gateway, upstreams, client, host) = (here.gateway, here.upstreams, here.client, here.host);
     let upgrade = is_upgrade(request.headers())
         .then(|| request.headers().get(UPGRADE).cloned())
         .flatten();

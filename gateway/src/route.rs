@@ -2,11 +2,22 @@
 //! where a request goes, or which status page answers it. The gateway is never an open proxy:
 //! only the dashboard, oauth2-proxy, and ports that an existing, Ready env publishes are ever
 //! reached.
+//!
+//! Paths under [`RESERVED_PREFIX`] are the gateway's own on every host: on the bare host, the
+//! dashboard host's half of opening an env (signing in, share links); on env hosts, the env
+//! host's half (taking a one-time code). No env's app ever sees them.
 
 use std::sync::Arc;
 
 use ephemerator_core::hosts::{is_dashboard_host, parse_env_port_host};
 use ephemerator_core::{EnvStatus, Phase};
+
+/// The paths the gateway answers itself, on every host.
+pub const RESERVED_PREFIX: &str = "/__ephemerator/";
+/// On the bare host: where an env host sends a browser to be let in (see `crate::env_access`).
+pub const ENV_SIGN_IN_PATH: &str = "/__ephemerator/auth";
+/// On env hosts: where the browser brings the one-time code back.
+pub const REDEEM_PATH: &str = "/__ephemerator/redeem";
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +27,19 @@ pub enum Target {
     /// `/oauth2/...` on the bare gateway host: oauth2-proxy's own pages (sign in, callback,
     /// sign out). Never authenticated first, or nobody could sign in.
     OAuth2Proxy,
+    /// [`ENV_SIGN_IN_PATH`] on the bare host: who the visitor is, for an env host.
+    EnvSignIn,
+    /// A share link (`ephemerator_core::share::link_path`) on the bare host.
+    ShareLink,
+    /// Any other reserved path on the bare host: nothing there.
+    Reserved,
+    /// A reserved path on a host of an existing env ([`REDEEM_PATH`] and nothing else).
+    EnvReserved {
+        /// The env name.
+        env: String,
+        /// The port of the host.
+        port: u16,
+    },
     /// `PORT---ENV.<gatewayHost>` of a Ready env that publishes PORT.
     Env {
         /// The env name.
@@ -28,10 +52,15 @@ pub enum Target {
 }
 
 impl Target {
-    /// Whether the request must pass authentication first: everything but oauth2-proxy's own
-    /// pages and hosts that are not the gateway's.
-    pub fn needs_auth(&self) -> bool {
-        !matches!(self, Target::OAuth2Proxy | Target::Page(Page::UnknownHost))
+    /// The env of a target on an env host that exists: its access level decides who gets it.
+    pub fn env(&self) -> Option<(&str, u16)> {
+        match self {
+            Target::Env { env, port }
+            | Target::EnvReserved { env, port }
+            | Target::Page(Page::Starting { env, port, .. }) => Some((env, *port)),
+            Target::Page(Page::Broken { env, port, .. }) => Some((env, *port)),
+            _ => None,
+        }
     }
 }
 
@@ -58,6 +87,8 @@ pub enum Page {
     Broken {
         /// The env name.
         env: String,
+        /// The port asked for.
+        port: u16,
         /// The env's status (phase and reason).
         status: Arc<EnvStatus>,
     },
@@ -68,11 +99,17 @@ pub fn route(
     host: &str,
     path: &str,
     gateway_host: &str,
-    env_status: impl Fn(&str) -> Option<Arc<EnvStatus>>,
+    env_status: impl FnOnce(&str) -> Option<Arc<EnvStatus>>,
 ) -> Target {
     if is_dashboard_host(host, gateway_host) {
         return if path == "/oauth2" || path.starts_with("/oauth2/") {
             Target::OAuth2Proxy
+        } else if path == ENV_SIGN_IN_PATH {
+            Target::EnvSignIn
+        } else if path.starts_with(ephemerator_core::share::LINK_PATH_PREFIX) {
+            Target::ShareLink
+        } else if path.starts_with(RESERVED_PREFIX) {
+            Target::Reserved
         } else {
             Target::Dashboard
         };
@@ -85,9 +122,12 @@ pub fn route(
     let Some(status) = env_status(&env) else {
         return Target::Page(Page::NoSuchEnv { env });
     };
+    if path.starts_with(RESERVED_PREFIX) {
+        return Target::EnvReserved { env, port };
+    }
     match status.phase {
         Phase::Ready if status.exposes(port) => Target::Env { env, port },
-        Phase::Failed | Phase::Rejected => Target::Page(Page::Broken { env, status }),
+        Phase::Failed | Phase::Rejected => Target::Page(Page::Broken { env, port, status }),
         _ => Target::Page(Page::Starting { env, port, status }),
     }
 }
@@ -205,9 +245,52 @@ mod tests {
                 "{host:?}"
             );
         }
-        assert!(!Target::Page(Page::UnknownHost).needs_auth());
-        assert!(!Target::OAuth2Proxy.needs_auth());
-        assert!(Target::Dashboard.needs_auth());
-        assert!(Target::Page(Page::NoSuchEnv { env: "x".into() }).needs_auth());
+        assert_eq!(Target::Page(Page::UnknownHost).env(), None);
+        assert_eq!(
+            Target::Page(Page::NoSuchEnv { env: "x".into() }).env(),
+            None
+        );
+    }
+
+    #[test]
+    fn reserved_paths_are_the_gateways_own_on_every_host() {
+        assert_eq!(
+            route_of("preview.example.com", "/__ephemerator/auth"),
+            Target::EnvSignIn
+        );
+        assert_eq!(
+            route_of(
+                "preview.example.com",
+                "/__ephemerator/link/ready/abcdefgh.t"
+            ),
+            Target::ShareLink
+        );
+        assert_eq!(
+            route_of("preview.example.com", "/__ephemerator/other"),
+            Target::Reserved
+        );
+        assert_eq!(
+            route_of("preview.example.com", "/__ephemeratorx"),
+            Target::Dashboard
+        );
+        // On env hosts, whatever the env's phase and ports: never the env's app.
+        for env in ["ready", "starting", "failed"] {
+            let target = route_of(
+                &format!("8000---{env}.preview.example.com"),
+                "/__ephemerator/redeem",
+            );
+            assert_eq!(
+                target,
+                Target::EnvReserved {
+                    env: env.into(),
+                    port: 8000
+                }
+            );
+            assert_eq!(target.env(), Some((env, 8000)));
+        }
+        assert_eq!(
+            route_of("8000---gone.preview.example.com", "/__ephemerator/redeem"),
+            Target::Page(Page::NoSuchEnv { env: "gone".into() })
+        );
     }
 }

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ephemerator_core::identity::NameFields;
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::{ApiHealth, event_watch};
 use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::signing::LiveKeys;
 use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
 use hyper::http::uri::Authority;
@@ -80,6 +82,10 @@ pub struct Settings {
     pub env_upstream: UpstreamTemplate,
     /// How requests are authenticated.
     pub auth: AuthMode,
+    /// Which of oauth2-proxy's headers name a person (as the dashboard's `--identity-from`).
+    pub identity_from: NameFields,
+    /// The keys of env cookies, codes and share links: required with oauth2-proxy.
+    pub signing_keys: Option<LiveKeys>,
     /// TLS termination, if the gateway does it.
     pub tls: Option<TlsFiles>,
     /// The scheme clients use; `None`: `https` with TLS, else `http`. Set `https` behind a
@@ -135,6 +141,9 @@ pub enum StartError {
     /// The TLS files are unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// oauth2-proxy authenticates but there are no signing keys for env cookies.
+    #[error("--auth oauth2-proxy needs signing keys (--signing-keys)")]
+    NoKeys,
     /// A listener cannot be used.
     #[error("listener: {0}")]
     Listen(#[from] std::io::Error),
@@ -151,12 +160,17 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         dashboard,
         env_upstream,
         auth,
+        identity_from,
+        signing_keys,
         tls,
         public_https,
         limits,
         workers,
         drain_timeout,
     } = settings;
+    if matches!(auth, AuthMode::OAuth2Proxy { .. }) && signing_keys.is_none() {
+        return Err(StartError::NoKeys);
+    }
     let listener = TcpListener::from_std(listeners.take_traffic()?)?;
     let admin = TcpListener::from_std(listeners.admin)?;
     let addr = listener.local_addr()?;
@@ -203,6 +217,9 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         }));
     }
 
+    if let Some(keys) = signing_keys.clone() {
+        tasks.spawn(keys.watch());
+    }
     let gateway = Arc::new(Gateway {
         config,
         proto,
@@ -211,6 +228,9 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         env_upstream,
         table: table.clone(),
         auth: Authenticator::new(auth, limits.auth_timeout, metrics.clone()),
+        identity_from,
+        keys: signing_keys.clone(),
+        used_codes: crate::env_gate::UsedCodes::default(),
         limits: limits.clone(),
         metrics: metrics.clone(),
     });

@@ -1,27 +1,48 @@
-//! The route table: what the gateway knows of each env (phase, message, published ports), kept
-//! from the env ConfigMaps by the shared restart-proof watch. Reads never wait on the watch.
+//! The route table: what the gateway knows of each env (phase, message, published ports, and
+//! who may open it), kept from the env ConfigMaps by the shared restart-proof watch. Reads
+//! never wait on the watch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ephemerator_core::EnvStatus;
+use ephemerator_core::access::Access;
+use ephemerator_core::labels::{ACCESS_ANNOTATION, OWNER_ANNOTATION, SHARE_LINKS_ANNOTATION};
+use ephemerator_core::share::{ShareLink, parse_share_links};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher;
 
-/// Env name → its status as ephctrl last wrote it.
+/// What the gateway knows of one env.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    /// Its status as ephctrl last wrote it.
+    pub status: Arc<EnvStatus>,
+    /// The ConfigMap's UID: env cookies, codes and share links are bound to it, so none of
+    /// them opens a later env that reuses the name.
+    pub uid: String,
+    /// Its owner (the owner annotation, else the name, as the dashboard reads it).
+    pub owner: String,
+    /// The level its annotation asks for (`None`: the config's default). An annotation that
+    /// does not parse reads as `owner`: the gateway fails closed, ephctrl says what is wrong.
+    pub access: Option<Access>,
+    /// Its share links; an annotation that does not parse gives none (fail closed).
+    pub links: Vec<ShareLink>,
+}
+
+/// Env name → what the gateway knows of it.
 #[derive(Default)]
 pub struct RouteTable {
-    envs: RwLock<HashMap<String, Arc<EnvStatus>>>,
+    envs: RwLock<HashMap<String, Arc<EnvEntry>>>,
     /// The envs of a re-list in progress, swapped in whole when it ends, so envs deleted while
     /// the watch was down disappear and the table is never half-listed.
-    relisting: Mutex<Option<HashMap<String, Arc<EnvStatus>>>>,
+    relisting: Mutex<Option<HashMap<String, Arc<EnvEntry>>>>,
     listed: AtomicBool,
 }
 
 impl RouteTable {
-    /// The status of env `name`, if it exists.
-    pub fn get(&self, name: &str) -> Option<Arc<EnvStatus>> {
+    /// What is known of env `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<EnvEntry>> {
         read(&self.envs).get(name).cloned()
     }
 
@@ -84,9 +105,35 @@ impl RouteTable {
     }
 }
 
-fn entry(cm: &ConfigMap) -> Option<(String, Arc<EnvStatus>)> {
-    let name = cm.metadata.name.clone()?;
-    Some((name, Arc::new(EnvStatus::from_meta(&cm.metadata))))
+fn entry(cm: &ConfigMap) -> Option<(String, Arc<EnvEntry>)> {
+    let meta = &cm.metadata;
+    let name = meta.name.clone()?;
+    let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+    let access = annotation(ACCESS_ANNOTATION).map(|text| {
+        text.parse().unwrap_or_else(|problem: String| {
+            tracing::warn!(env = %name, %problem, "an unreadable access annotation: owner only");
+            Access::Owner
+        })
+    });
+    let links = match annotation(SHARE_LINKS_ANNOTATION).map(|text| parse_share_links(text)) {
+        None => Vec::new(),
+        Some(Ok(links)) => links,
+        Some(Err(problem)) => {
+            tracing::warn!(env = %name, %problem, "unreadable share links: none open the env");
+            Vec::new()
+        }
+    };
+    let entry = EnvEntry {
+        status: Arc::new(EnvStatus::from_meta(meta)),
+        uid: meta.uid.clone().unwrap_or_default(),
+        owner: annotation(OWNER_ANNOTATION)
+            .filter(|owner| !owner.is_empty())
+            .cloned()
+            .unwrap_or_else(|| name.clone()),
+        access,
+        links,
+    };
+    Some((name, Arc::new(entry)))
 }
 
 // A panic while holding these locks cannot leave the maps inconsistent (every write is one
@@ -127,18 +174,45 @@ mod tests {
     fn events_add_change_and_remove_envs() {
         let table = RouteTable::default();
         table.apply(&watcher::Event::Apply(cm("a", "Starting", "[]")));
-        assert_eq!(table.get("a").unwrap().phase, Phase::Starting);
+        assert_eq!(table.get("a").unwrap().status.phase, Phase::Starting);
         table.apply(&watcher::Event::Apply(cm(
             "a",
             "Ready",
             r#"[{"name":"web","port":8000}]"#,
         )));
-        assert!(table.get("a").unwrap().exposes(8000));
+        assert!(table.get("a").unwrap().status.exposes(8000));
         assert_eq!(
             table.apply(&watcher::Event::Delete(cm("a", "Ready", "[]"))),
             vec!["a".to_string()]
         );
         assert!(table.get("a").is_none());
+    }
+
+    #[test]
+    fn who_may_open_an_env_is_read_failing_closed() {
+        let table = RouteTable::default();
+        let mut plain = cm("plain", "Ready", "[]");
+        plain.metadata.uid = Some("uid-1".into());
+        let mut odd = cm("odd", "Ready", "[]");
+        let annotations = odd.metadata.annotations.as_mut().unwrap();
+        annotations.insert(OWNER_ANNOTATION.into(), "jane.doe".into());
+        annotations.insert(ACCESS_ANNOTATION.into(), "everyone".into());
+        annotations.insert(SHARE_LINKS_ANNOTATION.into(), "not json".into());
+        table.apply(&watcher::Event::Apply(plain));
+        table.apply(&watcher::Event::Apply(odd));
+        let plain = table.get("plain").unwrap();
+        assert_eq!(
+            (plain.uid.as_str(), plain.owner.as_str(), plain.access),
+            ("uid-1", "plain", None)
+        );
+        let odd = table.get("odd").unwrap();
+        assert_eq!(odd.owner, "jane.doe");
+        assert_eq!(
+            odd.access,
+            Some(Access::Owner),
+            "an unreadable level is the closest"
+        );
+        assert!(odd.links.is_empty(), "unreadable links open nothing");
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn env_routed(
     expect: &str,
 ) {
     put_env(&setup.cluster.client(), name, phase, ports, message).await;
-    let cookie = session("alice");
+    let cookie = env_session(&setup.gateway, name, probe, "alice").await;
     wait_for(&format!("{name} to show {expect:?}"), || async {
         let answer = setup
             .gateway
@@ -90,8 +90,10 @@ async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "alice").await;
 
-    // A session whose check answers with the user's OAuth token too (--pass-access-token).
-    let cookie = format!("{COOKIE}=token-alice; theme=dark");
+    let cookie = format!(
+        "{}; theme=dark",
+        env_session(&setup.gateway, "alice", port, "alice").await
+    );
     let host = env_host(port, "alice");
     let echo = setup
         .gateway
@@ -136,34 +138,62 @@ async fn a_published_port_of_a_ready_env_is_proxied_with_the_users_identity_only
         !seen.contains("mallory") && !seen.contains("forged"),
         "{seen}"
     );
-    assert!(!seen.contains("oauth-token-secret"), "{seen}");
-    // The session cookie is kept from the env; its own cookies pass.
+    // The session and env cookies are kept from the env; its own cookies pass.
     assert!(seen.contains("\ncookie: theme=dark\n"), "{seen}");
-    assert!(!seen.contains(COOKIE), "{seen}");
+    assert!(
+        !seen.contains(COOKIE) && !seen.contains("ephemerator_env"),
+        "{seen}"
+    );
     // Hop-by-hop headers stop at the gateway; the body streams through.
     assert!(!seen.contains("x-hop"), "{seen}");
     assert!(seen.contains("body: the upload\n"), "{seen}");
+
+    // A session whose check answers with the user's OAuth token too (--pass-access-token):
+    // the token reaches nobody, the dashboard included (so no env cookie can carry it).
+    let dash = setup
+        .gateway
+        .get(
+            GATEWAY_HOST,
+            "/echo",
+            &[("cookie", &format!("{COOKIE}=token-alice"))],
+        )
+        .await;
+    assert_eq!(dash.status, 200);
+    assert!(
+        dash.body.contains("x-auth-request-user: alice"),
+        "{}",
+        dash.body
+    );
+    assert!(!dash.body.contains("oauth-token-secret"), "{}", dash.body);
 }
 
 #[tokio::test]
 async fn a_client_can_neither_name_away_nor_forge_the_identity_the_gateway_sets() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "alice").await;
-    let cookie = session("alice");
+    let env_cookie = env_session(&setup.gateway, "alice", port, "alice").await;
+    let dash_cookie = session("alice");
     // Headers named in `Connection` are the client's hop-by-hop ones, never the gateway's; and
     // every header oauth2-proxy can set is the gateway's to set (Gap-Auth among them).
-    let forged: &[(&str, &str)] = &[
-        ("cookie", &cookie),
-        (
-            "connection",
-            "x-auth-request-user, x-auth-request-preferred-username, gap-auth",
-        ),
-        ("gap-auth", "mallory@evil.com"),
-        ("gap-signature", "sha256 forged"),
-        ("x-auth-request-email", "mallory@evil.com"),
-    ];
-    for host in [GATEWAY_HOST.to_string(), env_host(port, "alice")] {
-        let echo = setup.gateway.get(&host, "/echo", forged).await;
+    let forged = |cookie: &str| -> Vec<(&str, String)> {
+        vec![
+            ("cookie", cookie.to_string()),
+            (
+                "connection",
+                "x-auth-request-user, x-auth-request-preferred-username, gap-auth".into(),
+            ),
+            ("gap-auth", "mallory@evil.com".into()),
+            ("gap-signature", "sha256 forged".into()),
+            ("x-auth-request-email", "mallory@evil.com".into()),
+        ]
+    };
+    for (host, cookie) in [
+        (GATEWAY_HOST.to_string(), &dash_cookie),
+        (env_host(port, "alice"), &env_cookie),
+    ] {
+        let headers = forged(cookie);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let echo = setup.gateway.get(&host, "/echo", &headers).await;
         assert_eq!(echo.status, 200, "{}", echo.body);
         let seen = echo.body.to_lowercase();
         assert!(
@@ -231,20 +261,34 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     let (env, port) = ready_env(&setup, "carol").await;
     let host = env_host(port, "carol");
 
+    // On the dashboard's host: oauth2-proxy's sign-in, back to the page asked for.
     let browser = setup
         .gateway
         .get(
-            &host,
+            GATEWAY_HOST,
             "/page?a=1&b=2",
             &[("accept", "text/html,application/xhtml+xml")],
         )
         .await;
     assert_eq!(browser.status, 302);
-    let rd = format!("http://{host}/page?a=1&b=2");
+    let rd = format!("http://{GATEWAY_HOST}/page?a=1&b=2");
     let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
     assert_eq!(
         browser.header("location"),
         format!("http://{GATEWAY_HOST}/oauth2/sign_in?rd={rd}")
+    );
+    // On an env host: through the dashboard's host, which knows the sign-in (env_access.rs).
+    let env_page = setup
+        .gateway
+        .get(&host, "/page?a=1&b=2", &[("accept", "text/html")])
+        .await;
+    assert_eq!(env_page.status, 302);
+    assert!(
+        env_page.header("location").starts_with(&format!(
+            "http://{GATEWAY_HOST}/__ephemerator/auth?env=carol&port={port}&rd=%2Fpage%3Fa%3D1%26b%3D2&state="
+        )),
+        "{:?}",
+        env_page.headers
     );
 
     let htmx = setup
@@ -270,7 +314,7 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     let api = setup
         .gateway
         .get(
-            &host,
+            GATEWAY_HOST,
             "/api",
             &[
                 ("accept", "application/json"),
@@ -287,7 +331,7 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     let stale = setup
         .gateway
         .get(
-            &host,
+            GATEWAY_HOST,
             "/page",
             &[
                 ("accept", "text/html"),
@@ -298,6 +342,12 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     assert_eq!(stale.status, 302);
     assert!(stale.header("location").contains("/oauth2/sign_in?rd="));
     assert_eq!(stale.set_cookies, [cleared.as_str()]);
+    // An env's API without the env's cookie: 401, the session notwithstanding.
+    let env_api = setup
+        .gateway
+        .get(&host, "/api", &[("cookie", &session("carol"))])
+        .await;
+    assert_eq!(env_api.status, 401);
     assert_eq!(
         env.requests.load(Ordering::SeqCst),
         1,
@@ -307,7 +357,7 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     let banned = setup
         .gateway
         .get(
-            &host,
+            GATEWAY_HOST,
             "/",
             &[("accept", "text/html"), ("cookie", "_oauth2_proxy=banned")],
         )
@@ -320,14 +370,16 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
 async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per_session() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "dave").await;
-    let host = env_host(port, "dave");
     let before = setup.oauth2.auth_requests.load(Ordering::SeqCst);
     let cookie = format!("app=secret; {}", session("dave"));
     for _ in 0..5 {
-        let answer = setup.gateway.get(&host, "/", &[("cookie", &cookie)]).await;
+        let answer = setup
+            .gateway
+            .get(GATEWAY_HOST, "/", &[("cookie", &cookie)])
+            .await;
         assert_eq!(answer.status, 200);
     }
-    // The readiness probe's session was alice's; dave's is asked once.
+    // dave's session is asked about once.
     assert_eq!(
         setup.oauth2.auth_requests.load(Ordering::SeqCst),
         before + 1
@@ -343,13 +395,28 @@ async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per
     assert_eq!(
         seen,
         session("dave"),
-        "the env's cookies are not oauth2-proxy's business"
+        "the page's other cookies are not oauth2-proxy's business"
     );
+    // An env's requests never ask oauth2-proxy: its own cookie is checked by the gateway.
+    let env_cookie = env_session(&setup.gateway, "dave", port, "dave").await;
+    let asked = setup.oauth2.auth_requests.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let answer = setup
+            .gateway
+            .get(&env_host(port, "dave"), "/", &[("cookie", &env_cookie)])
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(setup.oauth2.auth_requests.load(Ordering::SeqCst), asked);
 
     // A refreshed session reaches the browser and is not cached.
     let refreshing = setup
         .gateway
-        .get(&host, "/", &[("cookie", "_oauth2_proxy=refresh-dave")])
+        .get(
+            GATEWAY_HOST,
+            "/",
+            &[("cookie", "_oauth2_proxy=refresh-dave")],
+        )
         .await;
     assert_eq!(refreshing.status, 200);
     assert!(
@@ -366,7 +433,7 @@ async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per
 async fn envs_cannot_set_cookies_for_the_parent_domain_and_repeated_set_cookie_survives() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "erin").await;
-    let cookie = session("erin");
+    let cookie = env_session(&setup.gateway, "erin", port, "erin").await;
     let answer = setup
         .gateway
         .get(&env_host(port, "erin"), "/cookies", &[("cookie", &cookie)])
@@ -382,19 +449,26 @@ async fn envs_cannot_set_cookies_for_the_parent_domain_and_repeated_set_cookie_s
 async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
     let setup = setup().await;
     let client = setup.cluster.client();
-    let cookie = session("frank");
-    let get = |host: String| {
-        let cookie = cookie.clone();
+    // Each env's page with that env's cookie for the port (none for envs that do not exist).
+    let get = |env: &'static str, port: u16| {
         let gateway = &setup.gateway;
         async move {
+            let cookie = match gateway.running.table.get(env) {
+                Some(_) => env_session(gateway, env, port, "frank").await,
+                None => session("frank"),
+            };
             gateway
-                .get(&host, "/", &[("cookie", &cookie), ("accept", "text/html")])
+                .get(
+                    &env_host(port, env),
+                    "/",
+                    &[("cookie", &cookie), ("accept", "text/html")],
+                )
                 .await
         }
     };
     let dashboard_link = r#"href="http:&#x2F;&#x2F;preview.localhost&#x2F;""#;
 
-    let missing = get(env_host(8000, "gone")).await;
+    let missing = get("gone", 8000).await;
     assert_eq!(missing.status, 404);
     assert!(
         missing
@@ -413,7 +487,7 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
         "cloning the repo",
     )
     .await;
-    let starting = get(env_host(8000, "slow")).await;
+    let starting = get("slow", 8000).await;
     assert_eq!(starting.status, 503);
     assert_eq!(starting.header("retry-after"), "3");
     assert!(
@@ -434,7 +508,7 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
         "does not publish port 9",
     )
     .await;
-    let unpublished = get(env_host(9, "partial")).await;
+    let unpublished = get("partial", 9).await;
     assert_eq!(unpublished.status, 503);
     assert!(
         unpublished
@@ -454,7 +528,7 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
         "failed",
     )
     .await;
-    let failed = get(env_host(dead, "broken")).await;
+    let failed = get("broken", dead).await;
     assert_eq!(failed.status, 503);
     assert!(
         failed.body.contains("tilt up exited: &lt;boom&gt;"),
@@ -472,16 +546,11 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
         "was rejected",
     )
     .await;
-    assert!(
-        get(env_host(8000, "nope"))
-            .await
-            .body
-            .contains("repo not allowed")
-    );
+    assert!(get("nope", 8000).await.body.contains("repo not allowed"));
 
     // A dead upstream: a 502 that says so, at once (refused, not timed out).
     let started = std::time::Instant::now();
-    let refused = get(env_host(dead, "partial")).await;
+    let refused = get("partial", dead).await;
     assert_eq!(refused.status, 502);
     assert!(
         refused.body.contains(&format!(
@@ -521,14 +590,14 @@ async fn every_status_page_says_what_is_there_and_links_the_dashboard() {
     )
     .await
     .unwrap();
-    assert_eq!(get(env_host(5432, "internal-db")).await.status, 404);
+    assert_eq!(get("internal-db", 5432).await.status, 404);
 }
 
 #[tokio::test]
 async fn the_gateway_is_not_an_open_proxy() {
     let setup = setup().await;
     let (env, port) = ready_env(&setup, "gina").await;
-    let cookie = session("gina");
+    let cookie = env_session(&setup.gateway, "gina", port, "gina").await;
     for host in [
         format!("127.0.0.1:{port}"),
         format!("{port}---gina.preview.localhost.evil.com"),
@@ -580,7 +649,10 @@ async fn server_sent_events_flow_as_they_come() {
         .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
     let request = hyper::Request::get(format!("http://{}/events", setup.gateway.running.addr))
         .header("host", env_host(port, "hank"))
-        .header("cookie", session("hank"))
+        .header(
+            "cookie",
+            env_session(&setup.gateway, "hank", port, "hank").await,
+        )
         .body(http_body_util::Empty::new())
         .unwrap();
     events.send("one".into()).unwrap();
@@ -608,20 +680,21 @@ async fn websockets_work_end_to_end_with_tilts_origin_check() {
             .running
             .table
             .get("ivan")
-            .filter(|s| s.exposes(port))
+            .filter(|s| s.status.exposes(port))
             .map(|_| ())
     })
     .await;
     let host = env_host(port, "ivan");
+    let cookie = env_session(&setup.gateway, "ivan", port, "ivan").await;
     let connect = |origin: String| {
-        let host = host.clone();
+        let (host, cookie) = (host.clone(), cookie.clone());
         let addr = setup.gateway.running.addr;
         async move {
             let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
             let headers = request.headers_mut();
             headers.insert("host", host.parse().unwrap());
             headers.insert("origin", origin.parse().unwrap());
-            headers.insert("cookie", session("ivan").parse().unwrap());
+            headers.insert("cookie", cookie.parse().unwrap());
             tokio_tungstenite::connect_async(request).await
         }
     };
@@ -650,7 +723,8 @@ async fn websockets_work_end_to_end_with_tilts_origin_check() {
     );
     socket.close(None).await.unwrap();
 
-    // Another origin is refused by the env itself, and the refusal reaches the client.
+    // Another origin is refused (by the gateway, for an env that is not public; by Tilt's own
+    // origin check behind it otherwise), and the refusal reaches the client.
     let refused = connect("http://evil.com".into()).await.unwrap_err();
     assert!(refused.to_string().contains("403"), "{refused}");
 }
@@ -700,10 +774,14 @@ async fn the_head_limit_is_the_documented_one_to_the_byte() {
 async fn metrics_count_requests_by_env_and_status() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "judy").await;
-    let cookie = session("judy");
+    let cookie = env_session(&setup.gateway, "judy", port, "judy").await;
     setup
         .gateway
         .get(&env_host(port, "judy"), "/", &[("cookie", &cookie)])
+        .await;
+    setup
+        .gateway
+        .get(GATEWAY_HOST, "/", &[("cookie", &session("judy"))])
         .await;
     setup
         .gateway
@@ -732,7 +810,7 @@ async fn metrics_count_requests_by_env_and_status() {
 async fn hosts_of_no_env_make_no_metrics_series_and_a_deleted_envs_series_go() {
     let setup = setup().await;
     let (_env, port) = ready_env(&setup, "kate").await;
-    let cookie = session("kate");
+    let cookie = env_session(&setup.gateway, "kate", port, "kate").await;
     let served = setup
         .gateway
         .get(&env_host(port, "kate"), "/", &[("cookie", &cookie)])
@@ -784,7 +862,7 @@ async fn an_upstream_that_does_not_answer_in_time_gets_a_502_that_says_so() {
     let port = env.addr.port();
     put_env(&cluster.client(), "nora", Phase::Ready, &[port], "").await;
     let host = env_host(port, "nora");
-    let cookie = session("nora");
+    let cookie = env_session(&gateway, "nora", port, "nora").await;
     wait_for("nora routed", || async {
         (gateway.get(&host, "/", &[("cookie", &cookie)]).await.status == 200).then_some(())
     })

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ephemerator_core::duration::parse_flag_duration;
+use ephemerator_core::identity::NameFields;
 
 use crate::logging::LogFormat;
 
@@ -51,6 +52,19 @@ pub struct CommonFlags {
     /// How logs are written to stdout: `text`, or `json` (one object per line).
     #[arg(long, env = "EPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--identity-from`, of the servers that tell who a person is from oauth2-proxy's headers
+/// (ephdash: who owns an env, who is an admin; ephgateway: who may open an owner-only env).
+/// Both must name people alike, so both take it from here.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityFlags {
+    /// Which of the identity headers name a person, in order, the first present winning: any
+    /// of `preferred-username`, `user` and `email`. The default names people by their readable
+    /// name with OIDC providers and by their login with GitHub. Give ephdash and ephgateway the
+    /// same.
+    #[arg(long, env = "EPH_IDENTITY_FROM", default_value = "preferred-username,user", value_parser = NameFields::parse)]
+    pub identity_from: NameFields,
 }
 
 /// The common flags' section of `--help`, as every server prints it (each server flattens

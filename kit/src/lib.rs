@@ -7,6 +7,8 @@
 //! - [`logging`]: one log setup (text or JSON);
 //! - [`metrics`]: the registry and series every server's `/metrics` has;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as one future;
+//! - [`signing`]: the keys of the Secret that sign env cookies, codes and share links, and
+//!   the tokens made with them;
 //! - [`flags`]: the common flags ([`CommonFlags`]), the same on every server;
 //! - [`boot`]: what every `main` does before `start`; [`running`]: what every `Running` handle
 //!   is made of.
@@ -23,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod running;
 pub mod shutdown;
+pub mod signing;
 
 pub use boot::{Boot, Listeners};
 pub use flags::CommonFlags;

@@ -227,6 +227,10 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);
     let controller = ephctrl::start(ctrl, Listeners::local(false)?)?;
 
+    // One key for the gateway and the dashboard of this process.
+    let signing_keys = ephemerator_kit::signing::LiveKeys::fixed(
+        ephemerator_kit::signing::SigningKeys::random().map_err(anyhow::Error::msg)?,
+    );
     let dashboard = ephdash::startup::start(
         ephdash::startup::Settings {
             client: cluster.client(),
@@ -273,6 +277,8 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
                     cache_ttl: ephgateway::auth::DEFAULT_CACHE_TTL,
                 },
             },
+            identity_from: Default::default(),
+            signing_keys: Some(signing_keys),
             tls: None,
             public_https: None,
             limits: ephgateway::Limits::default(),

@@ -256,6 +256,8 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
             dashboard: dash.addr.to_string().parse().unwrap(),
             env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
             auth: AuthMode::None,
+            identity_from: Default::default(),
+            signing_keys: None,
             tls: None,
             public_https: None,
             limits: ephgateway::Limits::default(),

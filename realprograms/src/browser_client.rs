@@ -1,7 +1,8 @@
 //! An HTTP client that acts as a browser does where signing in is concerned: it follows
-//! redirects, keeps the cookies it is given (and drops one set with `Max-Age=0`) and sends them
-//! back, and reaches every `*.localhost` name on loopback. Enough to sign in through the real
-//! oauth2-proxy and OIDC provider in a test without a browser.
+//! redirects, keeps the cookies it is given (and drops one set with `Max-Age=0`) and sends each
+//! back to the hosts it belongs to (host-only, or a `Domain` and its subdomains), and reaches
+//! every `*.localhost` name on loopback. Enough to sign in through the real oauth2-proxy and
+//! OIDC provider in a test without a browser, and to see which host holds which cookie.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,19 +34,53 @@ pub struct Page {
     pub body: String,
 }
 
+/// Which hosts a cookie is sent to. (Paths are ignored: every cookie here is for `/`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The host that set it, alone (no `Domain` attribute).
+    Host(String),
+    /// A domain and its subdomains (`Domain=`).
+    Domain(String),
+    /// Every host: a cookie a test put in the jar by hand.
+    Everywhere,
+}
+
+impl Scope {
+    fn covers(&self, host: &str) -> bool {
+        match self {
+            Scope::Host(own) => own == host,
+            Scope::Domain(domain) => {
+                host == domain
+                    || host
+                        .strip_suffix(domain.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
+            }
+            Scope::Everywhere => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cookie {
+    name: String,
+    value: String,
+    scope: Scope,
+}
+
 /// A client with a cookie jar.
 pub struct BrowserClient {
     http: Client<HttpConnector, Full<Bytes>>,
-    /// Cookie name → value. Every test host is a name on this machine, so the jar ignores
-    /// cookie domains and paths.
-    cookies: BTreeMap<String, String>,
+    cookies: Vec<Cookie>,
+    /// Extra headers of every request (`Sec-Fetch-*`, say).
+    extra_headers: Vec<(String, String)>,
 }
 
 impl Default for BrowserClient {
     fn default() -> Self {
         BrowserClient {
             http: Client::builder(TokioExecutor::new()).build_http(),
-            cookies: BTreeMap::new(),
+            cookies: Vec::new(),
+            extra_headers: Vec::new(),
         }
     }
 }
@@ -93,13 +128,18 @@ impl BrowserClient {
                 &url[url::Position::BeforeHost..url::Position::AfterPort],
             )
             .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8");
-        if !self.cookies.is_empty() {
-            let cookies: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
+        let host = host.to_ascii_lowercase();
+        let cookies: Vec<String> = self
+            .cookies
+            .iter()
+            .filter(|cookie| cookie.scope.covers(&host))
+            .map(|cookie| format!("{}={}", cookie.name, cookie.value))
+            .collect();
+        if !cookies.is_empty() {
             request = request.header(header::COOKIE, cookies.join("; "));
+        }
+        for (name, value) in &self.extra_headers {
+            request = request.header(name.as_str(), value.as_str());
         }
         let request = request.body(Full::default())?;
         let response = tokio::time::timeout(TIMEOUT, self.http.request(request))
@@ -119,7 +159,7 @@ impl BrowserClient {
             .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
         for cookie in &set_cookies {
-            self.keep(cookie);
+            self.keep(cookie, &host);
         }
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Page {
@@ -131,8 +171,9 @@ impl BrowserClient {
         })
     }
 
-    /// Keeps (or, with `Max-Age=0` or an empty value, drops) the cookie of a `Set-Cookie`.
-    fn keep(&mut self, set_cookie: &str) {
+    /// Keeps (or, with `Max-Age=0` or an empty value, drops) the cookie of a `Set-Cookie`
+    /// answered by `host`.
+    fn keep(&mut self, set_cookie: &str, host: &str) {
         let mut attributes = set_cookie.split(';');
         let Some((name, value)) = attributes
             .next()
@@ -140,27 +181,82 @@ impl BrowserClient {
         else {
             return;
         };
-        let cleared = attributes.any(|attribute| {
-            attribute
-                .trim()
-                .to_ascii_lowercase()
-                .strip_prefix("max-age=")
-                .is_some_and(|age| age.trim() == "0" || age.trim().starts_with('-'))
+        let mut cleared = value.is_empty();
+        let mut scope = Scope::Host(host.to_string());
+        for attribute in attributes {
+            let attribute = attribute.trim().to_ascii_lowercase();
+            if let Some(age) = attribute.strip_prefix("max-age=") {
+                cleared |= age.trim() == "0" || age.trim().starts_with('-');
+            }
+            if let Some(domain) = attribute.strip_prefix("domain=") {
+                scope = Scope::Domain(domain.trim().trim_start_matches('.').to_string());
+            }
+        }
+        // A cookie replaces (or clears) the one of its name and scope; and one a test put in
+        // by hand, which stands for whatever the server had set.
+        self.cookies.retain(|cookie| {
+            cookie.name != name || (cookie.scope != scope && cookie.scope != Scope::Everywhere)
         });
-        if cleared || value.is_empty() {
-            self.cookies.remove(name);
-        } else {
-            self.cookies.insert(name.to_string(), value.to_string());
+        if !cleared {
+            self.cookies.push(Cookie {
+                name: name.to_string(),
+                value: value.to_string(),
+                scope,
+            });
         }
     }
 
-    /// The value of cookie `name`, if the jar has it.
+    /// The value of a cookie `name` in the jar, whichever host it is for.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies.get(name).map(String::as_str)
+        self.cookies
+            .iter()
+            .find(|cookie| cookie.name == name)
+            .map(|cookie| cookie.value.as_str())
     }
 
-    /// Sets cookie `name` as a page or a person could (a test tampering with a session).
+    /// The value of the cookie `name` that `host` would be sent, if any.
+    pub fn cookie_for(&self, host: &str, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|cookie| cookie.name == name && cookie.scope.covers(host))
+            .map(|cookie| cookie.value.as_str())
+    }
+
+    /// The scopes of every cookie named `name`.
+    pub fn scopes(&self, name: &str) -> Vec<Scope> {
+        self.cookies
+            .iter()
+            .filter(|cookie| cookie.name == name)
+            .map(|cookie| cookie.scope.clone())
+            .collect()
+    }
+
+    /// Sets cookie `name` for every host, replacing any of that name, as a person could (a
+    /// test tampering with a session).
     pub fn set_cookie(&mut self, name: &str, value: &str) {
-        self.cookies.insert(name.to_string(), value.to_string());
+        self.cookies.retain(|cookie| cookie.name != name);
+        self.cookies.push(Cookie {
+            name: name.to_string(),
+            value: value.to_string(),
+            scope: Scope::Everywhere,
+        });
+    }
+
+    /// Adds cookie `name` with `scope` beside any others of that name, as a page's script can
+    /// (a cookie for the parent domain, say).
+    pub fn plant_cookie(&mut self, name: &str, value: &str, scope: Scope) {
+        self.cookies
+            .retain(|cookie| cookie.name != name || cookie.scope != scope);
+        self.cookies.push(Cookie {
+            name: name.to_string(),
+            value: value.to_string(),
+            scope,
+        });
+    }
+
+    /// Sends `name: value` with every request from now on.
+    pub fn always_send(&mut self, name: &str, value: &str) {
+        self.extra_headers
+            .push((name.to_string(), value.to_string()));
     }
 }

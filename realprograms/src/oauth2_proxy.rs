@@ -174,6 +174,18 @@ impl OAuth2ProxySettings {
     }
 }
 
+impl OAuth2ProxySettings {
+    /// Settings as `deploy/` has them: the session cookie host-only on the dashboard's host
+    /// (no `--cookie-domain`), sign-in returning to that host only.
+    pub fn host_only(issuer: &str, public_url: &str) -> Self {
+        OAuth2ProxySettings {
+            cookie_domain: None,
+            whitelist_domains: Vec::new(),
+            ..OAuth2ProxySettings::new(issuer, public_url, "")
+        }
+    }
+}
+
 /// A running oauth2-proxy.
 pub struct OAuth2Proxy {
     program: Program,

@@ -132,6 +132,8 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
                 cache_ttl: Duration::from_secs(5),
             },
         },
+        identity_from: Default::default(),
+        signing_keys: Some(test_keys()),
         tls: None,
         public_https: None,
         limits: Limits {
@@ -141,6 +143,15 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
         workers: 2,
         drain_timeout: Duration::from_secs(20),
     }
+}
+
+/// The signing key every test gateway (and the share links the tests make) uses.
+pub const TEST_KEY: &[u8] = b"the signing key of the gateway tests, 32+ bytes";
+
+pub fn test_keys() -> ephemerator_kit::signing::LiveKeys {
+    ephemerator_kit::signing::LiveKeys::fixed(
+        ephemerator_kit::signing::SigningKeys::new(TEST_KEY, None).unwrap(),
+    )
 }
 
 pub struct Gateway {
@@ -328,6 +339,16 @@ pub async fn env_server() -> EnvServer {
                     )
                     .header("set-cookie", "tracker=x; Domain=.preview.localhost")
                     .body(body("cookies set"))
+                    .unwrap(),
+                "/gateway-cookies" => Response::builder()
+                    .header("set-cookie", "ephemerator_env=forged; Path=/")
+                    .header(
+                        "set-cookie",
+                        "__Host-ephemerator_env=forged; Path=/; Secure",
+                    )
+                    .header("set-cookie", "ephemerator_links=forged; Path=/")
+                    .header("set-cookie", "app=kept; Path=/")
+                    .body(body("gateway cookies set"))
                     .unwrap(),
                 "/hold" => {
                     held.notified().await;
@@ -574,6 +595,39 @@ pub async fn dead_port() -> u16 {
 /// The session cookie header of `user`.
 pub fn session(user: &str) -> String {
     format!("{COOKIE}=valid-{user}")
+}
+
+/// The cookies of `user` signed in (the stand-in's session) and holding env `env`'s own
+/// cookie for `port`, as the sign-in for env hosts hands it out (that flow is tested end to end
+/// in `env_access.rs`). Waits for the gateway to know the env (its UID is in the cookie).
+pub async fn env_session(gateway: &Gateway, env: &str, port: u16, user: &str) -> String {
+    use ephgateway::env_access::{EnvPass, Who, purpose};
+    let table = gateway.running.table.clone();
+    let uid = wait_for(&format!("the gateway to know {env}"), || {
+        let entry = table.get(env);
+        async move { entry.map(|entry| entry.uid.clone()) }
+    })
+    .await;
+    let now = ephemerator_kit::signing::unix_now();
+    let pass = ephemerator_kit::signing::SigningKeys::new(TEST_KEY, None)
+        .unwrap()
+        .seal(
+            purpose::PASS,
+            now + 3600,
+            &EnvPass {
+                uid,
+                port,
+                who: Who::Person {
+                    identity: user.to_string(),
+                    headers: vec![
+                        ("x-auth-request-user".into(), user.to_string()),
+                        ("x-auth-request-email".into(), format!("{user}@example.com")),
+                    ],
+                },
+                issued: now,
+            },
+        );
+    format!("{}; ephemerator_env={pass}", session(user))
 }
 
 /// The real dashboard on free ports over `cluster`, with config `config_yaml`, reading identity
