@@ -83,20 +83,28 @@ impl Access {
 }
 
 /// The config file's `access`: the level of an env that names none, and the most open level
-/// any env gets.
+/// any env gets; and how long a share link may live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessPolicy {
     /// The level of an env without the annotation (default `team`, as before levels existed).
     pub default: Access,
     /// The most open level in force (default `team`: `public` envs need a team lead's yes).
     pub max: Access,
+    /// The longest a share link may live (`access.maxLinkLifetime`, default 7 days); never
+    /// past its env's own deadline either.
+    pub max_link_lifetime: jiff::SignedDuration,
 }
+
+/// The default `access.maxLinkLifetime`.
+pub const DEFAULT_MAX_LINK_LIFETIME: jiff::SignedDuration =
+    jiff::SignedDuration::from_hours(7 * 24);
 
 impl Default for AccessPolicy {
     fn default() -> Self {
         AccessPolicy {
             default: Access::Team,
             max: Access::Team,
+            max_link_lifetime: DEFAULT_MAX_LINK_LIFETIME,
         }
     }
 }
@@ -148,7 +156,11 @@ mod tests {
             (Team, Owner, Some(Public), Owner),
         ];
         for (default, max, asked, expected) in cases {
-            let policy = AccessPolicy { default, max };
+            let policy = AccessPolicy {
+                default,
+                max,
+                ..AccessPolicy::default()
+            };
             assert_eq!(policy.effective(asked), expected, "{policy:?} {asked:?}");
         }
     }

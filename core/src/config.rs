@@ -455,6 +455,7 @@ struct RawIngress {
 struct RawAccess {
     default: Option<S<String>>,
     max: Option<S<String>>,
+    max_link_lifetime: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -907,7 +908,16 @@ impl Checker<'_> {
                 format!("{default} is more open than access.max ({max})"),
             );
         }
-        AccessPolicy { default, max }
+        let max_link_lifetime = self.duration(
+            "access.maxLinkLifetime",
+            raw.max_link_lifetime,
+            fallback.max_link_lifetime,
+        );
+        AccessPolicy {
+            default,
+            max,
+            max_link_lifetime,
+        }
     }
 
     fn notifications(&mut self, raw: RawNotifications) -> NotificationsConfig {

@@ -27,8 +27,24 @@ fn access_defaults_to_team_and_public_needs_the_maximum_raised() {
         minimal.access,
         AccessPolicy {
             default: Access::Team,
-            max: Access::Team
+            max: Access::Team,
+            max_link_lifetime: jiff::SignedDuration::from_hours(7 * 24),
         }
+    );
+    let short = Config::from_yaml_str(
+        "gatewayHost: preview.localhost\naccess:\n  maxLinkLifetime: 2h\n",
+        "test.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        short.access.max_link_lifetime,
+        jiff::SignedDuration::from_hours(2)
+    );
+    assert_eq!(
+        problems("gatewayHost: preview.localhost\naccess:\n  maxLinkLifetime: soon\n")[0]
+            .split(": ")
+            .nth(1),
+        Some("access.maxLinkLifetime")
     );
     let open = Config::from_yaml_str(
         "gatewayHost: preview.localhost\naccess:\n  default: owner\n  max: public\n",

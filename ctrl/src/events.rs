@@ -1,185 +1,29 @@
-//! Events on env ConfigMaps (events.k8s.io/v1), written by one background writer so a
-//! reconcile never waits on them.
-//!
-//! kube-runtime's `Recorder` keeps every Event it published for minutes (to merge repeats into
-//! series) and scans that cache under a write lock on each publish; with thousands of envs that
-//! is megabytes and a lock on the hot path. The controller's Events are phase transitions, which
-//! rarely repeat, so each is simply created under a server-generated name and forgotten.
+//! ephctrl's Events on env ConfigMaps: phase transitions and failures, through the shared
+//! writer of `ephemerator_kit::events` (a reconcile never waits on one).
 
-use std::future::Future;
+pub use ephemerator_kit::events::{
+    EventSink, EventType, MAX_NOTE_BYTES, QUEUE_CAPACITY, Reporter, WRITERS, cut, event_name,
+};
 
-use futures::StreamExt;
-use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::Client;
-use kube::api::{Api, PostParams};
-use tokio::sync::mpsc;
-use tracing::{Instrument, warn};
-
-/// `reportingController` of every Event.
+/// The `reportingController` of ephctrl's Events.
 pub const REPORTING_CONTROLLER: &str = "ephemerator.tilt.dev/ephctrl";
-/// The action of every Event (what the controller was doing).
+/// The `action` of ephctrl's Events.
 pub const ACTION: &str = "Reconcile";
-/// Events waiting to be written before new ones are dropped: a burst of transitions of
-/// thousands of envs fits, and a stuck API server cannot grow the queue without bound.
-pub const QUEUE_CAPACITY: usize = 1024;
-/// Events written at once.
-pub const WRITERS: usize = 4;
-/// Longest `note` the API server accepts (bytes).
-pub const MAX_NOTE_BYTES: usize = 1024;
-/// Longest `reportingInstance` the API server accepts (bytes).
-const MAX_INSTANCE_BYTES: usize = 128;
 
-/// Whether an Event reports something normal or something the user should look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Progress.
-    Normal,
-    /// Rejections and failures.
-    Warning,
-}
+/// Who ephctrl's Events say recorded them.
+pub const REPORTER: Reporter = Reporter {
+    controller: REPORTING_CONTROLLER,
+    action: ACTION,
+    server: "ephctrl",
+};
 
-impl EventType {
-    /// The API's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
-
-/// Hands Events to the background writer. Cloning is cheap; all clones feed one writer.
-#[derive(Clone, Debug)]
-pub struct EventSink {
-    sender: mpsc::Sender<(Event, tracing::Span)>,
-    reporting_instance: String,
-}
-
-/// The name of an Event about `regarding` at `at`: `<object>.<nanoseconds in hex>`, as
-/// client-go's recorders name theirs. (Not `generateName: <object>.`: a real API server refuses
-/// a prefix ending in a dot.)
-pub fn event_name(regarding: &str, at: Timestamp) -> String {
-    format!("{regarding}.{:x}", at.as_nanosecond())
-}
-
-impl EventSink {
-    /// The sink and its writer, which creates the Events in `namespace` until every sink is
-    /// dropped. The writer must be polled (spawned or joined) for Events to be written.
-    pub fn new(
-        client: Client,
-        namespace: &str,
-        reporting_instance: &str,
-    ) -> (EventSink, impl Future<Output = ()> + Send + 'static) {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let api: Api<Event> = Api::namespaced(client, namespace);
-        let writer = write_events(api, receiver);
-        let sink = EventSink {
-            sender,
-            reporting_instance: cut(reporting_instance.to_string(), MAX_INSTANCE_BYTES),
-        };
-        (sink, writer)
-    }
-
-    /// Queues an Event about `regarding`, stamped now so Events read back in the order they
-    /// happened. Never waits: when the queue is full the Event is dropped with a warning.
-    pub fn publish(
-        &self,
-        regarding: ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let event = self.event(regarding, type_, reason, note, Timestamp::now());
-        match self.sender.try_send((event, tracing::Span::current())) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full((event, _))) => {
-                warn!(reason = ?event.reason, "the Event queue is full; an Event was dropped");
-            }
-            Err(mpsc::error::TrySendError::Closed((event, _))) => {
-                warn!(reason = ?event.reason, "the Event writer has stopped; an Event was dropped");
-            }
-        }
-    }
-
-    /// The Event as it is created, named by [`event_name`].
-    pub fn event(
-        &self,
-        regarding: ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-        at: Timestamp,
-    ) -> Event {
-        let name = event_name(regarding.name.as_deref().unwrap_or("ephctrl"), at);
-        Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: regarding.namespace.clone(),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(MicroTime(at)),
-            action: Some(ACTION.to_string()),
-            reason: Some(reason.to_string()),
-            note: Some(cut(note, MAX_NOTE_BYTES)),
-            type_: Some(type_.as_str().to_string()),
-            regarding: Some(regarding),
-            reporting_controller: Some(REPORTING_CONTROLLER.to_string()),
-            reporting_instance: Some(self.reporting_instance.clone()),
-            ..Event::default()
-        }
-    }
-}
-
-/// The name this process reports Events as: the pod's name (`POD_NAME`, else the `HOSTNAME`
-/// Kubernetes sets to it), else `ephctrl`.
-pub fn reporting_instance() -> String {
-    ["POD_NAME", "HOSTNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|value| !value.is_empty()))
-        .unwrap_or_else(|| "ephctrl".to_string())
-}
-
-async fn write_events(api: Api<Event>, receiver: mpsc::Receiver<(Event, tracing::Span)>) {
-    let queued = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
-    queued
-        .for_each_concurrent(WRITERS, |(event, span)| {
-            let api = api.clone();
-            async move {
-                if let Err(error) = api.create(&PostParams::default(), &event).await {
-                    warn!(%error, reason = ?event.reason, "recording an Event failed");
-                }
-            }
-            .instrument(span)
-        })
-        .await;
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notes_are_cut_on_a_character_boundary() {
-        let note = "é".repeat(600);
-        assert_eq!(cut(note, 1000).len(), 1000);
-        assert_eq!(cut("short".into(), 1000), "short");
-        assert_eq!(cut("aé".into(), 2), "a");
-    }
+/// ephctrl's sink and its writer (see [`EventSink::new`]).
+pub fn sink(
+    client: kube::Client,
+    namespace: &str,
+) -> (
+    EventSink,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    EventSink::new(client, namespace, REPORTER)
 }

@@ -49,7 +49,6 @@ pub use error::{Error, Result};
 
 use crate::cached::{ChildMeta, RunnerDeployment};
 use crate::context::{Context, Synced};
-use crate::events::EventSink;
 use crate::http::HealthState;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
@@ -208,8 +207,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     metrics.track(&config, &api_health);
     let metrics = Arc::new(metrics);
     let config_changes = config.changes();
-    let (events, event_writer) =
-        EventSink::new(client.clone(), &namespace, &events::reporting_instance());
+    let (events, event_writer) = events::sink(client.clone(), &namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
         api_health: api_health.clone(),

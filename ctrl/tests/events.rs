@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ephctrl::events::{self, EventSink, EventType, QUEUE_CAPACITY, REPORTING_CONTROLLER};
+use ephctrl::events::{self, EventType, QUEUE_CAPACITY, REPORTING_CONTROLLER};
 use ephemerator_core::Phase;
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
@@ -120,7 +120,7 @@ async fn each_transition_is_recorded_once() {
 async fn a_full_event_queue_drops_events_instead_of_waiting() {
     let cluster = cluster().await;
     let client = cluster.client();
-    let (sink, writer) = EventSink::new(client.clone(), NAMESPACE, &events::reporting_instance());
+    let (sink, writer) = events::sink(client.clone(), NAMESPACE);
     let regarding = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("ConfigMap".into()),

@@ -1,13 +1,16 @@
 //! What the dashboard's actions decide, as pure functions over core's types: whether a user may
-//! create, extend or delete an env, and exactly what to write. The routes only carry the
+//! create, extend or delete an env, change who may open it, or make and revoke its share
+//! links, and exactly what to write. The routes only carry the
 //! decisions out (see `routes::actions`).
 
-use ephemerator_core::env::{lifetime_patch, record_max_lifetime};
-use ephemerator_core::labels::has_ephemerator_labels;
+use ephemerator_core::access::Access;
+use ephemerator_core::env::{lifetime_patch, record_max_lifetime, set_access as annotate_access};
+use ephemerator_core::labels::{ACCESS_ANNOTATION, SHARE_LINKS_ANNOTATION, has_ephemerator_labels};
 use ephemerator_core::lifecycle::Extension;
 use ephemerator_core::names::nth_env_name;
+use ephemerator_core::share::{MAX_SHARE_LINKS, ShareLink, check_label, share_links_json};
 use ephemerator_core::{Config, Env, EnvSpec, ValidationErrors, env_config_map};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
@@ -47,6 +50,9 @@ pub enum Refusal {
         /// Its cap.
         cap: Timestamp,
     },
+    /// What was asked is not allowed by the config or by the env (its own words say why).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The env's ConfigMap cannot be read as an env.
     #[error("{env} cannot be changed: {reason}")]
     Broken {
@@ -61,7 +67,7 @@ impl Refusal {
     /// The HTTP status a refusal is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Refusal::Invalid(_) | Refusal::Broken { .. } => 422,
+            Refusal::Invalid(_) | Refusal::Broken { .. } | Refusal::NotAllowed(_) => 422,
             Refusal::OverQuota { .. } | Refusal::AtCap { .. } | Refusal::Conflict(_) => 409,
             Refusal::NotYours { .. } => 403,
             Refusal::NoSuchEnv(_) => 404,
@@ -80,15 +86,20 @@ pub fn quota<'a>(
 }
 
 /// Decides a create: the env ConfigMap to create (named by core's rules, the first free
-/// `BASE`, `BASE--2`, … among the user's), or why not. `envs` are the env ConfigMaps known.
+/// `BASE`, `BASE--2`, … among the user's, at the access level asked for or the config's
+/// default), or why not. `envs` are the env ConfigMaps known.
 pub fn create(
     user: &str,
     spec: &EnvSpec,
+    access: Option<Access>,
     config: &Config,
     envs: &[Env],
     now: Timestamp,
 ) -> Result<ConfigMap, Refusal> {
     config.validate_spec(spec).map_err(Refusal::Invalid)?;
+    if let Some(level) = access {
+        allowed_level(config, level)?;
+    }
     let (used, max) = quota(envs, user, config);
     if used >= max {
         return Err(Refusal::OverQuota { used, max });
@@ -103,6 +114,9 @@ pub fn create(
     let mut config_map = env_config_map(&name, user, spec, Some(expiration));
     // The cap this env lives under, whatever later configs say (core::config_change).
     record_max_lifetime(&mut config_map, config.expiration.max_lifetime);
+    if let Some(level) = access {
+        annotate_access(&mut config_map, level);
+    }
     Ok(config_map)
 }
 
@@ -160,6 +174,129 @@ pub fn extend(
             cap,
         }),
     }
+}
+
+/// Checks that `level` may be chosen under the config in force.
+pub fn allowed_level(config: &Config, level: Access) -> Result<(), Refusal> {
+    if level > config.access.max {
+        return Err(Refusal::NotAllowed(format!(
+            "{level} is more open than this ephemerator allows (at most {})",
+            config.access.max
+        )));
+    }
+    Ok(())
+}
+
+/// Decides a change of env `name`'s access level: the merge patch (guarded by the
+/// resourceVersion read), or why not.
+pub fn set_access(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+    level: Access,
+) -> Result<(serde_json::Value, Access), Refusal> {
+    let (config_map, _) = may_change(user, config, name, config_map)?;
+    allowed_level(config, level)?;
+    Ok((
+        serde_json::json!({
+            "metadata": {
+                "resourceVersion": config_map.resource_version().unwrap_or_default(),
+                "annotations": { ACCESS_ANNOTATION: level.as_str() },
+            },
+        }),
+        level,
+    ))
+}
+
+/// What a new share link is to be: how long it lives and its label (the id is random, made by
+/// the caller so that this stays pure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    /// Its id.
+    pub id: String,
+    /// How long it is to live.
+    pub lifetime: SignedDuration,
+    /// Its label.
+    pub label: String,
+}
+
+/// Decides a new share link of env `name` at `now`: the patch writing the links (expired ones
+/// dropped) and the link, or why not. It lives no longer than `access.maxLinkLifetime` and
+/// never past the env's own deadline.
+pub fn create_link(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+    new: &NewLink,
+    now: Timestamp,
+) -> Result<(serde_json::Value, ShareLink), Refusal> {
+    let (config_map, env) = may_change(user, config, name, config_map)?;
+    let label = new.label.trim().to_string();
+    check_label(&label).map_err(|problem| Refusal::NotAllowed(format!("the label: {problem}")))?;
+    if !new.lifetime.is_positive() {
+        return Err(Refusal::NotAllowed("a link must live a while".into()));
+    }
+    let lifetime = new.lifetime.min(config.access.max_link_lifetime);
+    let mut expires = now + lifetime;
+    if let Some(deadline) = env.expiration {
+        let created = config_map.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        expires = expires.min(config.expiration.deadline(created, deadline));
+    }
+    if expires <= now {
+        return Err(Refusal::NotAllowed(format!("{name} has expired")));
+    }
+    let mut links: Vec<ShareLink> = env
+        .share_links
+        .into_iter()
+        .filter(|link| link.is_live(now))
+        .collect();
+    if links.len() >= MAX_SHARE_LINKS {
+        return Err(Refusal::NotAllowed(format!(
+            "{name} has {MAX_SHARE_LINKS} share links already: revoke one first"
+        )));
+    }
+    let link = ShareLink {
+        id: new.id.clone(),
+        expires,
+        label,
+        created_by: user.to_string(),
+        created: now,
+    };
+    links.push(link.clone());
+    Ok((links_patch(config_map, &links), link))
+}
+
+/// Decides revoking share link `id` of env `name` (every link, with `None`): the patch and the
+/// links revoked, or why not.
+pub fn revoke_links(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+    id: Option<&str>,
+) -> Result<(serde_json::Value, Vec<ShareLink>), Refusal> {
+    let (config_map, env) = may_change(user, config, name, config_map)?;
+    let (revoked, kept): (Vec<ShareLink>, Vec<ShareLink>) = env
+        .share_links
+        .into_iter()
+        .partition(|link| id.is_none_or(|id| link.id == id));
+    if revoked.is_empty() && id.is_some() {
+        return Err(Refusal::NotAllowed(
+            "that link is not there any more (revoked already?)".into(),
+        ));
+    }
+    Ok((links_patch(config_map, &kept), revoked))
+}
+
+fn links_patch(config_map: &ConfigMap, links: &[ShareLink]) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": config_map.resource_version().unwrap_or_default(),
+            "annotations": { SHARE_LINKS_ANNOTATION: share_links_json(links) },
+        },
+    })
 }
 
 /// Decides a delete: the uid to guard the delete with, or why not.
@@ -226,7 +363,7 @@ admins: [root@example.com]
     #[test]
     fn create_names_the_env_after_the_user_within_the_quota() {
         let now = at("2030-01-01T10:00:00Z");
-        let first = create("nicks", &spec(HTML, "main"), &config(), &[], now).unwrap();
+        let first = create("nicks", &spec(HTML, "main"), None, &config(), &[], now).unwrap();
         assert_eq!(first.name_any(), "nicks");
         assert_eq!(
             first
@@ -240,14 +377,14 @@ admins: [root@example.com]
             "2030-01-01T10:15:00Z"
         );
         let known = envs(&[stored("nicks", "nicks", "2030-01-01T10:15:00Z")]);
-        let second = create("nicks", &spec(HTML, "main"), &config(), &known, now).unwrap();
+        let second = create("nicks", &spec(HTML, "main"), None, &config(), &known, now).unwrap();
         assert_eq!(second.name_any(), "nicks--2");
         let known = envs(&[
             stored("nicks", "nicks", "2030-01-01T10:15:00Z"),
             stored("nicks--2", "nicks", "2030-01-01T10:15:00Z"),
         ]);
         assert_eq!(
-            create("nicks", &spec(HTML, "main"), &config(), &known, now),
+            create("nicks", &spec(HTML, "main"), None, &config(), &known, now),
             Err(Refusal::OverQuota { used: 2, max: 2 })
         );
     }
@@ -257,6 +394,7 @@ admins: [root@example.com]
         let refusal = create(
             "nicks",
             &spec("https://evil.example/x", "a..b"),
+            None,
             &config(),
             &[],
             at("2030-01-01T10:00:00Z"),

@@ -12,6 +12,7 @@ use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::duration::parse_flag_duration;
 use ephemerator_kit::flags::IdentityFlags;
+use ephemerator_kit::signing::{LiveKeys, SigningFlags};
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 
 /// The ephemerator dashboard.
@@ -30,6 +31,9 @@ struct Args {
     /// `--identity-from` (shared with ephgateway).
     #[command(flatten)]
     identity: IdentityFlags,
+    /// `--signing-keys` (shared with ephgateway): without it, no share links.
+    #[command(flatten)]
+    signing: SigningFlags,
     /// Treat every request as signed in as NAME (local runs only).
     #[arg(long, env = "EPH_AUTH_FAKE_USER")]
     auth_fake_user: Option<String>,
@@ -90,6 +94,15 @@ fn main() -> anyhow::Result<()> {
 /// The dashboard's settings from its flags, then the cluster.
 async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
     let (identity, csrf) = (identity_source(&args)?, csrf_key(&args)?);
+    let signing_keys = match &args.signing.signing_keys {
+        Some(dir) => Some(
+            LiveKeys::load(dir).map_err(|problem| anyhow::anyhow!("--signing-keys: {problem}"))?,
+        ),
+        None => {
+            tracing::warn!("no --signing-keys: share links cannot be made");
+            None
+        }
+    };
     // Last: every flag above is checked without a cluster.
     let cluster = boot::connect(&args.common).await?;
     Ok(Settings {
@@ -100,6 +113,7 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
         identity,
         identity_from: args.identity.identity_from,
         csrf,
+        signing_keys,
         templates: args.templates,
         assets: args.assets,
         workers: args.workers,

@@ -19,7 +19,11 @@ use crate::error::DashError;
 use crate::fragment_cache::{Row, SharedList, Snapshot, Stamp};
 use crate::identity::User;
 use crate::state::AppState;
-use crate::views::{EnvView, FormView, LinkBase, Notice, QuotaView, env_view};
+use crate::views::{
+    AccessChoice, EnvView, FormView, LinkBase, LinkView, Notice, QuotaView, access_label, env_view,
+    link_lifetimes, time_left,
+};
+use ephemerator_core::share::{LINK_PURPOSE, link_path, link_signed_data};
 
 /// What one request renders from (see the module doc).
 pub struct Render<'a> {
@@ -266,6 +270,39 @@ impl<'a> Render<'a> {
             .find(|(_, env)| env.name == name)?;
         let mut view = env_view(cm, env, self.user, &self.config, &self.links, self.now);
         view.events = self.snapshot.events.get(name).cloned().unwrap_or_default();
+        // Links carry their token: only those who may change the env see them.
+        if view.can_change
+            && let Some(keys) = &self.state.signing_keys
+        {
+            let keys = keys.current();
+            let uid = cm.metadata.uid.as_deref().unwrap_or_default();
+            let port = env.status.ports.first().map(|port| port.port);
+            view.can_share = true;
+            view.link_lifetimes = link_lifetimes(self.config.access.max_link_lifetime);
+            view.share_links = env
+                .share_links
+                .iter()
+                .filter(|link| link.is_live(self.now))
+                .map(|link| {
+                    let tag = keys.tag(LINK_PURPOSE, &link_signed_data(uid, &link.id));
+                    let query = port.map(|port| format!("?port={port}")).unwrap_or_default();
+                    LinkView {
+                        id: link.id.clone(),
+                        label: link.label.clone(),
+                        created_by: link.created_by.clone(),
+                        expires_label: link.expires.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+                        expires_in: time_left(link.expires.duration_since(self.now)),
+                        url: format!(
+                            "{}://{}{}{}{query}",
+                            self.links.scheme,
+                            self.config.gateway_host,
+                            self.links.port_suffix,
+                            link_path(&env.name, &link.id, &tag)
+                        ),
+                    }
+                })
+                .collect();
+        }
         Some(view)
     }
 
@@ -345,6 +382,22 @@ impl<'a> Render<'a> {
             },
         );
         context.insert("repos", &self.config.allowed_repo_urls());
+        let chosen = form
+            .access
+            .parse()
+            .unwrap_or(self.config.access.effective(None));
+        let levels: Vec<AccessChoice> = self
+            .config
+            .access
+            .choices()
+            .into_iter()
+            .map(|level| AccessChoice {
+                value: level.as_str(),
+                label: access_label(level),
+                selected: level == chosen,
+            })
+            .collect();
+        context.insert("access_levels", &levels);
         context.insert("form", &form);
         context.insert("notice", &notice);
         context.insert("gateway_host", &self.config.gateway_host);

@@ -15,7 +15,9 @@ use actix_web::{App, HttpServer, web};
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
+use ephemerator_kit::events::{EventSink, Reporter};
 use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::signing::LiveKeys;
 use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -38,6 +40,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 
+/// Who the dashboard's Events say recorded them.
+pub const AUDIT_REPORTER: Reporter = Reporter {
+    controller: "ephemerator.tilt.dev/ephdash",
+    action: "Change",
+    server: "ephdash",
+};
+
 /// Everything [`start`] needs.
 pub struct Settings {
     /// The cluster (see `ephemerator_kit::cluster::bounded_client`).
@@ -54,6 +63,9 @@ pub struct Settings {
     pub identity_from: NameFields,
     /// Signs CSRF tokens; every replica needs the same.
     pub csrf: CsrfKey,
+    /// The keys share links are signed with, the gateway's (`--signing-keys`); without them no
+    /// link can be made.
+    pub signing_keys: Option<LiveKeys>,
     /// The tera templates (`templates/` at the top of the repo).
     pub templates: PathBuf,
     /// The static files (`assets/`).
@@ -124,6 +136,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         identity,
         identity_from,
         csrf,
+        signing_keys,
         templates,
         assets,
         workers,
@@ -185,6 +198,8 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         )
     };
 
+    let (audit, audit_writer) = EventSink::new(client.clone(), &namespace, AUDIT_REPORTER);
+    let audit_writer = tokio::spawn(audit_writer);
     let mut metrics = Metrics::new();
     metrics.track(&config, &api_health);
     let state = web::Data::new(AppState {
@@ -195,6 +210,8 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         identity,
         identity_from,
         csrf,
+        signing_keys: signing_keys.clone(),
+        audit,
         envs,
         events,
         listed,
@@ -262,8 +279,11 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
             tracing::error!(%error, "the dashboard stopped serving");
         }
     });
-    for task in [watch, event_watch, config_watch, admin_task] {
+    for task in [watch, event_watch, config_watch, admin_task, audit_writer] {
         tasks.adopt(task);
+    }
+    if let Some(keys) = signing_keys {
+        tasks.spawn(keys.watch());
     }
     Ok(Running {
         addr,

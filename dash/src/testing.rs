@@ -11,6 +11,9 @@ use crate::discovery::DiscoverySettings;
 use crate::identity::{IdentitySource, NameFields};
 use crate::startup::Settings;
 
+/// The signing key of test dashboards (give a test gateway the same to open their links).
+pub const TEST_SIGNING_KEY: &[u8] = b"the signing key of the gateway tests, 32+ bytes";
+
 /// One worker, the repository's `templates/` and `assets/`, git discovery bounded to 5 s.
 pub fn settings(
     client: kube::Client,
@@ -28,6 +31,10 @@ pub fn settings(
         identity,
         identity_from: NameFields::default(),
         csrf,
+        signing_keys: Some(ephemerator_kit::signing::LiveKeys::fixed(
+            ephemerator_kit::signing::SigningKeys::new(TEST_SIGNING_KEY, None)
+                .unwrap_or_else(|problem| panic!("{problem}")),
+        )),
         templates: root.join("templates"),
         assets: root.join("assets"),
         workers: 1,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ephemerator_core::access::Access;
 use ephemerator_core::hosts::env_port_host;
 use ephemerator_core::lifecycle::Extension;
 use ephemerator_core::{Config, Env, Phase, ValidationErrors};
@@ -40,6 +41,82 @@ pub struct EnvView {
     pub extend_refused: Option<String>,
     /// The env's most recent Events, newest first.
     pub events: Vec<EventView>,
+    /// The access level in force (`owner`, `team`, `public`).
+    pub access: &'static str,
+    /// It, for people.
+    pub access_label: &'static str,
+    /// The levels its owner may choose (empty for others).
+    pub access_choices: Vec<AccessChoice>,
+    /// Its share links, with their addresses (for its owner and admins only: `render` adds
+    /// them on the env's page).
+    pub share_links: Vec<LinkView>,
+    /// Whether links can be made here (the dashboard has the signing keys).
+    pub can_share: bool,
+    /// How long a new link may live, the choices.
+    pub link_lifetimes: Vec<LifetimeChoice>,
+}
+
+/// One level a person may choose.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessChoice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+/// A lifetime a new share link may have.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LifetimeChoice {
+    /// As the form sends it (`1h`, `7d`).
+    pub value: String,
+    pub label: String,
+}
+
+/// One share link, as its owner sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LinkView {
+    pub id: String,
+    pub label: String,
+    pub created_by: String,
+    /// `2030-01-01 10:15 UTC`.
+    pub expires_label: String,
+    /// "in 3 h", "expired".
+    pub expires_in: String,
+    /// The address to give out.
+    pub url: String,
+}
+
+/// A level, for people.
+pub fn access_label(level: Access) -> &'static str {
+    match level {
+        Access::Owner => "Owner only",
+        Access::Team => "Team",
+        Access::Public => "Public (no sign-in)",
+    }
+}
+
+/// The lifetimes offered for a new link: those within `max`, and `max` itself.
+pub fn link_lifetimes(max: SignedDuration) -> Vec<LifetimeChoice> {
+    let mut choices: Vec<LifetimeChoice> = [
+        (1, "1 hour"),
+        (8, "8 hours"),
+        (24, "1 day"),
+        (168, "7 days"),
+    ]
+    .into_iter()
+    .filter(|(hours, _)| SignedDuration::from_hours(*hours) <= max)
+    .map(|(hours, label)| LifetimeChoice {
+        value: format!("{hours}h"),
+        label: label.to_string(),
+    })
+    .collect();
+    if choices.is_empty() {
+        choices.push(LifetimeChoice {
+            value: format!("{}s", max.as_secs()),
+            label: format!("{} min", max.as_secs() / 60),
+        });
+    }
+    choices
 }
 
 /// An Event about an env (ephctrl's transitions and warnings).
@@ -144,6 +221,8 @@ pub struct FormView {
     pub repo: String,
     pub branch: String,
     pub path: String,
+    /// The access level asked for (kept on a refusal).
+    pub access: String,
     /// Field errors, by field (`repo`, `branch`, `path`).
     pub errors: std::collections::BTreeMap<String, String>,
     /// An error about the whole form (quota, conflict, cluster).
@@ -208,6 +287,7 @@ pub fn env_view(
                 )),
                 Extension::Extended { .. } => None,
             });
+    let level = config.access.effective(env.access);
     let status = &env.status;
     let endpoints = status
         .ports
@@ -249,6 +329,25 @@ pub fn env_view(
         ),
         extend_refused,
         events: Vec::new(),
+        access: level.as_str(),
+        access_label: access_label(level),
+        access_choices: if mine || user.admin {
+            config
+                .access
+                .choices()
+                .into_iter()
+                .map(|choice| AccessChoice {
+                    value: choice.as_str(),
+                    label: access_label(choice),
+                    selected: choice == level,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        share_links: Vec::new(),
+        can_share: false,
+        link_lifetimes: Vec::new(),
     }
 }
 

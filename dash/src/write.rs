@@ -65,15 +65,26 @@ pub async fn create(state: &AppState, config_map: &ConfigMap) -> Result<(), Writ
     }
 }
 
-/// Extends env `name` with the patch `decide` makes of what is there: first the cached
-/// ConfigMap, then, each time someone wrote meanwhile (the patch's `resourceVersion` is a
-/// precondition: ephctrl's fill-in, another click), what the API server has now. Returns the
-/// new deadline.
+/// Extends env `name` with the patch `decide` makes of what is there (see [`patch`]). Returns
+/// the new deadline.
 pub async fn extend(
     state: &AppState,
     name: &str,
     decide: impl Fn(Option<&ConfigMap>) -> Result<(serde_json::Value, Timestamp), Refusal>,
 ) -> Result<Timestamp, WriteError> {
+    patch(state, name, "extend", decide).await
+}
+
+/// Patches env `name` with the merge patch `decide` makes of what is there: first the cached
+/// ConfigMap, then, each time someone wrote meanwhile (the patch's `resourceVersion` is a
+/// precondition: ephctrl's fill-in, another click), what the API server has now. Returns what
+/// `decide` said beside the patch; counted under `action`.
+pub async fn patch<T>(
+    state: &AppState,
+    name: &str,
+    action: &'static str,
+    decide: impl Fn(Option<&ConfigMap>) -> Result<(serde_json::Value, T), Refusal>,
+) -> Result<T, WriteError> {
     let api = api(state);
     let mut config_map = state.cached(name).map(|cm| (*cm).clone());
     let params = PatchParams {
@@ -84,23 +95,23 @@ pub async fn extend(
         let (patch, to) = decide(config_map.as_ref()).map_err(WriteError::Refused)?;
         match api.patch(name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => {
-                state.metrics.write("extend", "ok");
+                state.metrics.write(action, "ok");
                 return Ok(to);
             }
             // Decide again on what is there now, never over it.
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                state.metrics.write("extend", "conflict");
+                state.metrics.write(action, "conflict");
                 config_map = api.get_opt(name).await?;
             }
             Err(error) => {
-                state.metrics.write("extend", "error");
+                state.metrics.write(action, "error");
                 return Err(error.into());
             }
         }
     }
     Err(WriteError::Refused(Refusal::Broken {
         env: name.to_string(),
-        reason: "it kept changing while it was extended; try again".to_string(),
+        reason: "it kept changing meanwhile; try again".to_string(),
     }))
 }
 
@@ -137,6 +148,25 @@ pub async fn delete(
             Err(error.into())
         }
     }
+}
+
+/// Records an Event about env ConfigMap `config_map` (never waits: see
+/// `ephemerator_kit::events`).
+pub fn record(state: &AppState, config_map: &ConfigMap, reason: &str, note: String) {
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: config_map.metadata.name.clone(),
+        namespace: Some(state.namespace.clone()),
+        uid: config_map.metadata.uid.clone(),
+        ..Default::default()
+    };
+    state.audit.publish(
+        regarding,
+        ephemerator_kit::events::EventType::Normal,
+        reason,
+        note,
+    );
 }
 
 /// Waits until the cache shows env `name` (`present`) or not, at most [`CACHE_CATCH_UP`]

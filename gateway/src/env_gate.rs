@@ -502,7 +502,45 @@ pub fn share_link(here: &Here<'_>, request: &Request<Incoming>) -> Response<Body
         &names.set(names.grants, &sealed, GRANTS_LIFETIME),
     );
     tracing::info!(%env, link = %id, "a share link was opened");
+    if here.gateway.links_used.first_use(&entry.uid, id) {
+        let regarding = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(env.to_string()),
+            namespace: Some(here.gateway.namespace.clone()),
+            uid: Some(entry.uid.clone()),
+            ..Default::default()
+        };
+        here.gateway.audit.publish(
+            regarding,
+            ephemerator_kit::events::EventType::Normal,
+            "ShareLinkUsed",
+            format!("share link {id} was opened for the first time"),
+        );
+    }
     response
+}
+
+/// Most share links remembered as used; past it, the memory starts again (a link's first use
+/// may then be recorded twice, never not at all).
+const MAX_LINKS_REMEMBERED: usize = 10_000;
+
+/// The share links (env UID, link id) this replica has seen opened. Each replica records a
+/// link's first use it sees: with several replicas, an Event per replica at most.
+#[derive(Default)]
+pub struct LinksUsed {
+    seen: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl LinksUsed {
+    /// Whether this is the first use of link `id` of the env with `uid` seen here.
+    pub fn first_use(&self, uid: &str, id: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_LINKS_REMEMBERED {
+            seen.clear();
+        }
+        seen.insert((uid.to_string(), id.to_string()))
+    }
 }
 
 /// One-time codes taken, by digest, until they expire: a code is taken once per replica.

@@ -62,6 +62,10 @@ pub struct Gateway {
     pub keys: Option<ephemerator_kit::signing::LiveKeys>,
     /// One-time codes already taken.
     pub used_codes: env_gate::UsedCodes,
+    /// Records the first use of each share link as an Event on its env (the audit trail).
+    pub audit: ephemerator_kit::events::EventSink,
+    /// The share links this replica has seen used, so each first use is recorded once.
+    pub links_used: env_gate::LinksUsed,
     /// Timeouts and limits.
     pub limits: Limits,
     /// Metrics.

@@ -9,6 +9,7 @@ use ephemerator_core::identity::NameFields;
 use ephemerator_core::labels::env_label_selector;
 use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::{ApiHealth, event_watch};
+use ephemerator_kit::events::{EventSink, Reporter};
 use ephemerator_kit::running::{Tasks, drain};
 use ephemerator_kit::signing::LiveKeys;
 use ephemerator_kit::{Listeners, LiveConfig};
@@ -27,6 +28,13 @@ use crate::table::RouteTable;
 use crate::tls::{ReloadingCert, TlsFiles};
 use crate::upstream::UpstreamTemplate;
 use crate::{Gateway, server};
+
+/// Who the gateway's Events say recorded them.
+pub const AUDIT_REPORTER: Reporter = Reporter {
+    controller: "ephemerator.tilt.dev/ephgateway",
+    action: "ShareLink",
+    server: "ephgateway",
+};
 
 /// Timeouts and limits.
 #[derive(Debug, Clone)]
@@ -199,7 +207,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         let (table, metrics) = (table.clone(), metrics.clone());
         // No store: the table is the gateway's only index of the envs.
         let events = event_watch(
-            Api::<ConfigMap>::namespaced(client, &namespace),
+            Api::<ConfigMap>::namespaced(client.clone(), &namespace),
             watcher::Config::default().labels(&env_label_selector()),
             // The table needs the status in metadata only.
             |cm| {
@@ -220,6 +228,8 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
     if let Some(keys) = signing_keys.clone() {
         tasks.spawn(keys.watch());
     }
+    let (audit, audit_writer) = EventSink::new(client.clone(), &namespace, AUDIT_REPORTER);
+    tasks.spawn(audit_writer);
     let gateway = Arc::new(Gateway {
         config,
         proto,
@@ -231,6 +241,8 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         identity_from,
         keys: signing_keys.clone(),
         used_codes: crate::env_gate::UsedCodes::default(),
+        audit,
+        links_used: crate::env_gate::LinksUsed::default(),
         limits: limits.clone(),
         metrics: metrics.clone(),
     });

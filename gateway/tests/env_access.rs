@@ -168,6 +168,22 @@ impl Setup {
     }
 }
 
+/// The notes of the Events about env `name` with `reason`.
+async fn link_events(setup: &Setup, name: &str, reason: &str) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(setup.cluster.client(), NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| {
+            event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && event.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|event| event.note)
+        .collect()
+}
+
 fn link(id: &str, expires_in: i64) -> ShareLink {
     let now = jiff::Timestamp::now();
     ShareLink {
@@ -462,6 +478,13 @@ async fn a_share_link_opens_every_port_for_a_visitor_without_an_account_until_it
         .cookie_for(&env_host(port, "janes"), PASS)
         .unwrap()
         .to_string();
+    // Its first use is on the env's record (`kubectl describe` shows it), once.
+    let used = wait_for("the ShareLinkUsed Event", || async {
+        let notes = link_events(&setup, "janes", "ShareLinkUsed").await;
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    assert_eq!(used, ["share link review01 was opened for the first time"]);
 
     // Not another env: not with the link's token under its name, not with the cookie.
     let mut stranger = BrowserClient::default();

@@ -1,5 +1,5 @@
 //! ephgateway and the real oauth2-proxy (`realprograms`: v7.15.6 with an OIDC provider, set up
-//! as `deploy/` sets it up): the `/oauth2/auth` contract asked of the real one and of the
+//! as `deploy/` sets it up, the session cookie host-only): the `/oauth2/auth` contract asked of the real one and of the
 //! stand-in the other gateway tests use (written once), then a person signing in through the
 //! gateway, a tampered session cleared and signed in again, and signing out.
 
@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use ephemerator_core::Phase;
 use ephemerator_testkit::written_once;
-use realprograms::browser_client::BrowserClient;
+use realprograms::browser_client::{BrowserClient, Scope};
 use realprograms::oauth2_proxy::{MockOidc, OAuth2Proxy as RealOAuth2Proxy, OAuth2ProxySettings};
 
 /// Which oauth2-proxy a test asks.
@@ -43,10 +43,9 @@ async fn proxy(kind: ProxyKind) -> Proxy {
         ProxyKind::Real => {
             let oidc = MockOidc::start().await.expect("mockoidc starts");
             let port = ephemerator_testkit::free_port();
-            let mut settings = OAuth2ProxySettings::new(
+            let mut settings = OAuth2ProxySettings::host_only(
                 oidc.issuer(),
                 &format!("http://{GATEWAY_HOST}:{port}"),
-                &format!(".{GATEWAY_HOST}"),
             );
             settings.port = Some(port);
             let real = RealOAuth2Proxy::start(&settings)
@@ -110,7 +109,7 @@ async fn the_auth_endpoint_answers_what_the_gateway_relies_on(kind: ProxyKind) {
     assert_eq!(
         refused.set_cookies,
         [format!(
-            "{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax"
+            "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
         )]
     );
 
@@ -148,8 +147,7 @@ async fn real_setup() -> RealSetup {
     ))
     .await;
     let public = format!("http://{GATEWAY_HOST}:{}", gateway.port());
-    let mut proxy_settings =
-        OAuth2ProxySettings::new(oidc.issuer(), &public, &format!(".{GATEWAY_HOST}"));
+    let mut proxy_settings = OAuth2ProxySettings::host_only(oidc.issuer(), &public);
     proxy_settings.port = Some(proxy_port);
     let proxy = RealOAuth2Proxy::start(&proxy_settings)
         .await
@@ -192,7 +190,8 @@ async fn a_person_signs_in_through_the_gateway_and_a_tampered_session_is_cleared
     );
     let session = browser.cookie(COOKIE).unwrap().to_string();
 
-    // The session covers the env hosts (deploy/'s cookie domain).
+    // The session, on the dashboard's host alone, opens env hosts through it (env_access.rs
+    // tests that flow in detail).
     let (env, port) = {
         let env = env_server().await;
         let port = env.addr.port();
@@ -206,7 +205,7 @@ async fn a_person_signs_in_through_the_gateway_and_a_tampered_session_is_cleared
             setup.gateway.port()
         );
         let mut browser = BrowserClient::default();
-        browser.set_cookie(COOKIE, &session);
+        browser.plant_cookie(COOKIE, &session, Scope::Host(GATEWAY_HOST.into()));
         async move {
             browser
                 .get(&url)

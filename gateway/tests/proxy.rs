@@ -325,8 +325,7 @@ async fn without_a_session_browsers_go_to_sign_in_and_come_back_htmx_and_apis_ge
     assert_eq!(api.status, 401);
     // oauth2-proxy's clearing of the stale session reaches the client, so its next request
     // carries no cookie to ask about.
-    let cleared =
-        format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax");
+    let cleared = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
     assert_eq!(api.set_cookies, [cleared.as_str()]);
     let stale = setup
         .gateway
@@ -423,7 +422,7 @@ async fn only_the_session_cookie_goes_to_oauth2_proxy_and_answers_are_cached_per
         refreshing
             .set_cookies
             .iter()
-            .any(|c| c.starts_with("_oauth2_proxy=valid-dave; Path=/; Domain=preview.localhost")),
+            .any(|c| c.starts_with("_oauth2_proxy=valid-dave; Path=/; Expires=")),
         "{:?}",
         refreshing.set_cookies
     );

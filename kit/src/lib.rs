@@ -2,6 +2,7 @@
 //! `ephgateway`:
 //! - [`cluster`]: the API client whose every request is bounded, and watches that survive API
 //!   server restarts;
+//! - [`events`]: Events on env ConfigMaps, written in the background;
 //! - [`live_config`]: the config file, reloaded while the server runs ([`LiveConfig`]);
 //! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` listener beside the traffic;
 //! - [`logging`]: one log setup (text or JSON);
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod boot;
 pub mod cluster;
+pub mod events;
 pub mod flags;
 pub mod live_config;
 pub mod logging;

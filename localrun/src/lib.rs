@@ -243,6 +243,7 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
             },
             identity_from: ephdash::identity::NameFields::default(),
             csrf: ephdash::csrf::CsrfKey::random().map_err(anyhow::Error::msg)?,
+            signing_keys: Some(signing_keys.clone()),
             templates: repo_root.join("templates"),
             assets: repo_root.join("assets"),
             workers: 1,

@@ -178,9 +178,13 @@ impl OAuth2ProxySettings {
     /// Settings as `deploy/` has them: the session cookie host-only on the dashboard's host
     /// (no `--cookie-domain`), sign-in returning to that host only.
     pub fn host_only(issuer: &str, public_url: &str) -> Self {
+        let host = url::Url::parse(public_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_string))
+            .unwrap_or_default();
         OAuth2ProxySettings {
             cookie_domain: None,
-            whitelist_domains: Vec::new(),
+            whitelist_domains: vec![format!("{host}:*")],
             ..OAuth2ProxySettings::new(issuer, public_url, "")
         }
     }

@@ -1,4 +1,5 @@
-//! Create, extend and delete: check the CSRF token, decide (pure, [`crate::decide`]), write
+//! Create, extend, delete, set the access level, make and revoke share links: check the CSRF
+//! token, decide (pure, [`crate::decide`]), write
 //! ([`crate::write`]), answer. htmx requests get a fragment in place (with the user's input
 //! kept on a refusal); plain form posts get a redirect to the page, or the page with the
 //! refusal.
@@ -6,6 +7,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ephemerator_core::EnvSpec;
+use ephemerator_core::access::Access;
+use ephemerator_kit::signing::random_token;
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -16,7 +19,7 @@ use crate::identity::User;
 use crate::render::Render;
 use crate::routes::EnvName;
 use crate::state::AppState;
-use crate::views::{FormView, Notice};
+use crate::views::{FormView, Notice, access_label};
 use crate::write::{self, WriteError};
 
 /// The create form.
@@ -28,8 +31,36 @@ pub struct CreateForm {
     pub branch: String,
     #[serde(default)]
     pub path: String,
+    /// The access level; empty: the config's default.
+    #[serde(default)]
+    pub access: String,
     #[serde(default)]
     pub csrf: String,
+}
+
+/// The access form.
+#[derive(Debug, Deserialize)]
+pub struct AccessForm {
+    #[serde(default)]
+    pub level: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The new share link form.
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    pub label: String,
+    /// `1h`, `7d`, …
+    #[serde(default)]
+    pub lifetime: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+fn level(text: &str) -> Result<Access, Refusal> {
+    text.trim().parse().map_err(Refusal::NotAllowed)
 }
 
 /// The extend and delete forms: only the token.
@@ -56,6 +87,7 @@ pub async fn create(
         repo: spec.repo.clone(),
         branch: spec.branch.clone(),
         path: spec.path.clone(),
+        access: form.access.trim().to_string(),
         ..FormView::default()
     };
     let envs: Vec<_> = render
@@ -64,11 +96,24 @@ pub async fn create(
         .iter()
         .map(|(_, env)| env.clone())
         .collect();
-    let config_map =
-        match decide::create(&user.identity, &spec, render.config(), &envs, render.now()) {
-            Ok(config_map) => config_map,
-            Err(refusal) => return refused_create(&request, &render, kept, refusal),
-        };
+    let access = match form.access.trim() {
+        "" => Ok(None),
+        text => level(text).map(Some),
+    };
+    let decided = access.and_then(|access| {
+        decide::create(
+            &user.identity,
+            &spec,
+            access,
+            render.config(),
+            &envs,
+            render.now(),
+        )
+    });
+    let config_map = match decided {
+        Ok(config_map) => config_map,
+        Err(refusal) => return refused_create(&request, &render, kept, refusal),
+    };
     let name = config_map.metadata.name.clone().unwrap_or_default();
     match write::create(&state, &config_map).await {
         Ok(()) => {
@@ -155,6 +200,209 @@ pub async fn delete(
         Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
         Err(WriteError::Cluster(error)) => Err(error.into()),
     }
+}
+
+pub async fn set_access(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    form: web::Form<AccessForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
+    let asked = match level(&form.level) {
+        Ok(asked) => asked,
+        Err(refusal) => return refused_action(&request, &render, refusal),
+    };
+    let decided = write::patch(&state, &name, "access", |config_map| {
+        decide::set_access(&user.identity, render.config(), &name, config_map, asked)
+    })
+    .await;
+    match decided {
+        Ok(level) => {
+            tracing::info!(user = %user.identity, env = %name, %level, "access level changed");
+            if let Some(cm) = state.cached(&name) {
+                write::record(
+                    &state,
+                    &cm,
+                    "AccessChanged",
+                    format!("{} set who may open it to {level}", user.identity),
+                );
+            }
+            done(
+                &request,
+                &Render::new(&request, &user, &state),
+                "notice.html",
+                Notice::ok(format!("{name} is now open to: {}.", access_label(level))),
+            )
+        }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
+    }
+}
+
+pub async fn create_link(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    form: web::Form<LinkForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
+    if state.signing_keys.is_none() {
+        let refusal = Refusal::NotAllowed(
+            "share links need the signing keys (ephdash --signing-keys)".into(),
+        );
+        return refused_action(&request, &render, refusal);
+    }
+    let lifetime = match ephemerator_core::duration::parse_duration(form.lifetime.trim()) {
+        Ok(lifetime) => lifetime,
+        Err(problem) => {
+            return refused_action(&request, &render, Refusal::NotAllowed(problem.to_string()));
+        }
+    };
+    let Some(id) = random_token(9) else {
+        return Err(DashError::Internal("no randomness for a link id".into()));
+    };
+    let new = decide::NewLink {
+        id,
+        lifetime,
+        label: form.label.clone(),
+    };
+    let decided = write::patch(&state, &name, "share_link", |config_map| {
+        decide::create_link(
+            &user.identity,
+            render.config(),
+            &name,
+            config_map,
+            &new,
+            Timestamp::now(),
+        )
+    })
+    .await;
+    match decided {
+        Ok(link) => {
+            tracing::info!(user = %user.identity, env = %name, link = %link.id, "share link made");
+            if let Some(cm) = state.cached(&name) {
+                let label = if link.label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", link.label)
+                };
+                write::record(
+                    &state,
+                    &cm,
+                    "ShareLinkCreated",
+                    format!(
+                        "{} made share link {}{label}, until {}",
+                        user.identity,
+                        link.id,
+                        link.expires.strftime("%Y-%m-%d %H:%M UTC")
+                    ),
+                );
+            }
+            to_env_page(
+                &request,
+                &user,
+                &state,
+                &name,
+                Notice::ok("Share link made: copy it below."),
+            )
+        }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
+    }
+}
+
+pub async fn revoke_link(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    id: web::Path<(String, String)>,
+    form: web::Form<ActionForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    let (_, id) = id.into_inner();
+    revoke(request, user, name, Some(id), form, state).await
+}
+
+pub async fn revoke_links(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    form: web::Form<ActionForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    revoke(request, user, name, None, form, state).await
+}
+
+async fn revoke(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    id: Option<String>,
+    form: web::Form<ActionForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
+    let decided = write::patch(&state, &name, "share_link", |config_map| {
+        decide::revoke_links(
+            &user.identity,
+            render.config(),
+            &name,
+            config_map,
+            id.as_deref(),
+        )
+    })
+    .await;
+    match decided {
+        Ok(revoked) => {
+            let ids: Vec<&str> = revoked.iter().map(|link| link.id.as_str()).collect();
+            tracing::info!(user = %user.identity, env = %name, ?ids, "share links revoked");
+            if let Some(cm) = state.cached(&name)
+                && !ids.is_empty()
+            {
+                write::record(
+                    &state,
+                    &cm,
+                    "ShareLinkRevoked",
+                    format!("{} revoked share link {}", user.identity, ids.join(", ")),
+                );
+            }
+            let text = match revoked.len() {
+                1 => "The link was revoked: it opens nothing any more.".to_string(),
+                n => format!("{n} links were revoked."),
+            };
+            to_env_page(&request, &user, &state, &name, Notice::ok(text))
+        }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
+    }
+}
+
+/// After a share link action: back to the env's page (post, redirect, get), which lists the
+/// links; htmx gets the notice.
+fn to_env_page(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+    name: &str,
+    notice: Notice,
+) -> Result<HttpResponse, DashError> {
+    if is_htmx(request) {
+        return done(
+            request,
+            &Render::new(request, user, state),
+            "notice.html",
+            notice,
+        );
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/envs/{name}")))
+        .finish())
 }
 
 /// A valid token for this user, and (when the browser says) a post from this very origin.

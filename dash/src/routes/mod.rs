@@ -13,6 +13,10 @@
 //! | GET | `/envs/{name}/logs` | the setup logs fragment (htmx follows it) |
 //! | POST | `/envs/{name}/extend` | extend an env |
 //! | POST | `/envs/{name}/delete` | delete an env |
+//! | POST | `/envs/{name}/access` | set who may open it (`level`) |
+//! | POST | `/envs/{name}/links` | make a share link (`label`, `lifetime`) |
+//! | POST | `/envs/{name}/links/{id}/revoke` | revoke one share link |
+//! | POST | `/envs/{name}/links/revoke-all` | revoke every share link |
 //! | GET | `/assets/...` | static files |
 //!
 //! `/healthz`, `/readyz` and `/metrics` are on the admin listener (see [`crate::startup`]),
@@ -106,5 +110,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/envs/{name}", web::get().to(env_page::env_page))
         .route("/envs/{name}/logs", web::get().to(env_page::env_logs))
         .route("/envs/{name}/extend", web::post().to(actions::extend))
-        .route("/envs/{name}/delete", web::post().to(actions::delete));
+        .route("/envs/{name}/delete", web::post().to(actions::delete))
+        .route("/envs/{name}/access", web::post().to(actions::set_access))
+        .route("/envs/{name}/links", web::post().to(actions::create_link))
+        .route(
+            "/envs/{name}/links/revoke-all",
+            web::post().to(actions::revoke_links),
+        )
+        .route(
+            "/envs/{name}/links/{id}/revoke",
+            web::post().to(actions::revoke_link),
+        );
 }

@@ -540,7 +540,7 @@ pub async fn oauth2_proxy() -> OAuth2Proxy {
                                 .header(
                                     "set-cookie",
                                     format!(
-                                        "{COOKIE}=valid-{user}; Path=/; Domain={GATEWAY_HOST}; \
+                                        "{COOKIE}=valid-{user}; Path=/; \
                                          Expires=Wed, 09 Dec 2026 03:19:55 GMT; HttpOnly; SameSite=Lax"
                                     ),
                                 )
@@ -552,7 +552,7 @@ pub async fn oauth2_proxy() -> OAuth2Proxy {
                             let mut refused = plain(StatusCode::UNAUTHORIZED, "Unauthorized");
                             refused.headers_mut().insert(
                                 "set-cookie",
-                                format!("{COOKIE}=; Path=/; Domain={GATEWAY_HOST}; Max-Age=0; HttpOnly; SameSite=Lax")
+                                format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
                                     .parse()
                                     .unwrap(),
                             );
