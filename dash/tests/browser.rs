@@ -99,7 +99,7 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
         .click(
             "the link to the env's page",
             Locator::XPath(&format!(
-                "//li[@id='env-{ENV}']//a[normalize-space()='Events and setup logs']"
+                "//li[@id='env-{ENV}']//a[starts-with(normalize-space(), 'Events, setup logs')]"
             )),
         )
         .await;
@@ -121,6 +121,19 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
         )
         .await;
     browser.screenshot("logs").await;
+
+    // A share link, made on the env's page: listed with the address to give out.
+    browser
+        .click("Make a share link", Locator::Css("form.new-link button"))
+        .await;
+    browser
+        .until(
+            "the link listed with its address",
+            "var input = document.querySelector('.share-link .link-url'); \
+             return input !== null && input.value.includes('/__ephemerator/link/')",
+        )
+        .await;
+    browser.screenshot("share-link").await;
 
     // Back to the list; Extend answers with a notice and the list shows the later time.
     browser

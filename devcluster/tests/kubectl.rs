@@ -521,8 +521,14 @@ async fn logs_of_a_running_pod_are_shown() {
     .await;
     let logs = kubectl.ok(&["logs", "runner"]).await;
     assert!(logs.contains("main"), "{logs}");
-    let by_container = kubectl.ok(&["logs", "runner", "-c", "main"]).await;
-    assert_eq!(logs, by_container);
+    // The same log by container name. (The simulator may append its "ready" line between two
+    // reads, so they are compared until they agree.)
+    wait_for_within(COMMAND_TIMEOUT, "the same log by container", || async {
+        let logs = kubectl.ok(&["logs", "runner"]).await;
+        let by_container = kubectl.ok(&["logs", "runner", "-c", "main"]).await;
+        (logs == by_container).then_some(())
+    })
+    .await;
     let bad = kubectl.fails(&["logs", "runner", "-c", "nope"]).await;
     assert!(bad.contains("nope"), "{bad}");
 }

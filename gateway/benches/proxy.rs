@@ -89,6 +89,8 @@ struct Target {
     name: &'static str,
     addr: SocketAddr,
     host: String,
+    /// The `Cookie` header its requests carry (the signed-in runs).
+    cookie: Option<String>,
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -115,7 +117,15 @@ async fn run() -> anyhow::Result<()> {
     let ws_backend = websocket_backend().await?;
     put_env(&cluster.client(), ENV, &[backend.port(), ws_backend.port()]).await?;
 
-    let (gateway, gateway_addr) = start_gateway(dir.path(), &kubeconfig, backend).await?;
+    let gateway_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let gateway = start_gateway(
+        dir.path(),
+        &kubeconfig,
+        backend,
+        gateway_addr,
+        &["--auth", "none"],
+    )
+    .await?;
     let gateway_pid = gateway.id();
     let idle_rss = settled_rss(gateway_pid).await?;
     let (_nginx, nginx_addr) = start_nginx(dir.path(), backend, ws_backend)?;
@@ -131,6 +141,7 @@ async fn run() -> anyhow::Result<()> {
         name,
         addr,
         host: env_host.clone(),
+        cookie: None,
     });
     for target in &http_targets {
         let status = get_status(target.addr, &target.host).await?;
@@ -169,6 +180,15 @@ async fn run() -> anyhow::Result<()> {
         );
     }
 
+    signed_in(
+        dir.path(),
+        &kubeconfig,
+        backend,
+        &env_host,
+        (rounds, seconds, connections),
+    )
+    .await?;
+
     println!(
         "\nWebSocket: {WEBSOCKETS} connections echoing one message at a time, {seconds} s, \
          {rounds} rounds (median messages/s)"
@@ -182,6 +202,7 @@ async fn run() -> anyhow::Result<()> {
         name,
         addr,
         host: ws_host.clone(),
+        cookie: None,
     });
     let mut ws_rates = vec![Vec::new(); ws_targets.len()];
     for _ in 0..rounds {
@@ -290,11 +311,175 @@ async fn websocket_backend() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// A signed-in person's requests to an env: through ephgateway, which checks its own env
+/// cookie (handed out by the real sign-in flow through the real oauth2-proxy), and through
+/// nginx doing what upstream's ingress did, an `auth_request` to the same oauth2-proxy on every
+/// request. Side by side, interleaved in each round; keep-alive; medians.
+async fn signed_in(
+    dir: &Path,
+    kubeconfig: &Path,
+    backend: SocketAddr,
+    env_host: &str,
+    (rounds, seconds, connections): (usize, usize, usize),
+) -> anyhow::Result<()> {
+    use realprograms::browser_client::BrowserClient;
+    use realprograms::oauth2_proxy::{MockOidc, OAuth2Proxy, OAuth2ProxySettings};
+    let oidc = MockOidc::start().await?;
+    let gateway_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let public = format!("http://{GATEWAY_HOST}:{}", gateway_addr.port());
+    let proxy = OAuth2Proxy::start(&OAuth2ProxySettings::host_only(oidc.issuer(), &public)).await?;
+    let keys = dir.join("signing-keys");
+    std::fs::create_dir_all(&keys)?;
+    std::fs::write(
+        keys.join("current"),
+        "the benchmark's signing key, 32 bytes or more",
+    )?;
+    let proxy_url = proxy.url();
+    let keys_dir = keys.to_string_lossy().into_owned();
+    let _gateway = start_gateway(
+        &dir.join("signed-in"),
+        kubeconfig,
+        backend,
+        gateway_addr,
+        &[
+            "--auth",
+            "oauth2-proxy",
+            "--oauth2-proxy-url",
+            &proxy_url,
+            "--signing-keys",
+            &keys_dir,
+        ],
+    )
+    .await?;
+    // Signing in as a person does: the env's page, through the dashboard's host and the
+    // provider, back with the env's own cookie.
+    let mut browser = BrowserClient::default();
+    let page = browser
+        .get(&format!("http://{env_host}:{}/", gateway_addr.port()))
+        .await?;
+    if page.status != 200 {
+        bail!("signing in through ephgateway ended in {page:?}");
+    }
+    let host = env_host.split(':').next().unwrap_or(env_host);
+    let pass = browser
+        .cookie_for(host, "ephemerator_env")
+        .context("no env cookie after signing in")?
+        .to_string();
+    let session = browser
+        .cookie_for(GATEWAY_HOST, "_oauth2_proxy")
+        .context("no session after signing in")?
+        .to_string();
+    let (_nginx, nginx_addr) = start_nginx_auth_request(dir, backend, proxy.addr())?;
+    let targets = [
+        (
+            "ephgateway",
+            gateway_addr,
+            format!("ephemerator_env={pass}"),
+        ),
+        ("nginx", nginx_addr, format!("_oauth2_proxy={session}")),
+    ]
+    .map(|(name, addr, cookie)| Target {
+        name,
+        addr,
+        host: env_host.to_string(),
+        cookie: Some(cookie),
+    });
+    for target in &targets {
+        let status = get_with(target.addr, &target.host, "/", target.cookie.as_deref()).await?;
+        if status != 200 {
+            bail!("{} answers {status} signed in", target.name);
+        }
+        // And nothing without the cookie: both really check.
+        let status = get_status(target.addr, &target.host).await?;
+        if status == 200 {
+            bail!("{} answers 200 without signing in", target.name);
+        }
+    }
+    println!(
+        "\nSigned in (a session to an env; ephgateway: its env cookie, nginx: auth_request to \
+         oauth2-proxy per request), keep-alive, {connections} connections, {rounds} rounds"
+    );
+    println!("{:<12} {:>15} {:>10}", "target", "r/s", "p99");
+    let mut figures = vec![(Vec::new(), Vec::new()); targets.len()];
+    for _ in 0..rounds {
+        for (index, target) in targets.iter().enumerate() {
+            let (rps, p99) = wrk(target, true, connections, seconds)?;
+            figures[index].0.push(rps);
+            figures[index].1.push(p99);
+        }
+    }
+    for (target, (rps, p99)) in targets.iter().zip(figures.iter_mut()) {
+        println!(
+            "{:<12} {:>15.0} {:>8.2}ms",
+            target.name,
+            median(rps),
+            median(p99)
+        );
+    }
+    Ok(())
+}
+
+/// nginx as upstream's ingress-nginx set it up (`auth-url` to oauth2-proxy): every request
+/// first asks oauth2-proxy's `/oauth2/auth` (over kept-alive connections), then goes to the
+/// backend with the user's identity.
+fn start_nginx_auth_request(
+    dir: &Path,
+    backend: SocketAddr,
+    oauth2_proxy: SocketAddr,
+) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
+    let port = free_port()?;
+    let prefix = dir.join("nginx-auth");
+    let config = format!(
+        r#"worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temp_paths}
+  upstream backend {{ server {backend}; keepalive 128; }}
+  upstream oauth2_proxy {{ server {oauth2_proxy}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location = /_oauth2_auth {{
+      internal;
+      proxy_pass http://oauth2_proxy/oauth2/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-Uri $request_uri;
+    }}
+    location / {{
+      auth_request /_oauth2_auth;
+      auth_request_set $user $upstream_http_x_auth_request_user;
+      auth_request_set $email $upstream_http_x_auth_request_email;
+      proxy_set_header X-Auth-Request-User $user;
+      proxy_set_header X-Auth-Request-Email $email;
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"#,
+        prefix = prefix.display(),
+        temp_paths = temp_paths(&prefix),
+    );
+    run_nginx(&prefix, &config, port)
+}
+
 async fn start_gateway(
     dir: &Path,
     kubeconfig: &Path,
     dashboard: SocketAddr,
-) -> anyhow::Result<(ProcessGroup, SocketAddr)> {
+    addr: SocketAddr,
+    auth: &[&str],
+) -> anyhow::Result<ProcessGroup> {
+    std::fs::create_dir_all(dir)?;
     let config = dir.join("ephemerator.yaml");
     std::fs::write(
         &config,
@@ -303,7 +488,6 @@ async fn start_gateway(
              repoNames: [tilt-example-html]\n"
         ),
     )?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let process = ProcessGroup::spawn(
         Command::new(env!("CARGO_BIN_EXE_ephgateway"))
@@ -311,7 +495,8 @@ async fn start_gateway(
             .args(["--namespace", "default"])
             .args(["--listen", &addr.to_string()])
             .args(["--admin-listen", &admin.to_string()])
-            .args(["--auth", "none", "--upstream-template", "127.0.0.1:{port}"])
+            .args(auth)
+            .args(["--upstream-template", "127.0.0.1:{port}"])
             .args(["--dashboard", &dashboard.to_string(), "--workers", "2"])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "error")
@@ -326,7 +511,7 @@ async fn start_gateway(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((process, addr))
+    Ok(process)
 }
 
 /// The HTTP backend every target reaches: nginx answering 13 bytes from memory, one worker.
@@ -458,6 +643,9 @@ fn wrk(
     if !keep_alive {
         command.args(["-H", "Connection: close"]);
     }
+    if let Some(cookie) = &target.cookie {
+        command.args(["-H", &format!("Cookie: {cookie}")]);
+    }
     let output = command.arg(format!("http://{}/", target.addr)).output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Non-2xx") {
@@ -530,10 +718,21 @@ async fn websocket_rate(target: &Target, seconds: usize) -> anyhow::Result<f64> 
 }
 
 async fn get_path(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<u16> {
+    get_with(addr, host, path, None).await
+}
+
+async fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> anyhow::Result<u16> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = Request::get(format!("http://{addr}{path}"))
-        .header("host", host)
-        .body(Empty::new())?;
+    let mut request = Request::get(format!("http://{addr}{path}")).header("host", host);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let request = request.body(Empty::new())?;
     let response = client.request(request).await?;
     let status = response.status().as_u16();
     let _ = response.into_body().collect().await;

@@ -235,11 +235,12 @@ pub const MAX_DUPLICATES: usize = 8;
 const MAX_CLEARED_PATHS: usize = 8;
 
 /// `Set-Cookie` values that remove a cookie of each of `names` planted for the request path
-/// `path`, on the dashboard's domain `domain` or on the request's own host, for `path` and each
-/// of its parents except `/` (sent with `Secure` when `secure`). The session oauth2-proxy set
-/// lives on `domain` with path `/`: the one pair left alone, so the person stays signed in. A
-/// cookie of that same name, domain and path would have replaced the session instead (no
-/// duplicate); the per-env access work moves the session off env hosts for good.
+/// `path`, on the dashboard's domain `domain` (at `path`, each of its parents and `/`) or on
+/// the request's own host (at `path` and each of its parents but `/`), sent with `Secure` when
+/// `secure`. The session oauth2-proxy set is host-only at `/` (`deploy/` gives it no
+/// `--cookie-domain`): the one pair left alone, so the person stays signed in. A planted cookie
+/// of that same name, host and path would have replaced the session instead (no duplicate), and
+/// only the env hosts' own pages could plant one for the parent domain.
 pub fn clearing_cookies(
     names: &[String],
     path: &str,
@@ -260,12 +261,12 @@ pub fn clearing_cookies(
     let secure = if secure { "; Secure" } else { "" };
     let mut cookies = Vec::new();
     for name in names {
-        // Host-only on the request's host, at `/` too: the session is never host-only.
-        let host_only = std::iter::once("/".to_string()).chain(paths.iter().cloned());
-        for path in host_only {
+        for path in &paths {
             cookies.push(format!("{name}=; Path={path}; Max-Age=0{secure}"));
         }
-        for path in &paths {
+        // On the domain, at `/` too: the session is never there.
+        let on_domain = std::iter::once("/".to_string()).chain(paths.iter().cloned());
+        for path in on_domain {
             cookies.push(format!(
                 "{name}=; Path={path}; Domain={domain}; Max-Age=0{secure}"
             ));
@@ -432,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn clearing_a_planted_cookie_spares_the_session_on_the_domain_root() {
+    fn clearing_a_planted_cookie_spares_the_host_only_session_at_the_root() {
         let cleared: Vec<String> = clearing_cookies(
             &["_oauth2_proxy".to_string()],
             "/envs/nicks/logs",
@@ -448,9 +449,11 @@ mod tests {
             )));
             assert!(cleared.contains(&format!("_oauth2_proxy=; Path={path}; Max-Age=0; Secure")));
         }
-        assert!(cleared.contains(&"_oauth2_proxy=; Path=/; Max-Age=0; Secure".to_string()));
+        assert!(cleared.contains(
+            &"_oauth2_proxy=; Path=/; Domain=preview.localhost; Max-Age=0; Secure".to_string()
+        ));
         assert!(
-            !cleared.iter().any(|c| c.contains("Path=/; Domain=")),
+            !cleared.contains(&"_oauth2_proxy=; Path=/; Max-Age=0; Secure".to_string()),
             "the session itself is kept: {cleared:?}"
         );
         let deep = "/a".repeat(100);

@@ -21,6 +21,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use realprograms::browser_client::{BrowserClient, Scope};
 use realprograms::oauth2_proxy::{MockOidc, OAuth2Proxy, OAuth2ProxySettings};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The env cookie over plain HTTP (`__Host-ephemerator_env` over https).
 const PASS: &str = "ephemerator_env";
@@ -33,7 +36,7 @@ struct Setup {
     /// `http://preview.localhost:PORT`.
     public: String,
     config_file: tempfile::NamedTempFile,
-    _oidc: MockOidc,
+    oidc: MockOidc,
     _proxy: OAuth2Proxy,
     _dashboard: EnvServer,
 }
@@ -68,7 +71,7 @@ async fn setup() -> Setup {
         gateway,
         public,
         config_file,
-        _oidc: oidc,
+        oidc,
         _proxy: proxy,
         _dashboard: dashboard,
     }
@@ -697,4 +700,244 @@ async fn an_env_cannot_set_the_gateways_cookies_or_act_in_another_env() {
         )
         .await;
     assert_eq!(sibling.status, 200, "{sibling:?}");
+}
+
+// ----- In a real browser (headless Chromium, a fresh profile each) -----
+
+/// An env's app on one port: `page` for every request, and a WebSocket echo for upgrades (on
+/// the same port, as Tilt's UI has them). Counts the connections that reach it.
+async fn page_and_socket(page: String) -> (u16, Arc<AtomicUsize>) {
+    use futures::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (page, counter) = (page.clone(), counter.clone());
+            tokio::spawn(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut head = [0u8; 8192];
+                let seen = stream.peek(&mut head).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&head[..seen]).to_lowercase();
+                if text.contains("upgrade: websocket") {
+                    if let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await {
+                        while let Some(Ok(message)) = socket.next().await {
+                            if message.is_text() && socket.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    let _ = stream.read(&mut head).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// The app's page: opens a WebSocket to its own host and shows the echo in the title.
+const APP_PAGE: &str = r#"<!doctype html><title>app</title><p>the app</p><script>
+const socket = new WebSocket(`ws://${location.host}/ws`);
+socket.onopen = () => socket.send("hello");
+socket.onmessage = (event) => { document.title = "echo:" + event.data; };
+window.tryAgain = () => new Promise((done) => {
+  const again = new WebSocket(`ws://${location.host}/ws`);
+  again.onopen = () => done("open");
+  again.onerror = () => done("refused");
+});
+</script>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_share_link_opens_the_app_and_its_websocket_until_revoked() {
+    let setup = setup().await;
+    let (port, _) = page_and_socket(APP_PAGE.to_string()).await;
+    setup.env("janes", "jane.doe", Some("owner"), &[port]).await;
+    let uid = setup.uid("janes").await;
+    setup.set_links("janes", &[link("browser1", 3600)]).await;
+    let url = setup.link_url("janes", &uid, "browser1");
+
+    // A visitor with a fresh profile, no account: the link, then the app and its socket.
+    let browser = ephemerator_testkit::Browser::start(setup.public.clone(), "share-link").await;
+    browser.client.goto(&url).await.unwrap();
+    browser
+        .until(
+            "the app's WebSocket echo",
+            "return document.title === 'echo:hello'",
+        )
+        .await;
+    let address = browser.run("return location.href").await;
+    assert_eq!(
+        address,
+        setup.env_url(port, "janes", "/"),
+        "the token left the address bar"
+    );
+    browser.screenshot("opened").await;
+
+    // Revoked: a new socket is refused at once; the page, reloaded, is not the app (and the
+    // visitor cannot sign in: the provider refuses them).
+    setup.set_links("janes", &[]).await;
+    let again = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; window.tryAgain().then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, "refused");
+    setup.oidc.refuse_next_login().await.unwrap();
+    browser
+        .client
+        .goto(&setup.env_url(port, "janes", "/"))
+        .await
+        .unwrap();
+    let text = browser
+        .until(
+            "the refusal",
+            "return document.readyState === 'complete' && document.body && document.body.innerText",
+        )
+        .await;
+    assert!(!text.as_str().unwrap().contains("the app"), "{text}");
+    browser.screenshot("revoked").await;
+}
+
+/// Another env's page: plants cookies for the parent domain in every name that matters, then
+/// tries to read, post to, open a socket in and frame jane's owner-only env.
+fn hostile_page(target: &str) -> String {
+    format!(
+        r#"<!doctype html><title>hostile</title><body><p>mallory's env</p><script>
+for (const name of ["{COOKIE}", "{PASS}", "ephemerator_links", "{STATE}"]) {{
+  document.cookie = name + "=forged; domain={GATEWAY_HOST}; path=/";
+}}
+const target = "{target}";
+window.results = [];
+fetch(target + "/echo", {{credentials: "include"}})
+  .then((r) => r.text()).then((t) => results.push("read:" + t)).catch(() => results.push("read-failed"));
+fetch(target + "/echo", {{method: "POST", mode: "no-cors", credentials: "include", body: "x"}})
+  .then(() => results.push("post-sent")).catch(() => results.push("post-failed"));
+const socket = new WebSocket(target.replace("http", "ws") + "/ws");
+socket.onopen = () => results.push("socket-open");
+socket.onerror = () => results.push("socket-refused");
+const frame = document.createElement("iframe");
+frame.src = target + "/echo";
+frame.onload = () => results.push("frame-loaded");
+document.body.appendChild(frame);
+document.title = "planted";
+</script>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_another_envs_page_changes_nobodys_identity_and_cannot_act_in_an_owner_env() {
+    let setup = setup().await;
+    let janes_app = env_server().await;
+    let janes_port = janes_app.addr.port();
+    setup
+        .env("janes", "jane.doe", Some("owner"), &[janes_port])
+        .await;
+    let janes = format!(
+        "http://{}:{}",
+        env_host(janes_port, "janes"),
+        setup.gateway.port()
+    );
+    let (hostile_port, _) = page_and_socket(hostile_page(&janes)).await;
+    setup
+        .env("mallorys", "mallory", None, &[hostile_port])
+        .await;
+
+    // Jane signs in on the dashboard and opens her env.
+    let browser = ephemerator_testkit::Browser::start(setup.public.clone(), "hostile-env").await;
+    browser.goto("/echo").await;
+    let dashboard_sees = "return document.body && document.body.innerText";
+    let seen = browser.until("the dashboard", dashboard_sees).await;
+    assert!(
+        seen.as_str()
+            .unwrap()
+            .contains("x-auth-request-preferred-username: jane.doe"),
+        "{seen}"
+    );
+    browser.client.goto(&format!("{janes}/echo")).await.unwrap();
+    let seen = browser.until("her env", dashboard_sees).await;
+    assert!(
+        seen.as_str()
+            .unwrap()
+            .contains("x-auth-request-preferred-username: jane.doe"),
+        "{seen}"
+    );
+    let before = janes_app.requests.load(Ordering::SeqCst);
+
+    // Mallory's env page, which jane opens (a team env: she may).
+    browser
+        .client
+        .goto(&setup.env_url(hostile_port, "mallorys", "/"))
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the hostile page ran",
+            "return document.title === 'planted'",
+        )
+        .await;
+    let results = browser
+        .until(
+            "its four attempts",
+            "return window.results && window.results.length >= 4 && window.results",
+        )
+        .await;
+    let results: Vec<String> = serde_json::from_value(results).unwrap();
+    assert!(results.contains(&"read-failed".to_string()), "{results:?}");
+    assert!(
+        results.contains(&"socket-refused".to_string()),
+        "{results:?}"
+    );
+    assert!(
+        !results
+            .iter()
+            .any(|r| r.starts_with("read:") || r == "socket-open"),
+        "{results:?}"
+    );
+    assert_eq!(
+        janes_app.requests.load(Ordering::SeqCst),
+        before,
+        "nothing of it reached jane's env: {results:?}"
+    );
+    browser.screenshot("hostile").await;
+
+    // The planted cookies change nothing about who she is: her env still knows her, and the
+    // dashboard sees jane or refuses the doubled cookie (and clears it); never anyone else.
+    browser.client.goto(&format!("{janes}/echo")).await.unwrap();
+    let seen = browser.until("her env again", dashboard_sees).await;
+    assert!(
+        seen.as_str()
+            .unwrap()
+            .contains("x-auth-request-preferred-username: jane.doe"),
+        "{seen}"
+    );
+    for _ in 0..2 {
+        browser.goto("/echo").await;
+        let seen = browser.until("the dashboard again", dashboard_sees).await;
+        let seen = seen.as_str().unwrap();
+        assert!(
+            seen.contains("preferred-username: jane.doe") || seen.contains("sign-in cookie twice"),
+            "{seen}"
+        );
+    }
+    let seen = browser.until("the dashboard, jane's", dashboard_sees).await;
+    assert!(
+        seen.as_str()
+            .unwrap()
+            .contains("preferred-username: jane.doe"),
+        "{seen}"
+    );
 }

@@ -54,13 +54,11 @@ async fn a_session_planted_by_an_env_page_is_refused_and_cleared() {
     let base = format!("http://{GATEWAY_HOST}:{}", gateway.port());
     let browser = Browser::start(base.clone(), "planted-session").await;
 
-    // Alice is signed in: her session on the dashboard's domain, as oauth2-proxy sets it (on
-    // a page of that domain that needs no session).
+    // Alice is signed in: her session host-only on the dashboard's host, as oauth2-proxy sets
+    // it (on a page of that host that needs no session).
     browser.goto("/oauth2/nothing-here").await;
     browser
-        .run(&format!(
-            "document.cookie = '{COOKIE}=valid-alice; domain={GATEWAY_HOST}; path=/'"
-        ))
+        .run(&format!("document.cookie = '{COOKIE}=valid-alice; path=/'"))
         .await;
     browser.goto("/envs").await;
     browser
