@@ -11,8 +11,8 @@ use crate::discovery::DiscoverySettings;
 use crate::identity::{IdentitySource, NameFields};
 use crate::startup::Settings;
 
-/// The signing key of test dashboards (give a test gateway the same to open their links).
-pub const TEST_SIGNING_KEY: &[u8] = b"the signing key of the gateway tests, 32+ bytes";
+/// The signing key of test dashboards (test gateways use the same, to open their links).
+pub const TEST_SIGNING_KEY: &[u8] = b"the signing key of the ephemerator tests, 32+ bytes";
 
 /// One worker, the repository's `templates/` and `assets/`, git discovery bounded to 5 s.
 pub fn settings(

@@ -119,3 +119,88 @@ async fn an_env_page_cannot_act_on_the_dashboard_as_the_user() {
         "the env was created"
     );
 }
+
+/// The whole share-link path with the real dashboard: its owner makes a link on the env's page
+/// (through the gateway), and a visitor with no account opens it and reaches the env.
+#[tokio::test]
+async fn a_share_link_the_dashboard_makes_opens_the_env_for_a_visitor_without_an_account() {
+    use ephemerator_core::Phase;
+    use ephemerator_core::labels::ACCESS_ANNOTATION;
+    use kube::api::{Patch, PatchParams};
+    let cluster = devcluster().await;
+    let dash = dashboard(&cluster, CONFIG_YAML);
+    let oauth2 = oauth2_proxy().await;
+    let gateway = Gateway::start(settings(
+        cluster.client(),
+        Auth::Proxy(oauth2.addr),
+        dash.addr,
+    ))
+    .await;
+    let app = env_server().await;
+    put_env(
+        &cluster.client(),
+        "alice",
+        Phase::Ready,
+        &[app.addr.port()],
+        "",
+    )
+    .await;
+    let owner_only = serde_json::json!({"metadata": {"annotations": {ACCESS_ANNOTATION: "owner"}}});
+    Api::<ConfigMap>::namespaced(cluster.client(), NAMESPACE)
+        .patch("alice", &PatchParams::default(), &Patch::Merge(&owner_only))
+        .await
+        .unwrap();
+    let cookie = session("alice");
+    let page = wait_for("alice's env page", || async {
+        let page = gateway
+            .get(GATEWAY_HOST, "/envs/alice", &[("cookie", &cookie)])
+            .await;
+        (page.status == 200 && page.body.contains("Owner only")).then_some(page)
+    })
+    .await;
+    let token = page
+        .body
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let made = gateway
+        .request(
+            "POST",
+            GATEWAY_HOST,
+            "/envs/alice/links",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", &format!("http://{GATEWAY_HOST}")),
+            ],
+            &form(&[("label", "for bob"), ("lifetime", "1h"), ("csrf", &token)]),
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let page = gateway
+        .get(GATEWAY_HOST, "/envs/alice", &[("cookie", &cookie)])
+        .await
+        .body
+        .replace("&#x2F;", "/");
+    let path = page
+        .split(&format!("http://{GATEWAY_HOST}/__ephemerator/link/"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the link's address on the page")
+        .to_string();
+
+    let public = format!("http://{GATEWAY_HOST}:{}", gateway.port());
+    let mut visitor = realprograms::browser_client::BrowserClient::default();
+    let opened = visitor
+        .get(&format!("{public}/__ephemerator/link/{path}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (opened.status, opened.body.as_str()),
+        (200, "hello from the env"),
+        "{opened:?}"
+    );
+    assert_eq!(visitor.cookie(COOKIE), None, "no account");
+}

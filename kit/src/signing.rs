@@ -277,15 +277,23 @@ pub fn digest(text: &str) -> String {
 pub struct LiveKeys {
     keys: Arc<RwLock<Arc<SigningKeys>>>,
     dir: Option<PathBuf>,
+    every: Duration,
 }
 
 impl LiveKeys {
-    /// Loads the keys of `dir`.
+    /// Loads the keys of `dir`, read again every [`CHECK_EVERY`] once [`watch`](Self::watch)
+    /// runs.
     pub fn load(dir: &Path) -> Result<LiveKeys, String> {
+        LiveKeys::load_every(dir, CHECK_EVERY)
+    }
+
+    /// Loads the keys of `dir`, read again every `every`.
+    pub fn load_every(dir: &Path, every: Duration) -> Result<LiveKeys, String> {
         let keys = SigningKeys::load(dir)?;
         Ok(LiveKeys {
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             dir: Some(dir.to_path_buf()),
+            every,
         })
     }
 
@@ -294,6 +302,7 @@ impl LiveKeys {
         LiveKeys {
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             dir: None,
+            every: CHECK_EVERY,
         }
     }
 
@@ -305,14 +314,14 @@ impl LiveKeys {
             .clone()
     }
 
-    /// Reads the files again every [`CHECK_EVERY`], forever; spawn it.
+    /// Reads the files again every [`CHECK_EVERY`] (or as loaded), forever; spawn it.
     pub async fn watch(self) {
         let Some(dir) = self.dir.clone() else {
             return;
         };
         let mut last_problem = None;
         loop {
-            tokio::time::sleep(CHECK_EVERY).await;
+            tokio::time::sleep(self.every).await;
             match SigningKeys::load(&dir) {
                 Ok(keys) => {
                     last_problem = None;
@@ -418,6 +427,32 @@ mod tests {
             Err(TokenError::UnknownKey)
         );
         assert!(!twice.verify_tag("share-link", b"uid\0id", &tag));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_in_the_directory_takes_effect_and_old_tokens_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("current"), A).unwrap();
+        let live = LiveKeys::load_every(dir.path(), Duration::from_millis(20)).unwrap();
+        let watching = tokio::spawn(live.clone().watch());
+        let before = live.current().seal("env-pass", u64::MAX, &"jane");
+        // Rotated as the README says: the old key is the previous one.
+        std::fs::write(dir.path().join("previous"), A).unwrap();
+        std::fs::write(dir.path().join("current"), B).unwrap();
+        let rotated = SigningKeys::new(B, None).unwrap().current_id().to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while live.current().current_id() != rotated {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rotation was not read"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            live.current().open("env-pass", &before, 1),
+            Ok("jane".to_string())
+        );
+        watching.abort();
     }
 
     #[test]

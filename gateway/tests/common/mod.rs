@@ -145,8 +145,9 @@ pub fn settings(client: kube::Client, auth: Auth, dashboard: SocketAddr) -> Sett
     }
 }
 
-/// The signing key every test gateway (and the share links the tests make) uses.
-pub const TEST_KEY: &[u8] = b"the signing key of the gateway tests, 32+ bytes";
+/// The signing key every test gateway (and the share links the tests make) uses: the test
+/// dashboards', so that the links they make open here.
+pub const TEST_KEY: &[u8] = ephdash::testing::TEST_SIGNING_KEY;
 
 pub fn test_keys() -> ephemerator_kit::signing::LiveKeys {
     ephemerator_kit::signing::LiveKeys::fixed(
