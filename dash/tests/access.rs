@@ -14,8 +14,7 @@ use ephemerator_core::{EnvSpec, env_config_map};
 use ephemerator_kit::signing::SigningKeys;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 fn token(user: &str) -> String {
     csrf_key().token(user)
@@ -34,18 +33,7 @@ fn annotation(cm: &ConfigMap, key: &str) -> Option<String> {
 
 /// The notes of the Events about env `name` with `reason`.
 async fn events(dash: &Dash, name: &str, reason: &str) -> Vec<String> {
-    Api::<Event>::namespaced(dash.client(), NAMESPACE)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|event| {
-            event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && event.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|event| event.note)
-        .collect()
+    ephemerator_testkit::event_notes(&dash.client(), NAMESPACE, name, reason).await
 }
 
 async fn seed_env(dash: &Dash, name: &str, owner: &str, lives: SignedDuration) {

@@ -12,9 +12,8 @@ use ephemerator_core::hosts::env_port_host;
 use ephemerator_core::names::is_valid_env_name;
 use ephemerator_core::share::{LINK_PURPOSE, link_signed_data, parse_link_path};
 use ephemerator_kit::signing::{SigningKeys, digest, random_token, unix_now};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -24,7 +23,7 @@ use crate::env_access::{
     Standing, Who, carried_headers, cross_site_refusal, pass_is_due, purpose, safe_return_path,
 };
 use crate::headers::{cookie_values, is_browser_navigation};
-use crate::pages::{PageContext, render};
+use crate::pages::{PageContext, render, text as plain};
 use crate::route::{ENV_SIGN_IN_PATH, REDEEM_PATH};
 use crate::table::EnvEntry;
 use crate::{Body, Gateway, Upstreams};
@@ -83,6 +82,15 @@ impl Here<'_> {
         )
     }
 
+    /// What the visitor is checked against now: `entry` and the config of this request.
+    fn standing<'e>(&'e self, entry: &'e EnvEntry) -> Standing<'e> {
+        Standing {
+            entry,
+            config: self.config,
+            now: unix_now(),
+        }
+    }
+
     fn keys(&self) -> Option<Arc<SigningKeys>> {
         self.gateway.keys.as_ref().map(|keys| keys.current())
     }
@@ -109,12 +117,8 @@ pub fn env_gate(
         // `--auth none` (local runs): nobody signs in, every env is open.
         return Gate::Open(Vec::new());
     }
-    let now = unix_now();
-    let standing = Standing {
-        entry,
-        config: here.config,
-        now,
-    };
+    let standing = here.standing(entry);
+    let now = standing.now;
     if standing.level() == Access::Public {
         return Gate::Open(Vec::new());
     }
@@ -255,12 +259,8 @@ pub async fn env_sign_in(here: &Here<'_>, request: &Request<Incoming>) -> Respon
     let Some(keys) = here.keys() else {
         return render(&here.pages().no_keys());
     };
-    let now = unix_now();
-    let standing = Standing {
-        entry: &entry,
-        config: here.config,
-        now,
-    };
+    let standing = here.standing(&entry);
+    let now = standing.now;
     let link = granted_link(here, request, &keys, &ask.env, &standing);
     let subject = Subject {
         headers: request.headers(),
@@ -398,12 +398,8 @@ pub fn redeem(
         return render(&here.pages().no_keys());
     };
     let names = here.names();
-    let now = unix_now();
-    let standing = Standing {
-        entry,
-        config: here.config,
-        now,
-    };
+    let standing = here.standing(entry);
+    let now = standing.now;
     let nonce = cookie_values(request.headers(), names.state).next();
     let taken = code
         .as_deref()
@@ -465,12 +461,8 @@ pub fn share_link(here: &Here<'_>, request: &Request<Incoming>) -> Response<Body
     let Some(keys) = here.keys() else {
         return render(&here.pages().no_keys());
     };
-    let now = unix_now();
-    let standing = Standing {
-        entry: &entry,
-        config: here.config,
-        now,
-    };
+    let standing = here.standing(&entry);
+    let now = standing.now;
     if !standing.link_is_live(id)
         || !keys.verify_tag(LINK_PURPOSE, &link_signed_data(&entry.uid, id), tag)
     {
@@ -572,24 +564,6 @@ fn redirect(location: &str) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, value);
     }
-    response
-}
-
-/// A short plain-text answer; never cached, never leaking its URL onwards.
-fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
 }
 

@@ -143,10 +143,16 @@ pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator
 
 /// Removes the cookies named in `names` from the request, keeping all others.
 pub fn remove_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    remove_cookies_where(headers, |name| names.contains(&name));
+}
+
+/// Removes the request's cookies whose name `doomed` says, keeping all others (and the
+/// `Cookie` headers untouched when none goes).
+fn remove_cookies_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     let mut removed = false;
     let kept: Vec<String> = cookie_pairs(headers)
         .filter(|pair| {
-            let gone = names.contains(&self::cookie_name(pair));
+            let gone = doomed(self::cookie_name(pair));
             removed |= gone;
             !gone
         })
@@ -281,16 +287,7 @@ pub fn clearing_cookies(
 /// Removes oauth2-proxy's cookies from the request, keeping all others, so that an env never
 /// sees (and can never replay) the user's session.
 pub fn remove_session_cookies(headers: &mut HeaderMap, cookie_name: &str) {
-    let kept: Vec<String> = cookie_pairs(headers)
-        .filter(|pair| !is_session_cookie(self::cookie_name(pair), cookie_name))
-        .map(str::to_string)
-        .collect();
-    headers.remove(COOKIE);
-    if !kept.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
-    {
-        headers.insert(COOKIE, value);
-    }
+    remove_cookies_where(headers, |name| is_session_cookie(name, cookie_name));
 }
 
 /// Drops every `Set-Cookie` of an env's response that has a `Domain` attribute (or cannot be

@@ -307,6 +307,25 @@ pub fn head_too_large(limit: usize) -> Response<Body> {
     )
 }
 
+/// A short plain-text answer (redirects, refusals of scripts' requests): never cached, and its
+/// URL (a sign-in's) never sent on as a referrer.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
 /// `STATUS REASON: problem`, in plain text.
 fn plain(status: StatusCode, problem: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderValue, LOCATION, SET_COOKIE, UPGRADE};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -24,7 +24,7 @@ use crate::headers::{
     clearing_cookies, drop_cookies_named, drop_domain_cookies, is_browser_navigation, is_upgrade,
     remove_cookies, remove_hop_by_hop, remove_session_cookies, set_forwarded, strip_identity,
 };
-use crate::pages::{PageContext, bad_request, head_too_large, render};
+use crate::pages::{PageContext, bad_request, head_too_large, render, text};
 use crate::route::{Page, Target, route};
 use crate::table::EnvEntry;
 use crate::{Body, Gateway, Upstreams};
@@ -292,20 +292,6 @@ fn sign_in(
             response.headers_mut().insert("hx-redirect", location);
         }
     }
-    response
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|n| match n {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     response
 }
 

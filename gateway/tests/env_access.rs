@@ -173,18 +173,7 @@ impl Setup {
 
 /// The notes of the Events about env `name` with `reason`.
 async fn link_events(setup: &Setup, name: &str, reason: &str) -> Vec<String> {
-    Api::<k8s_openapi::api::events::v1::Event>::namespaced(setup.cluster.client(), NAMESPACE)
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|event| {
-            event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && event.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|event| event.note)
-        .collect()
+    ephemerator_testkit::event_notes(&setup.cluster.client(), NAMESPACE, name, reason).await
 }
 
 fn link(id: &str, expires_in: i64) -> ShareLink {

@@ -100,6 +100,28 @@ pub fn replace_file(
     std::fs::rename(&next, path)
 }
 
+/// The notes of the Events in `namespace` about object `regarding` with `reason` (what
+/// `kubectl describe` shows of them).
+pub async fn event_notes(
+    client: &kube::Client,
+    namespace: &str,
+    regarding: &str,
+    reason: &str,
+) -> Vec<String> {
+    kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| {
+            event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+                && event.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|event| event.note)
+        .collect()
+}
+
 /// A loopback port free at the time of asking (for servers a test must name up front).
 ///
 /// Picked at random below the kernel's ephemeral range: a port the kernel hands out (port 0,
