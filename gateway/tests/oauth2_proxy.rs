@@ -263,3 +263,62 @@ async fn a_person_signs_in_through_the_gateway_and_a_tampered_session_is_cleared
     assert_eq!(after.status, 302);
     assert!(after.headers["location"].contains("/oauth2/sign_in?rd="));
 }
+
+/// `deploy/`'s session cookie, asked of the real oauth2-proxy: `--cookie-name=__Host-…` with
+/// `--cookie-secure=true` and no `--cookie-domain` gives a cookie a browser takes as `__Host-`
+/// (host-only, `Path=/`, `Secure`), and the gateway, told the name, lets that session through
+/// to the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployed_host_prefixed_session_cookie_is_what_oauth2_proxy_sets_and_the_gateway_reads()
+{
+    const HOST_COOKIE: &str = "__Host-_oauth2_proxy";
+    let cluster = devcluster().await;
+    let oidc = MockOidc::start().await.expect("mockoidc starts");
+    let dashboard = env_server().await;
+    let proxy_port = ephemerator_testkit::free_port();
+    let proxy_addr = std::net::SocketAddr::from(([127, 0, 0, 1], proxy_port));
+    let mut gateway_settings = settings(cluster.client(), Auth::Proxy(proxy_addr), dashboard.addr);
+    if let ephgateway::auth::AuthMode::OAuth2Proxy { cookie_name, .. } = &mut gateway_settings.auth
+    {
+        *cookie_name = HOST_COOKIE.into();
+    }
+    let gateway = Gateway::start(gateway_settings).await;
+    let public = format!("http://{GATEWAY_HOST}:{}", gateway.port());
+    let mut proxy_settings = OAuth2ProxySettings::host_only(oidc.issuer(), &public);
+    proxy_settings.port = Some(proxy_port);
+    proxy_settings.extra_args = vec![
+        format!("--cookie-name={HOST_COOKIE}"),
+        "--cookie-secure=true".into(),
+    ];
+    let _proxy = RealOAuth2Proxy::start(&proxy_settings)
+        .await
+        .expect("oauth2-proxy starts with a __Host- cookie name");
+
+    let mut browser = BrowserClient::default();
+    let page = browser.get(&format!("{public}/echo")).await.unwrap();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body
+            .contains("x-auth-request-preferred-username: jane.doe"),
+        "{}",
+        page.body
+    );
+    let set = page
+        .set_cookies
+        .iter()
+        .find(|cookie| {
+            cookie.starts_with(&format!("{HOST_COOKIE}=")) && !cookie.contains("Max-Age=0")
+        })
+        .unwrap_or_else(|| panic!("the session in {:?}", page.set_cookies));
+    for attribute in ["Path=/", "Secure", "HttpOnly"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(
+        !set.to_ascii_lowercase().contains("domain="),
+        "host-only: {set}"
+    );
+    assert_eq!(
+        browser.scopes(HOST_COOKIE),
+        [Scope::Host(GATEWAY_HOST.into())]
+    );
+}
