@@ -135,7 +135,8 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         );
     }
 
-    // ephdash: ConfigMaps (no update), pods and logs read, Events read.
+    // ephdash: ConfigMaps (no update), pods and logs read, Events read and created (its audit
+    // trail of access changes and share links).
     for (verb, resource) in [
         ("create", "configmaps"),
         ("patch", "configmaps"),
@@ -143,6 +144,7 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         ("list", "pods"),
         ("get", "pods/log"),
         ("watch", "events.events.k8s.io"),
+        ("create", "events.events.k8s.io"),
     ] {
         assert!(
             can(&cluster, "ephdash", verb, resource, "ephemerator").await,
@@ -161,17 +163,29 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         );
     }
 
-    // ephgateway: reads env ConfigMaps; writes nothing, reads no Secrets or Services.
+    // ephgateway: reads env ConfigMaps and creates Events (a share link's first use); writes
+    // nothing else, reads no Secrets, Services or Events.
     for verb in ["get", "list", "watch"] {
         assert!(can(&cluster, "ephgateway", verb, "configmaps", "ephemerator").await);
     }
+    assert!(
+        can(
+            &cluster,
+            "ephgateway",
+            "create",
+            "events.events.k8s.io",
+            "ephemerator"
+        )
+        .await
+    );
     for (verb, resource) in [
         ("create", "configmaps"),
         ("patch", "configmaps"),
         ("delete", "configmaps"),
         ("get", "secrets"),
         ("get", "services"),
-        ("create", "events.events.k8s.io"),
+        ("list", "events.events.k8s.io"),
+        ("create", "events"),
     ] {
         assert!(
             !can(&cluster, "ephgateway", verb, resource, "ephemerator").await,
