@@ -180,15 +180,19 @@ pub fn drop_cookies_named(headers: &mut HeaderMap, names: &[&str]) -> usize {
             .to_string()
     };
     let reserved: Vec<String> = names.iter().map(|name| bare(name)).collect();
+    drop_set_cookies_where(headers, |text| {
+        let name = text.split(';').next().map_or("", self::cookie_name);
+        reserved.contains(&bare(name))
+    })
+}
+
+/// Drops every `Set-Cookie` that `doomed` says of (or that cannot be read), keeping the others
+/// in order; returns how many were dropped.
+fn drop_set_cookies_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) -> usize {
     let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
     let kept: Vec<HeaderValue> = all
         .iter()
-        .filter(|value| {
-            value.to_str().is_ok_and(|text| {
-                let name = text.split(';').next().map_or("", self::cookie_name);
-                !reserved.contains(&bare(name))
-            })
-        })
+        .filter(|value| value.to_str().is_ok_and(|text| !doomed(text)))
         .cloned()
         .collect();
     let dropped = all.len() - kept.len();
@@ -295,20 +299,7 @@ pub fn remove_session_cookies(headers: &mut HeaderMap, cookie_name: &str) {
 /// could overwrite the session. Host-only cookies stay with the env's own host. Returns how
 /// many were dropped.
 pub fn drop_domain_cookies(headers: &mut HeaderMap) -> usize {
-    let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
-    let kept: Vec<HeaderValue> = all
-        .iter()
-        .filter(|value| value.to_str().is_ok_and(|text| !has_domain_attribute(text)))
-        .cloned()
-        .collect();
-    let dropped = all.len() - kept.len();
-    if dropped > 0 {
-        headers.remove(SET_COOKIE);
-        for value in kept {
-            headers.append(SET_COOKIE, value);
-        }
-    }
-    dropped
+    drop_set_cookies_where(headers, has_domain_attribute)
 }
 
 fn has_domain_attribute(set_cookie: &str) -> bool {
