@@ -38,6 +38,11 @@ pub const MAX_LIFETIME_ANNOTATION: &str = "ephemerator.tilt.dev/max-lifetime";
 pub const ACCESS_ANNOTATION: &str = "ephemerator.tilt.dev/access";
 /// Annotation on an env ConfigMap: its share links, a JSON list (see [`crate::share`]).
 pub const SHARE_LINKS_ANNOTATION: &str = "ephemerator.tilt.dev/share-links";
+/// The expiry deadline (RFC 3339) the owner was warned about. ephctrl writes it before it
+/// sends the warning, guarded by the ConfigMap's resourceVersion, so a warning is sent once even
+/// when the controller restarts or another replica takes the lead; an extension moves the
+/// deadline and re-arms the warning.
+pub const WARNED_FOR_ANNOTATION: &str = "ephemerator.tilt.dev/warned-for";
 
 /// The labels every env ConfigMap carries.
 pub fn env_labels() -> BTreeMap<String, String> {

@@ -11,7 +11,9 @@ use kube::Client;
 use kube::runtime::reflector::Store;
 
 use crate::cached::{ChildMeta, RunnerDeployment};
+use crate::error::{Error, Result};
 use crate::events::EventSink;
+use crate::leader::Leadership;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -53,12 +55,24 @@ pub struct Context {
     pub synced: Synced,
     /// What the controller remembers of each env.
     pub memory: Memory,
+    /// Whether this replica leads: only the leader writes.
+    pub leadership: Leadership,
 }
 
 impl Context {
     /// Waits until the child stores have listed once, so a missing child really is missing.
     pub async fn wait_for_child_stores(&self) {
         self.synced.wait_for(Synced::CHILDREN).await;
+    }
+
+    /// Fails unless this replica leads now: checked before every write, so a replica that lost
+    /// the lead (or was paused past its deadline) stops before its next one.
+    pub fn check_leading(&self) -> Result<()> {
+        if self.leadership.is_leading() {
+            Ok(())
+        } else {
+            Err(Error::NotLeading)
+        }
     }
 
     /// Tilt's base URL for env `env`, from [`Context::tilt_url_template`].

@@ -21,6 +21,9 @@ pub enum Error {
     /// The operating system gave no randomness for a runner's Tilt token.
     #[error("no randomness for a Tilt token: {0}")]
     Randomness(String),
+    /// This replica stopped leading during the reconcile; the leader does the rest.
+    #[error("this replica no longer leads")]
+    NotLeading,
 }
 
 impl Error {
@@ -32,6 +35,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MissingMetadata { .. } => "metadata",
             Error::Randomness(_) => "randomness",
+            Error::NotLeading => "not_leading",
         }
     }
 }

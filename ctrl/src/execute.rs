@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 
 use ephemerator_core::env::{lifetime_patch, recorded_max_lifetime};
+use ephemerator_core::labels::WARNED_FOR_ANNOTATION;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -62,8 +63,17 @@ pub async fn execute(
         return Ok(());
     }
     if let Some(warning) = plan.warn {
-        ctx.notifier.send(warning.notice);
+        // Claimed on the ConfigMap first: of two replicas that both planned it (one that lost
+        // the lead mid-reconcile, say), only the one whose claim lands sends it.
+        let builds_on = versions.last().cloned().unwrap_or_default();
+        let Some(claimed) = claim_warning(ctx, config_map, &builds_on, warning.deadline).await?
+        else {
+            debug!("the env changed since it was read; the warning is planned again from the change");
+            return Ok(());
+        };
+        versions.push(claimed);
         ctx.memory.warned(&name, warning.deadline);
+        ctx.notifier.send(warning.notice);
         publish(ctx, config_map, &warning.event);
     }
     for kind in &plan.delete {
@@ -165,6 +175,7 @@ pub async fn execute(
 /// with a conflict and the next reconcile sees their value, which is never overwritten.
 /// Returns the new resourceVersion.
 async fn write_lifetime(ctx: &Context, config_map: &ConfigMap, plan: &Plan) -> Result<String> {
+    ctx.check_leading()?;
     let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -192,6 +203,7 @@ async fn write_lifetime(ctx: &Context, config_map: &ConfigMap, plan: &Plan) -> R
 /// Deletes an expired env ConfigMap (only this one: a ConfigMap re-created under the same name
 /// is a new env); garbage collection removes its children. Whether it was deleted now.
 async fn expire(ctx: &Context, config_map: &ConfigMap) -> Result<bool> {
+    ctx.check_leading()?;
     let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = DeleteParams {
         preconditions: Some(Preconditions {
@@ -219,6 +231,7 @@ async fn delete_child<K>(ctx: &Context, name: &str, kind: ChildKind) -> Result<(
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
 {
+    ctx.check_leading()?;
     let api: Api<ChildMeta<K>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let child_uid = api
         .get_opt(name)
@@ -268,6 +281,7 @@ where
         + Debug,
     D: Serialize + Debug,
 {
+    ctx.check_leading()?;
     let api: Api<O> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api.patch(name, &params, &Patch::Apply(desired)).await?;
@@ -294,6 +308,7 @@ async fn write_status(
     builds_on: &str,
     status: &ephemerator_core::EnvStatus,
 ) -> Result<Option<String>> {
+    ctx.check_leading()?;
     let name = config_map.name_any();
     let patch = json!({
         "apiVersion": "v1",
@@ -316,6 +331,38 @@ async fn write_status(
         )
         .await;
     match written {
+        Ok(written) => Ok(Some(written.resource_version().unwrap_or_default())),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Records on the ConfigMap that the owner is warned about `deadline`
+/// ([`WARNED_FOR_ANNOTATION`]), guarded by `builds_on`. Returns the new resourceVersion, or
+/// `None` when the ConfigMap is no longer at `builds_on` (someone else's write, or another
+/// replica's claim, landed first).
+async fn claim_warning(
+    ctx: &Context,
+    config_map: &ConfigMap,
+    builds_on: &str,
+    deadline: jiff::Timestamp,
+) -> Result<Option<String>> {
+    ctx.check_leading()?;
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": builds_on,
+            "annotations": { WARNED_FOR_ANNOTATION: deadline.to_string() },
+        },
+    });
+    match api
+        .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
         Ok(written) => Ok(Some(written.resource_version().unwrap_or_default())),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(error) => Err(error.into()),

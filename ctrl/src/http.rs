@@ -1,5 +1,6 @@
 //! What ephctrl reports on the admin listener (`ephemerator_kit::admin`): ready once the env
-//! ConfigMaps are listed and while the API server answers; the controller's metrics.
+//! ConfigMaps are listed and while the API server answers, saying whether this replica leads;
+//! the controller's metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +9,7 @@ use ephemerator_core::Phase;
 use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
 use ephemerator_kit::cluster::ApiHealth;
 
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// What the listener reports on.
@@ -18,24 +20,42 @@ pub struct HealthState {
     pub ready: Arc<AtomicBool>,
     /// Whether the API server answers: while it does not, nothing the controller does lands.
     pub api_health: ApiHealth,
+    /// Whether this replica leads.
+    pub leadership: Leadership,
     /// The phases of all known envs, counted into `ephctrl_envs` at each scrape so the gauge is
     /// always the cluster's truth (deleted envs drop out by themselves).
     pub env_phases: Box<dyn Fn() -> Vec<Phase> + Send + Sync>,
 }
 
 impl AdminReport for HealthState {
-    /// Nothing the controller writes lands while the API server is away: not ready then.
+    /// Nothing the controller writes lands while the API server is away: not ready then. A
+    /// standby is ready (its caches are warm, it can take over at once) and says who leads.
     fn readiness(&self) -> Readiness {
-        readiness(
+        match readiness(
             self.ready.load(Ordering::Acquire),
             self.api_health.is_answering(),
             Job::WriteToApiServer,
-        )
+        ) {
+            Readiness::Ready => Readiness::ReadyAs(role(&self.leadership)),
+            other => other,
+        }
     }
 
     fn metrics(&self) -> String {
+        self.metrics.set_leading(self.leadership.is_leading());
         self.metrics.set_env_phases((self.env_phases)());
         self.metrics.encode()
+    }
+}
+
+/// What `/readyz` says of this replica's role.
+fn role(leadership: &Leadership) -> String {
+    if leadership.is_leading() {
+        return format!("leading as {}", leadership.identity());
+    }
+    match leadership.holder() {
+        Some(holder) => format!("standing by as {}; {holder} leads", leadership.identity()),
+        None => format!("standing by as {}; nobody leads yet", leadership.identity()),
     }
 }
 
@@ -48,6 +68,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(ready)),
             api_health: ApiHealth::default(),
+            leadership: Leadership::new("ephctrl-0_1234"),
             env_phases: Box::new(|| vec![Phase::Ready, Phase::Ready, Phase::Failed]),
         }
     }
@@ -58,7 +79,10 @@ mod tests {
             state(false).readiness(),
             Readiness::NotReady("env ConfigMaps not listed yet")
         );
-        assert_eq!(state(true).readiness(), Readiness::Ready);
+        assert_eq!(
+            state(true).readiness(),
+            Readiness::ReadyAs("standing by as ephctrl-0_1234; nobody leads yet".to_string())
+        );
     }
 
     #[test]
@@ -66,5 +90,6 @@ mod tests {
         let text = state(true).metrics();
         assert!(text.contains("ephctrl_envs{phase=\"Ready\"} 2"), "{text}");
         assert!(text.contains("ephctrl_envs{phase=\"Failed\"} 1"), "{text}");
+        assert!(text.contains("ephctrl_leading 0"), "{text}");
     }
 }

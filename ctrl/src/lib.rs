@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod http;
+pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
@@ -50,6 +51,7 @@ pub use error::{Error, Result};
 use crate::cached::{ChildMeta, RunnerDeployment};
 use crate::context::{Context, Synced};
 use crate::http::HealthState;
+use crate::leader::Leadership;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -82,6 +84,8 @@ pub struct Settings {
     pub tilt_polls: plan::TiltPolls,
     /// How long reconciles in flight get to finish on [`Running::stop`] (`--drain-timeout`).
     pub drain_timeout: Duration,
+    /// The Lease through which one of several replicas leads, and this replica's identity.
+    pub lease: leader::LeaseSettings,
 }
 
 impl Settings {
@@ -98,6 +102,7 @@ impl Settings {
             concurrency: DEFAULT_CONCURRENCY,
             tilt_polls: plan::TiltPolls::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            lease: leader::LeaseSettings::new("ephctrl"),
         }
     }
 }
@@ -195,6 +200,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         concurrency,
         tilt_polls,
         drain_timeout: _,
+        lease,
     } = settings;
 
     let synced = Synced::default();
@@ -207,6 +213,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     metrics.track(&config, &api_health);
     let metrics = Arc::new(metrics);
     let config_changes = config.changes();
+    let leadership = Leadership::new(&lease.identity);
     let (events, event_writer) = events::sink(client.clone(), &namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -224,7 +231,17 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         ingresses,
         synced: synced.clone(),
         memory: Memory::default(),
+        leadership: leadership.clone(),
     });
+    // A replica that takes the lead starts from the cluster alone: what it remembers from an
+    // earlier term may be out of date, and every env is reconciled (the standby did nothing).
+    let took_the_lead = {
+        let ctx = ctx.clone();
+        leadership.gained().map(move |()| {
+            ctx.memory.forget_unless(|_| false);
+            ctx.metrics.took_the_lead();
+        })
+    };
 
     // Each watch retries on its own (see ephemerator_kit::cluster) and yields no errors, so
     // the Controller's joint trigger backoff never pauses every watch at once.
@@ -261,6 +278,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         // A new config is judged against every env at once: a repo taken off the allow-list
         // stops its envs without waiting for them to change.
         .reconcile_all_on(config_changes)
+        .reconcile_all_on(took_the_lead)
         .with_config(controller::Config::default().concurrency(concurrency))
         // On stop: no new reconciles; the stream ends once those running are done.
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -285,11 +303,13 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         }
     };
     let phases_from = config_maps.clone();
+    let health_leadership = leadership.clone();
     let health = async move {
         let state = Arc::new(HealthState {
             metrics,
             ready,
             api_health,
+            leadership: health_leadership,
             env_phases: Box::new(move || {
                 phases_from
                     .state()
@@ -307,8 +327,14 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         event_writer.await;
         futures::future::pending::<()>().await
     };
+    let election = leader::run(client.clone(), namespace.clone(), lease.clone(), leadership);
     tokio::select! {
-        () = controller => tracing::info!("controller stopped"),
+        () = controller => {
+            tracing::info!("controller stopped");
+            // Nothing acts any more: a standby may take over at once.
+            leader::release(client, &namespace, &lease).await;
+        }
+        () = election => {}
         () = readiness => {}
         () = health => {}
         () = sweeper => {}

@@ -1,11 +1,14 @@
 //! The `ephctrl` binary: flags, boot, start, wait for SIGTERM, stop — as every server's `main`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use ephctrl::leader::{DEFAULT_LEASE_NAME, LeaseSettings, LeaseTimings};
 use ephctrl::{DEFAULT_CONCURRENCY, DEFAULT_TILT_URL_TEMPLATE, Settings};
 use ephemerator_core::SecretUrl;
+use ephemerator_core::duration::parse_flag_duration;
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 
 /// Keeps a runner Deployment, Service and (optionally) Ingress for every env ConfigMap in its
@@ -28,6 +31,23 @@ struct Args {
     /// Most reconciles at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: u16,
+    /// The Lease (in the namespace) through which one of several replicas leads.
+    #[arg(long, env = "EPH_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    lease_name: String,
+    /// Who this replica is in the Lease: the pod's name (from the downward API), to which a
+    /// random suffix is added so restarts differ. Default: the host name.
+    #[arg(long, env = "EPH_POD_NAME")]
+    pod_name: Option<String>,
+    /// How long the Lease holds without renewal before a standby takes over (whole seconds).
+    #[arg(long, value_parser = parse_flag_duration, default_value = "15s")]
+    lease_duration: Duration,
+    /// How long the leader keeps acting after its last renewal that landed; less than
+    /// --lease-duration.
+    #[arg(long, value_parser = parse_flag_duration, default_value = "10s")]
+    lease_renew_deadline: Duration,
+    /// How often the leader renews the Lease and a standby looks at it.
+    #[arg(long, value_parser = parse_flag_duration, default_value = "2s")]
+    lease_retry_period: Duration,
     /// The flags every server has (kept last: their heading applies to what follows).
     #[command(flatten)]
     common: CommonFlags,
@@ -55,6 +75,21 @@ fn main() -> anyhow::Result<()> {
 
 /// The controller's settings from its flags, then the cluster.
 async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
+    let timings = LeaseTimings {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
+    };
+    timings.check().map_err(anyhow::Error::msg)?;
+    let who = match &args.pod_name {
+        Some(name) => name.clone(),
+        None => host_name(),
+    };
+    let lease = LeaseSettings {
+        name: args.lease_name.clone(),
+        identity: ephctrl::leader::identity(&who),
+        timings,
+    };
     let webhook_url = match webhook_url(&args)? {
         Some(url) => Some(url),
         None => config.current().notifications.webhook_url.clone(),
@@ -71,7 +106,18 @@ async fn settings(args: Args, config: LiveConfig) -> anyhow::Result<Settings> {
         concurrency: args.concurrency,
         tilt_polls: ephctrl::plan::TiltPolls::default(),
         drain_timeout: args.common.drain_timeout,
+        lease,
     })
+}
+
+/// The host name (a pod's name, in a pod), for the Lease identity without --pod-name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "ephctrl".to_string())
 }
 
 /// The webhook URL from a Secret (file or environment), if one is given.

@@ -39,6 +39,8 @@ pub struct Metrics {
     envs: Family<PhaseLabels, Gauge>,
     ready_latency: Histogram,
     expirations: Counter,
+    leading: Gauge,
+    terms: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,18 @@ impl Metrics {
             "Envs deleted because they expired",
             expirations.clone(),
         );
+        let leading = Gauge::default();
+        registry.register(
+            "leading",
+            "1 while this replica holds the Lease and acts, 0 while it stands by",
+            leading.clone(),
+        );
+        let terms = Counter::default();
+        registry.register(
+            "leader_terms",
+            "Times this replica took the lead",
+            terms.clone(),
+        );
         Metrics {
             base,
             reconciles,
@@ -84,6 +98,8 @@ impl Metrics {
             envs,
             ready_latency,
             expirations,
+            leading,
+            terms,
         }
     }
 
@@ -105,6 +121,16 @@ impl Metrics {
     /// Counts one env deleted at its expiration.
     pub fn expired(&self) {
         self.expirations.inc();
+    }
+
+    /// Counts one term of this replica as the leader.
+    pub fn took_the_lead(&self) {
+        self.terms.inc();
+    }
+
+    /// Sets `ephctrl_leading`, at each scrape.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     /// Sets `ephctrl_envs` from the phases of all envs currently known (one entry per env).

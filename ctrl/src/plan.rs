@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ephemerator_core::config_change::{Standing, accepted_before, standing};
 use ephemerator_core::env::{EXPIRATION_KEY, recorded_max_lifetime};
-use ephemerator_core::labels::PHASE_LABEL;
+use ephemerator_core::labels::{PHASE_LABEL, WARNED_FOR_ANNOTATION};
 use ephemerator_core::lifecycle::Due;
 use ephemerator_core::status::normalize_ports;
 use ephemerator_core::{Config, Env, EnvStatus, Phase, Port};
@@ -249,6 +249,16 @@ impl ShownStatus {
     }
 }
 
+/// The deadline the owner was warned about, as the env ConfigMap records it (a value that does
+/// not read as a time records nothing).
+pub fn warned_for(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.annotations
+        .as_ref()?
+        .get(WARNED_FOR_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
 /// Plans the reconcile of one env.
 pub fn plan(inputs: &Inputs) -> Plan {
     let config_map = inputs.config_map;
@@ -302,7 +312,9 @@ pub fn plan(inputs: &Inputs) -> Plan {
         }
     };
     let deadline = policy.deadline(created, expiration);
-    let warned = inputs.memory.warned_for() == Some(deadline);
+    // The annotation is the record every replica shares; the memory covers a cache that does
+    // not show the claim yet.
+    let warned = inputs.memory.warned_for() == Some(deadline) || warned_for(meta) == Some(deadline);
     let due = policy.due(created, expiration, now, warned);
     if due == Due::Expire {
         // Deleted as it is: no point writing the expiration first.

@@ -21,6 +21,11 @@ use crate::plan::{self, Inputs, Observed, Plan};
 /// Reconciles one env ConfigMap. Runs in a span carrying the env name, so every log line of
 /// the reconcile names it.
 pub async fn reconcile(config_map: Arc<ConfigMap>, ctx: Arc<Context>) -> Result<Action> {
+    // A standby keeps its caches warm and does nothing else; it reconciles every env when it
+    // takes the lead.
+    if !ctx.leadership.is_leading() {
+        return Ok(Action::await_change());
+    }
     let name = config_map.name_any();
     let span = info_span!("reconcile", env = %name);
     async move {
@@ -37,6 +42,10 @@ pub async fn reconcile(config_map: Arc<ConfigMap>, ctx: Arc<Context>) -> Result<
 /// doubling up to 60 s), so a burst of API errors never turns into a hot loop.
 pub fn error_policy(config_map: Arc<ConfigMap>, error: &Error, ctx: Arc<Context>) -> Action {
     let name = config_map.name_any();
+    if matches!(error, Error::NotLeading) {
+        debug!(env = %name, "stopped leading mid-reconcile; the leader takes it from here");
+        return Action::await_change();
+    }
     ctx.metrics.failed(error.metric_label());
     let failures = ctx.memory.failed(&name);
     let delay = retry_delay(failures);

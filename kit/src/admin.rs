@@ -22,6 +22,8 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub enum Readiness {
     /// The server does its job.
     Ready,
+    /// The server does its job; the note says in which role (ephctrl: leading or standing by).
+    ReadyAs(String),
     /// The server does its job from what it has; the note says what it lacks.
     ReadyFromCache(&'static str),
     /// The server cannot do its job.
@@ -96,6 +98,7 @@ fn respond(report: &dyn AdminReport, request: &Request<Incoming>) -> Response<Fu
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match report.readiness() {
             Readiness::Ready => text(StatusCode::OK, "ready\n".into()),
+            Readiness::ReadyAs(role) => text(StatusCode::OK, format!("ready: {role}\n")),
             Readiness::ReadyFromCache(note) => {
                 text(StatusCode::OK, format!("ready, from the cache: {note}\n"))
             }

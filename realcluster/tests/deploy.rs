@@ -117,13 +117,21 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         ("patch", "services"),
         ("create", "ingresses.networking.k8s.io"),
         ("create", "events.events.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),
+        ("get", "leases.coordination.k8s.io/ephctrl"),
+        ("update", "leases.coordination.k8s.io/ephctrl"),
     ] {
         assert!(
             can(&cluster, "ephctrl", verb, resource, "ephemerator").await,
             "ephctrl {verb} {resource}"
         );
     }
+    // Its own Lease only, and only to hold it.
     for (verb, resource) in [
+        ("get", "leases.coordination.k8s.io/kube-scheduler"),
+        ("update", "leases.coordination.k8s.io/another"),
+        ("list", "leases.coordination.k8s.io"),
+        ("delete", "leases.coordination.k8s.io/ephctrl"),
         ("get", "secrets"),
         ("create", "configmaps"),
         ("create", "pods/exec"),

@@ -541,6 +541,26 @@ fn expiry_warning_and_the_cap() {
     assert!(case.plan().warn.is_none(), "warned already");
     assert_eq!(case.plan().requeue, Some(Duration::from_secs(4 * 60)));
 
+    // Warned by another replica (or before a restart): the ConfigMap says so, and the memory
+    // of this one is empty.
+    let warned_elsewhere = |value: &str| {
+        let mut cm = config_map(HTML, expiration);
+        cm.metadata.annotations.get_or_insert_with(Default::default).insert(
+            ephemerator_core::labels::WARNED_FOR_ANNOTATION.to_string(),
+            value.to_string(),
+        );
+        Case::new(cm)
+            .with_runner(runner(HTML, 0))
+            .applied_before()
+            .at("2030-01-01T10:11:00Z")
+            .plan()
+    };
+    assert!(warned_elsewhere("2030-01-01T10:15:00Z").warn.is_none(), "warned already");
+    // A warning for an earlier deadline (since extended), or a value that is no time, does not
+    // count.
+    assert!(warned_elsewhere("2030-01-01T10:00:00Z").warn.is_some());
+    assert!(warned_elsewhere("soon").warn.is_some());
+
     // Written past the cap (created 10:00, cap 11:00): the cap is written back, and the env
     // is deleted at the cap.
     let far = Some("2030-01-02T00:00:00Z");

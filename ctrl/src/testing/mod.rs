@@ -60,8 +60,17 @@ pub fn settings(
 ) -> crate::Settings {
     let mut settings = crate::Settings::new(client, namespace, config);
     settings.tilt_url_template = NO_TILT_URL_TEMPLATE.to_string();
+    settings.lease.timings = TEST_LEASE_TIMINGS;
     settings
 }
+
+/// Lease timings for tests: a controller that was killed is replaced within about three
+/// seconds rather than fifteen.
+pub const TEST_LEASE_TIMINGS: crate::leader::LeaseTimings = crate::leader::LeaseTimings {
+    lease_duration: std::time::Duration::from_secs(2),
+    renew_deadline: std::time::Duration::from_millis(1500),
+    retry_period: std::time::Duration::from_millis(250),
+};
 
 /// The controller started on the current runtime with its admin listener on a free local port;
 /// it stops when the handle is dropped.
