@@ -36,7 +36,7 @@ struct Args {
     lease_name: String,
     /// Who this replica is in the Lease: the pod's name (from the downward API), to which a
     /// random suffix is added so restarts differ. Default: the host name.
-    #[arg(long, env = "EPH_POD_NAME")]
+    #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
     /// How long the Lease holds without renewal before a standby takes over (whole seconds).
     #[arg(long, value_parser = parse_flag_duration, default_value = "15s")]

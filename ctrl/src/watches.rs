@@ -56,11 +56,13 @@ pub fn env_watch(
     .map(Ok::<_, watcher::Error>)
 }
 
-/// An env ConfigMap was deleted: its owner is told, unless the controller expired it (that
-/// notice is sent already), and its memory goes.
+/// An env ConfigMap was deleted: its owner is told by the leader (every replica sees the
+/// deletion; a standby says nothing), unless the controller expired it (that notice is sent
+/// already), and its memory goes.
 fn deleted(ctx: &Context, config_map: &ConfigMap) {
     let name = config_map.name_any();
-    if !ctx.memory.of(&name).was_expired()
+    if ctx.leadership.is_leading()
+        && !ctx.memory.of(&name).was_expired()
         && let Ok(env) = ephemerator_core::Env::from_config_map(config_map)
     {
         tracing::info!(env = %name, "env deleted");

@@ -238,6 +238,46 @@ impl RealCluster {
     /// TokenRequest API, as a pod running under that account has: the real authorizer judges
     /// its requests by the account's RoleBindings alone.
     pub async fn config_as(&self, namespace: &str, name: &str) -> anyhow::Result<kube::Config> {
+        let token = self.token_of(namespace, name).await?;
+        let admin = Kubeconfig::from_yaml(&std::fs::read_to_string(&self.kubeconfig)?)?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(admin, &KubeConfigOptions::default()).await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        config.default_namespace = namespace.to_string();
+        Ok(config)
+    }
+
+    /// Writes to `path` a kubeconfig of ServiceAccount `namespace/name` (see
+    /// [`RealCluster::config_as`]), its namespace the account's, for a server run as a process.
+    pub async fn kubeconfig_as(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let token = self.token_of(namespace, name).await?;
+        let mut kubeconfig = Kubeconfig::from_yaml(&std::fs::read_to_string(&self.kubeconfig)?)?;
+        for user in &mut kubeconfig.auth_infos {
+            user.auth_info = Some(kube::config::AuthInfo {
+                token: Some(token.clone().into()),
+                ..Default::default()
+            });
+        }
+        for context in &mut kubeconfig.contexts {
+            if let Some(context) = context.context.as_mut() {
+                context.namespace = Some(namespace.to_string());
+            }
+        }
+        // JSON is YAML: every kubeconfig reader takes it.
+        std::fs::write(path, serde_json::to_string(&kubeconfig)?)?;
+        Ok(())
+    }
+
+    /// A token of ServiceAccount `namespace/name` from the TokenRequest API, valid for an hour.
+    async fn token_of(&self, namespace: &str, name: &str) -> anyhow::Result<String> {
         let accounts = kube::Api::<ServiceAccount>::namespaced(self.client().await?, namespace);
         let request: TokenRequest = serde_json::from_value(serde_json::json!({
             "apiVersion": "authentication.k8s.io/v1",
@@ -248,19 +288,10 @@ impl RealCluster {
             .create_subresource("token", name, &kube::api::PostParams::default(), &request)
             .await
             .with_context(|| format!("a token for ServiceAccount {namespace}/{name}"))?;
-        let token = issued
+        issued
             .status
             .map(|status| status.token)
-            .context("the TokenRequest came back without a token")?;
-        let admin = Kubeconfig::from_yaml(&std::fs::read_to_string(&self.kubeconfig)?)?;
-        let mut config =
-            kube::Config::from_custom_kubeconfig(admin, &KubeConfigOptions::default()).await?;
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.into()),
-            ..Default::default()
-        };
-        config.default_namespace = namespace.to_string();
-        Ok(config)
+            .context("the TokenRequest came back without a token")
     }
 
     /// Runs kubectl as the cluster's admin and returns its output, or fails with it.

@@ -174,6 +174,13 @@ impl Ctrl {
         Ctrl::start(ephctrl::testing::settings(client, NAMESPACE, config))
     }
 
+    /// Stops the controller as SIGTERM does: drains, then gives the Lease up.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
     /// Kills the controller wherever it is, as a crash would.
     pub async fn kill(mut self) {
         if let Some(running) = self.running.take() {
