@@ -10,9 +10,18 @@ static DURATION: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A positive duration for a command-line flag, in the config file's notation (`30s`, `10m`,
-/// `1h30m`).
+/// `1h30m`), or whole milliseconds (`500ms`, for the few flags that go below a second).
 pub fn parse_flag_duration(text: &str) -> Result<std::time::Duration, String> {
-    let duration = parse_duration(text.trim())?;
+    let trimmed = text.trim();
+    if let Some(millis) = trimmed.strip_suffix("ms") {
+        return millis
+            .parse::<u64>()
+            .ok()
+            .filter(|millis| *millis > 0 && millis.to_string().len() <= 9)
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| format!("invalid duration {text:?} (use e.g. 500ms, 15m, 1h30m, 90s)"));
+    }
+    let duration = parse_duration(trimmed)?;
     std::time::Duration::try_from(duration)
         .ok()
         .filter(|duration| !duration.is_zero())

@@ -396,4 +396,10 @@ fn flag_durations_use_the_config_notation_and_must_be_positive() {
     assert_eq!(parse_flag_duration("1h30m"), Ok(Duration::from_secs(5400)));
     assert!(parse_flag_duration("0s").is_err());
     assert!(parse_flag_duration("soon").is_err());
+    // Milliseconds, for flags below a second; never in the config file.
+    assert_eq!(parse_flag_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert!(parse_flag_duration("0ms").is_err());
+    assert!(parse_flag_duration("1.5ms").is_err());
+    assert!(parse_flag_duration("1s500ms").is_err());
+    assert!(ephemerator_core::duration::parse_duration("500ms").is_err());
 }

@@ -53,9 +53,11 @@ fn role(leadership: &Leadership) -> String {
     if leadership.is_leading() {
         return format!("leading as {}", leadership.identity());
     }
+    let me = leadership.identity();
     match leadership.holder() {
-        Some(holder) => format!("standing by as {}; {holder} leads", leadership.identity()),
-        None => format!("standing by as {}; nobody leads yet", leadership.identity()),
+        Some(holder) => format!("standing by as {me}; {holder} leads"),
+        None if leadership.has_looked() => format!("standing by as {me}; nobody leads"),
+        None => format!("standing by as {me}; who leads is not known yet"),
     }
 }
 
@@ -81,7 +83,7 @@ mod tests {
         );
         assert_eq!(
             state(true).readiness(),
-            Readiness::ReadyAs("standing by as ephctrl-0_1234; nobody leads yet".to_string())
+            Readiness::ReadyAs("standing by as ephctrl-0_1234; who leads is not known yet".to_string())
         );
     }
 

@@ -201,6 +201,8 @@ pub struct Standing {
     pub holder: Option<String>,
     /// How many times this replica has taken the lead.
     pub terms: u64,
+    /// Whether the last look at the Lease landed (else who leads is not known).
+    pub looked: bool,
 }
 
 /// The shared view of the election: cheap to clone, read by every reconcile.
@@ -237,6 +239,11 @@ impl Leadership {
     /// The holder last seen, if anyone holds the Lease.
     pub fn holder(&self) -> Option<String> {
         self.standing.borrow().holder.clone()
+    }
+
+    /// Whether the last look at the Lease landed.
+    pub fn has_looked(&self) -> bool {
+        self.standing.borrow().looked
     }
 
     /// How many times this replica has taken the lead.
@@ -277,17 +284,29 @@ impl Leadership {
                 .is_some_and(|was| Instant::now() < was);
             standing.leading_until = Some(until);
             standing.holder = Some(self.identity.to_string());
+            standing.looked = true;
             if gained {
                 standing.terms += 1;
             }
         });
     }
 
+    /// The lead lapsed without a look at the Lease: who leads now is not known.
+    fn lapsed(&self) {
+        self.standing.send_modify(|standing| {
+            standing.leading_until = None;
+            standing.holder = None;
+            standing.looked = false;
+        });
+    }
+
     fn follows(&self, holder: Option<String>) {
         self.standing.send_if_modified(|standing| {
-            let changed = standing.leading_until.is_some() || standing.holder != holder;
+            let changed =
+                standing.leading_until.is_some() || standing.holder != holder || !standing.looked;
             standing.leading_until = None;
             standing.holder = holder;
+            standing.looked = true;
             changed
         });
     }
@@ -339,7 +358,7 @@ pub async fn run(client: kube::Client, namespace: String, settings: LeaseSetting
             && leadership.standing.borrow().leading_until == deadline
         {
             warn!(lease = %settings.name, "could not renew the lease before the deadline; standing by");
-            leadership.follows(None);
+            leadership.lapsed();
         }
     }
 }

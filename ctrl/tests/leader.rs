@@ -68,8 +68,8 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     let said = wait_for_role(first.admin_port, "leading as").await;
     assert!(said.contains(&first_id), "{said}");
     let (second, second_id) = replica(client.clone(), config.clone(), "second");
-    let said = wait_for_role(second.admin_port, "standing by").await;
-    assert!(said.contains(&format!("{first_id} leads")), "{said}");
+    let said = wait_for_role(second.admin_port, &format!("; {first_id} leads")).await;
+    assert!(said.contains(&format!("standing by as {second_id}; {first_id} leads")), "{said}");
     assert_eq!(holder(&client).await.as_deref(), Some(first_id.as_str()));
     let (_, metrics) = http_get(second.admin_port, "/metrics").await.unwrap();
     assert!(metrics.contains("ephctrl_leading 0"), "{metrics}");
@@ -198,3 +198,141 @@ async fn event_count(client: &kube::Client, name: &str, reason: &str) -> usize {
         .count()
 }
 
+
+/// The ephctrl binary as its ServiceAccount on the real API server, with short Lease timings
+/// (3 s; the README's figures are for the defaults) and notices to `webhook`.
+struct Binaries {
+    cluster: realcluster::RealCluster,
+    dir: tempfile::TempDir,
+    webhook: StandInWebhook,
+}
+
+impl Binaries {
+    async fn start() -> Binaries {
+        let cluster = realcluster::RealCluster::start_with_overlay("dev")
+            .await
+            .expect("the real control plane with deploy/'s dev overlay");
+        let dir = tempfile::tempdir().unwrap();
+        cluster
+            .kubeconfig_as(NAMESPACE, "ephctrl", &dir.path().join("kubeconfig"))
+            .await
+            .unwrap();
+        std::fs::write(
+            dir.path().join("ephemerator.yaml"),
+            format!("{CONFIG_YAML}expiration:\n  warnBefore: 30s\n"),
+        )
+        .unwrap();
+        let webhook = StandInWebhook::start(&[]).await.unwrap();
+        Binaries {
+            cluster,
+            dir,
+            webhook,
+        }
+    }
+
+    /// Starts replica `pod` and returns it with its admin port.
+    async fn replica(&self, pod: &str) -> (tokio::process::Child, u16) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ephctrl"));
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("ephemerator.yaml"))
+            .args(["--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--tilt-url-template", ephctrl::testing::NO_TILT_URL_TEMPLATE])
+            .args(["--webhook-url", self.webhook.url().as_str()])
+            .args(["--pod-name", pod])
+            .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
+            .args(["--lease-retry-period", "500ms"])
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        spawn_with_listener(command).await
+    }
+}
+
+#[tokio::test]
+async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_nothing_is_sent_twice()
+ {
+    let setup = Binaries::start().await;
+    let admin = setup.cluster.client().await.unwrap();
+    let webhook = &setup.webhook;
+
+    let (mut a, a_port) = setup.replica("ephctrl-a").await;
+    wait_for_role(a_port, "leading as ephctrl-a_").await;
+    let (mut b, b_port) = setup.replica("ephctrl-b").await;
+    let said = wait_for_role(b_port, "; ephctrl-a_").await;
+    assert!(said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-a_"), "{said}");
+    create_env(&admin, "one", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&admin, "one", Phase::Ready).await;
+
+    // SIGKILL: no chance to give the Lease up. The standby takes it once it lapses, and an env
+    // created while nobody leads converges.
+    a.kill().await.unwrap();
+    create_env(&admin, "two", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_role(b_port, "leading as ephctrl-b_").await;
+    wait_for_phase(&admin, "two", Phase::Ready).await;
+    // Kubernetes replaces the killed pod: a new standby.
+    let (_a2, a2_port) = setup.replica("ephctrl-c").await;
+    wait_for_role(a2_port, "standing by").await;
+
+    // An env warned 5 s from now, expiring in 35 s, while b leads.
+    let expiration = jiff::Timestamp::now() + SignedDuration::from_secs(35);
+    let api: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
+    let env = ephemerator_core::env_config_map("warned", "warned", &spec(HTML_REPO, "master", "0-base"), Some(expiration));
+    api.create(&Default::default(), &env).await.unwrap();
+    wait_for_phase(&admin, "warned", Phase::Ready).await;
+
+    // b stops in its tracks (SIGSTOP) with the warning due in its queue, and comes back only
+    // after c has taken the Lease and sent the warning: b's timers fire at once, and b must
+    // not act on them.
+    let b_pid = b.id().unwrap();
+    ephemerator_testkit::send_signal(b_pid, "STOP");
+    wait_for_role(a2_port, "leading as ephctrl-c_").await;
+    wait_for("c to warn", || async {
+        (count(&notices_about(webhook, "warned"), "expires at") == 1).then_some(())
+    })
+    .await;
+    ephemerator_testkit::send_signal(b_pid, "CONT");
+    let said = wait_for_role(b_port, "; ephctrl-c_").await;
+    assert!(said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-c_"), "{said}");
+    create_env(&admin, "three", &spec(HTML_REPO, "master", "0-base")).await;
+    wait_for_phase(&admin, "three", Phase::Ready).await;
+
+    // Expiry on time, by the leader of the moment.
+    wait_for("the env to expire", || async {
+        api.get_opt("warned").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let gone_at = jiff::Timestamp::now();
+    assert!(gone_at >= expiration, "deleted at {gone_at}, before {expiration}");
+    assert!(
+        gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
+        "deleted at {gone_at}, long after {expiration}"
+    );
+    wait_for("the expiry notice and the last creation notice", || async {
+        (count(&notices_about(webhook, "warned"), "expired") == 1
+            && count(&notices_about(webhook, "three"), "was created") == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Each once: created (one, two, warned, three), warned, expired.
+    for env in ["one", "two", "three"] {
+        let notices = notices_about(webhook, env);
+        assert_eq!(notices.len(), 1, "{env}: {notices:?}");
+        assert_eq!(event_count(&admin, env, "Ready").await, 1, "{env}");
+    }
+    let warned = notices_about(webhook, "warned");
+    assert_eq!(count(&warned, "was created"), 1, "{warned:?}");
+    assert_eq!(count(&warned, "expires at"), 1, "{warned:?}");
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    wait_for("the Expired Event", || async {
+        (event_count(&admin, "warned", "Expired").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(event_count(&admin, "warned", "ExpiresSoon").await, 1);
+    let lease = Api::<Lease>::namespaced(admin.clone(), NAMESPACE)
+        .get("ephctrl")
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(2), "a -> b -> c");
+    b.kill().await.unwrap();
+}

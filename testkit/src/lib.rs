@@ -515,9 +515,15 @@ pub fn assert_help_ends_with(binary: &str, expected: &str) {
 
 /// Sends SIGTERM to the process `pid`, as Kubernetes does to stop a pod.
 pub fn send_sigterm(pid: u32) {
+    send_signal(pid, "TERM");
+}
+
+/// Sends signal `name` (`TERM`, `STOP`, `CONT`, `KILL`) to the process `pid`: `STOP` pauses it
+/// as a hung node or a long GC pause would, `CONT` lets it run on where it was.
+pub fn send_signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([format!("-{name}"), pid.to_string()])
         .status()
         .unwrap();
-    assert!(status.success(), "kill -TERM {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }

@@ -393,7 +393,7 @@ pub async fn spawn_with_listener(
     use tokio::io::AsyncBufReadExt;
     let mut child = command
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
