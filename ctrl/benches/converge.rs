@@ -17,6 +17,8 @@
 //!   for the env's first transition, a write the issue asks for;
 //! - ephctrl: the same number of env ConfigMaps created at that concurrency with the controller
 //!   running in-process, until every env has its Deployment, its Service and a phase label;
+//!   then the same with a second replica standing by (watching everything, reconciling
+//!   nothing), against one replica in the same run;
 //! - memory: the `ephctrl` binary as a child process; VmRSS once ready with no envs, once the
 //!   memory-run envs have converged, and in a restarted process once it has reconciled them all.
 
@@ -111,21 +113,27 @@ fn main() -> anyhow::Result<()> {
 
         if envs > 0 {
             let (mut floors, mut event_floors, mut ctrls) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut pairs, mut pair_ratios) = (Vec::new(), Vec::new());
             // Ratios are taken per run (floor and ephctrl side by side), then their median: the
             // machine's speed drifts between runs, so medians of separate runs don't compare.
             let (mut ratios, mut event_ratios) = (Vec::new(), Vec::new());
             for run in 1..=repeat {
                 let floor = floor_run(envs, concurrency, &config, false).await?;
                 let event_floor = floor_run(envs, concurrency, &config, true).await?;
-                let ctrl = ctrl_run(envs, concurrency, &config).await?;
+                let ctrl = ctrl_run(envs, concurrency, &config, 1).await?;
+                let pair = ctrl_run(envs, concurrency, &config, 2).await?;
                 println!(
-                    "  run {run}: floor {:.3} s, with Events {:.3} s, ephctrl {:.3} s ({} reconciles): ratio {:.2}x",
+                    "  run {run}: floor {:.3} s, with Events {:.3} s, ephctrl {:.3} s ({} reconciles): ratio {:.2}x; with a standby {:.3} s: {:.3}x one replica",
                     floor.as_secs_f64(),
                     event_floor.as_secs_f64(),
                     ctrl.elapsed.as_secs_f64(),
                     ctrl.reconciles.map_or("?".to_string(), |r| r.to_string()),
-                    ctrl.elapsed.as_secs_f64() / floor.as_secs_f64()
+                    ctrl.elapsed.as_secs_f64() / floor.as_secs_f64(),
+                    pair.elapsed.as_secs_f64(),
+                    pair.elapsed.as_secs_f64() / ctrl.elapsed.as_secs_f64(),
                 );
+                pair_ratios.push(pair.elapsed.as_secs_f64() / ctrl.elapsed.as_secs_f64());
+                pairs.push(pair.elapsed);
                 ratios.push(ctrl.elapsed.as_secs_f64() / floor.as_secs_f64());
                 event_ratios.push(ctrl.elapsed.as_secs_f64() / event_floor.as_secs_f64());
                 floors.push(floor);
@@ -150,6 +158,12 @@ fn main() -> anyhow::Result<()> {
                 event_floor.as_secs_f64(),
                 per_second(event_floor),
                 median_ratio(&mut event_ratios),
+            );
+            let pair_ratio = median_ratio(&mut pair_ratios);
+            println!(
+                "  two replicas (the leader and a standby watching): {:.3} s: median per-run ratio {pair_ratio:.3}x one replica (aim <= 1.05x: {})",
+                median(&mut pairs).as_secs_f64(),
+                if pair_ratio <= 1.05 { "met" } else { "missed" },
             );
         }
 
@@ -319,15 +333,33 @@ struct CtrlRun {
 }
 
 /// ephctrl in-process: `envs` env ConfigMaps created at once, until all have converged.
-async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::Result<CtrlRun> {
+/// `replicas` ephctrls (one leads, any other stands by and watches) converging `envs` envs.
+async fn ctrl_run(
+    envs: usize,
+    concurrency: usize,
+    config: &Config,
+    replicas: usize,
+) -> anyhow::Result<CtrlRun> {
     let cluster = cluster().await?;
     let client = cluster.client();
-    let mut settings = Settings::new(client.clone(), NAMESPACE, config.clone());
-    settings.concurrency = u16::try_from(concurrency).unwrap_or(u16::MAX);
-    settings.tilt_url_template = closed_tilt_url()?;
-    let controller = ephctrl::start(settings, ephemerator_kit::Listeners::local(false)?)?;
+    let start = || -> anyhow::Result<ephctrl::Running> {
+        let mut settings = Settings::new(client.clone(), NAMESPACE, config.clone());
+        settings.concurrency = u16::try_from(concurrency).unwrap_or(u16::MAX);
+        settings.tilt_url_template = closed_tilt_url()?;
+        Ok(ephctrl::start(
+            settings,
+            ephemerator_kit::Listeners::local(false)?,
+        )?)
+    };
+    let controller = start()?;
     let listen = controller.admin_addr;
-    wait_ready(listen).await?;
+    wait_ready_as(listen, "leading").await?;
+    let mut standbys = Vec::new();
+    for _ in 1..replicas {
+        let standby = start()?;
+        wait_ready_as(standby.admin_addr, "standing by").await?;
+        standbys.push(standby);
+    }
 
     let converged = Convergence::track(client.clone(), envs);
     converged.wait_watching().await?;
@@ -338,6 +370,7 @@ async fn ctrl_run(envs: usize, concurrency: usize, config: &Config) -> anyhow::R
     let elapsed = started.elapsed();
 
     let reconciles = metric(listen, "ephctrl_reconciles_total ").await;
+    drop(standbys);
     drop(controller);
     cluster.stop().await;
     Ok(CtrlRun {
@@ -381,7 +414,17 @@ async fn memory_run(envs: usize, concurrency: usize) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let _ = child.kill().await;
+    // SIGTERM, as a rolling restart stops a pod: the Lease is given up, so the next process
+    // leads at once instead of waiting for it to lapse.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    if tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
     if outcome.is_err() {
         cluster.stop().await;
         return outcome;
@@ -654,9 +697,17 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String
 
 /// Waits until the controller's `/readyz` answers 200 (its env list is loaded).
 async fn wait_ready(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    wait_ready_as(addr, "").await
+}
+
+/// Waits until the controller's `/readyz` answers 200 and names its role `role` ("leading",
+/// "standing by").
+async fn wait_ready_as(addr: std::net::SocketAddr, role: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some((200, _)) = http_get(addr, "/readyz").await {
+        if let Some((200, body)) = http_get(addr, "/readyz").await
+            && body.contains(role)
+        {
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -68,7 +68,9 @@ pub async fn execute(
         let builds_on = versions.last().cloned().unwrap_or_default();
         let Some(claimed) = claim_warning(ctx, config_map, &builds_on, warning.deadline).await?
         else {
-            debug!("the env changed since it was read; the warning is planned again from the change");
+            debug!(
+                "the env changed since it was read; the warning is planned again from the change"
+            );
             return Ok(());
         };
         versions.push(claimed);

@@ -83,7 +83,9 @@ mod tests {
         );
         assert_eq!(
             state(true).readiness(),
-            Readiness::ReadyAs("standing by as ephctrl-0_1234; who leads is not known yet".to_string())
+            Readiness::ReadyAs(
+                "standing by as ephctrl-0_1234; who leads is not known yet".to_string()
+            )
         );
     }
 

@@ -175,7 +175,12 @@ pub enum Decision {
 
 /// The rule. `unchanged_for` is how long this candidate has seen the record as it is now (on
 /// its own clock); `own_duration` stands in for a record without a duration.
-pub fn decide(record: &Record, me: &str, unchanged_for: Duration, own_duration: Duration) -> Decision {
+pub fn decide(
+    record: &Record,
+    me: &str,
+    unchanged_for: Duration,
+    own_duration: Duration,
+) -> Decision {
     let Some(holder) = &record.holder else {
         return Decision::Acquire;
     };
@@ -256,7 +261,10 @@ impl Leadership {
         let receiver = self.standing.subscribe();
         let seen = receiver.borrow().terms;
         futures::stream::unfold((receiver, seen), |(mut receiver, seen)| async move {
-            let standing = receiver.wait_for(|standing| standing.terms > seen).await.ok()?;
+            let standing = receiver
+                .wait_for(|standing| standing.terms > seen)
+                .await
+                .ok()?;
             let terms = standing.terms;
             drop(standing);
             Some(((), (receiver, terms)))
@@ -321,7 +329,12 @@ struct Seen {
 /// Elects until dropped: looks at the Lease every retry period, renews it while this replica
 /// holds it, takes it when it lapses. API errors only cost time: the leader stops at its
 /// deadline, a standby looks again.
-pub async fn run(client: kube::Client, namespace: String, settings: LeaseSettings, leadership: Leadership) {
+pub async fn run(
+    client: kube::Client,
+    namespace: String,
+    settings: LeaseSettings,
+    leadership: Leadership,
+) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let timings = settings.timings;
     let mut seen: Option<Seen> = None;
@@ -348,7 +361,11 @@ pub async fn run(client: kube::Client, namespace: String, settings: LeaseSetting
                 leadership.follows(holder);
             }
             Ok(Err(error)) => note_failure(&leadership, &settings.name, &error.to_string()),
-            Err(_) => note_failure(&leadership, &settings.name, "the API server did not answer in time"),
+            Err(_) => note_failure(
+                &leadership,
+                &settings.name,
+                "the API server did not answer in time",
+            ),
         }
         // Wake at the deadline too, so a lapse is noticed (and logged) when it happens.
         let deadline = leadership.standing.borrow().leading_until;
@@ -419,7 +436,10 @@ async fn look(
         Decision::Acquire => record.transitions.saturating_add(1),
     };
     let acquired = match decision {
-        Decision::Renew => lease.spec.as_ref().and_then(|spec| spec.acquire_time.clone()),
+        Decision::Renew => lease
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.acquire_time.clone()),
         _ => None,
     };
     let mut updated = lease.clone();
@@ -475,8 +495,12 @@ pub async fn release(client: kube::Client, namespace: &str, settings: &LeaseSett
     match released {
         Ok(Ok(true)) => info!(lease = %settings.name, "gave up the lease"),
         Ok(Ok(false)) => {}
-        Ok(Err(error)) => warn!(lease = %settings.name, %error, "could not give up the lease; a standby takes over once it lapses"),
-        Err(_) => warn!(lease = %settings.name, "giving up the lease took too long; a standby takes over once it lapses"),
+        Ok(Err(error)) => {
+            warn!(lease = %settings.name, %error, "could not give up the lease; a standby takes over once it lapses")
+        }
+        Err(_) => {
+            warn!(lease = %settings.name, "giving up the lease took too long; a standby takes over once it lapses")
+        }
     }
 }
 
@@ -584,7 +608,9 @@ mod tests {
         // Leading again is a new term.
         leadership.led_until(Instant::now() + 10 * SECOND);
         assert_eq!(leadership.terms(), 2);
-        futures::StreamExt::next(&mut gained).await.expect("gained again");
+        futures::StreamExt::next(&mut gained)
+            .await
+            .expect("gained again");
         leadership.follows(Some("other".to_string()));
         assert!(!leadership.is_leading());
         assert_eq!(leadership.holder().as_deref(), Some("other"));

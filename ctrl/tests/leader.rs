@@ -8,7 +8,6 @@
 
 mod common;
 
-
 use common::*;
 use ephctrl::testing::webhook::StandInWebhook;
 use ephemerator_core::{Phase, SecretUrl};
@@ -39,7 +38,10 @@ async fn holder(client: &kube::Client) -> Option<String> {
         .get_opt("ephctrl")
         .await
         .unwrap()?;
-    lease.spec?.holder_identity.filter(|holder| !holder.is_empty())
+    lease
+        .spec?
+        .holder_identity
+        .filter(|holder| !holder.is_empty())
 }
 
 /// The `text` of each notice received about `env`.
@@ -69,7 +71,10 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     assert!(said.contains(&first_id), "{said}");
     let (second, second_id) = replica(client.clone(), config.clone(), "second");
     let said = wait_for_role(second.admin_port, &format!("; {first_id} leads")).await;
-    assert!(said.contains(&format!("standing by as {second_id}; {first_id} leads")), "{said}");
+    assert!(
+        said.contains(&format!("standing by as {second_id}; {first_id} leads")),
+        "{said}"
+    );
     assert_eq!(holder(&client).await.as_deref(), Some(first_id.as_str()));
     let (_, metrics) = http_get(second.admin_port, "/metrics").await.unwrap();
     assert!(metrics.contains("ephctrl_leading 0"), "{metrics}");
@@ -103,7 +108,11 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     assert_eq!(count(&before, "was created"), 1, "{before:?}");
     assert_eq!(count(&meanwhile, "was created"), 1, "{meanwhile:?}");
     // The one before the takeover was not announced again by the new leader.
-    assert_eq!(before.len() + meanwhile.len(), 3, "{before:?} {meanwhile:?}");
+    assert_eq!(
+        before.len() + meanwhile.len(),
+        3,
+        "{before:?} {meanwhile:?}"
+    );
     assert_eq!(event_count(&client, "meanwhile", "Ready").await, 1);
     assert_eq!(event_count(&client, "before", "Ready").await, 1);
 }
@@ -141,11 +150,17 @@ async fn a_warning_sent_before_a_takeover_is_not_sent_again_and_expiry_is_on_tim
     first.kill().await;
     wait_for_role(second.admin_port, "leading as").await;
     wait_for("the env to expire", || async {
-        get::<ConfigMap>(&client, "carol").await.is_none().then_some(())
+        get::<ConfigMap>(&client, "carol")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     let gone_at = jiff::Timestamp::now();
-    assert!(gone_at >= expiration, "deleted at {gone_at}, before {expiration}");
+    assert!(
+        gone_at >= expiration,
+        "deleted at {gone_at}, before {expiration}"
+    );
     assert!(
         gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
         "deleted at {gone_at}, long after {expiration}"
@@ -198,7 +213,6 @@ async fn event_count(client: &kube::Client, name: &str, reason: &str) -> usize {
         .count()
 }
 
-
 /// The ephctrl binary as its ServiceAccount on the real API server, with short Lease timings
 /// (3 s; the README's figures are for the defaults) and notices to `webhook`.
 struct Binaries {
@@ -237,7 +251,10 @@ impl Binaries {
             .arg("--config")
             .arg(self.dir.path().join("ephemerator.yaml"))
             .args(["--admin-listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--tilt-url-template", ephctrl::testing::NO_TILT_URL_TEMPLATE])
+            .args([
+                "--tilt-url-template",
+                ephctrl::testing::NO_TILT_URL_TEMPLATE,
+            ])
             .args(["--webhook-url", self.webhook.url().as_str()])
             .args(["--pod-name", pod])
             .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
@@ -259,7 +276,10 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     wait_for_role(a_port, "leading as ephctrl-a_").await;
     let (mut b, b_port) = setup.replica("ephctrl-b").await;
     let said = wait_for_role(b_port, "; ephctrl-a_").await;
-    assert!(said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-a_"), "{said}");
+    assert!(
+        said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-a_"),
+        "{said}"
+    );
     create_env(&admin, "one", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&admin, "one", Phase::Ready).await;
 
@@ -276,7 +296,12 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     // An env warned 5 s from now, expiring in 35 s, while b leads.
     let expiration = jiff::Timestamp::now() + SignedDuration::from_secs(35);
     let api: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
-    let env = ephemerator_core::env_config_map("warned", "warned", &spec(HTML_REPO, "master", "0-base"), Some(expiration));
+    let env = ephemerator_core::env_config_map(
+        "warned",
+        "warned",
+        &spec(HTML_REPO, "master", "0-base"),
+        Some(expiration),
+    );
     api.create(&Default::default(), &env).await.unwrap();
     wait_for_phase(&admin, "warned", Phase::Ready).await;
 
@@ -292,7 +317,10 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     .await;
     ephemerator_testkit::send_signal(b_pid, "CONT");
     let said = wait_for_role(b_port, "; ephctrl-c_").await;
-    assert!(said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-c_"), "{said}");
+    assert!(
+        said.contains("standing by as ephctrl-b_") && said.contains("; ephctrl-c_"),
+        "{said}"
+    );
     create_env(&admin, "three", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&admin, "three", Phase::Ready).await;
 
@@ -302,7 +330,10 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     })
     .await;
     let gone_at = jiff::Timestamp::now();
-    assert!(gone_at >= expiration, "deleted at {gone_at}, before {expiration}");
+    assert!(
+        gone_at >= expiration,
+        "deleted at {gone_at}, before {expiration}"
+    );
     assert!(
         gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
         "deleted at {gone_at}, long after {expiration}"
@@ -333,6 +364,10 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
         .get("ephctrl")
         .await
         .unwrap();
-    assert_eq!(lease.spec.unwrap().lease_transitions, Some(2), "a -> b -> c");
+    assert_eq!(
+        lease.spec.unwrap().lease_transitions,
+        Some(2),
+        "a -> b -> c"
+    );
     b.kill().await.unwrap();
 }

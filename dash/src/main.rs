@@ -11,7 +11,8 @@ use ephdash::discovery::DiscoverySettings;
 use ephdash::identity::IdentitySource;
 use ephdash::startup::{self, Settings};
 use ephemerator_core::duration::parse_flag_duration;
-use ephemerator_kit::flags::IdentityFlags;
+use ephemerator_kit::flags::{IdentityFlags, ServingFlags};
+use ephemerator_kit::shutdown::Signal;
 use ephemerator_kit::signing::{LiveKeys, SigningFlags};
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 
@@ -34,6 +35,9 @@ struct Args {
     /// `--signing-keys` (shared with ephgateway): without it, no share links.
     #[command(flatten)]
     signing: SigningFlags,
+    /// `--shutdown-delay` (shared with ephgateway).
+    #[command(flatten)]
+    serving: ServingFlags,
     /// Treat every request as signed in as NAME (local runs only).
     #[arg(long, env = "EPH_AUTH_FAKE_USER")]
     auth_fake_user: Option<String>,
@@ -80,13 +84,16 @@ fn main() -> anyhow::Result<()> {
     boot::check_config_and_exit(&args.common);
     boot::block_on(async {
         let Boot { config, listeners } = boot::boot(&args.common, Some(args.listen))?;
+        let shutdown_delay = args.serving.shutdown_delay;
         let settings = settings(args, config).await?;
         let stopped = ephemerator_kit::shutdown::listen();
         let running = startup::start(settings, listeners)?;
         tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving the dashboard");
-        stopped.await;
-        tracing::info!("shutting down: finishing requests in flight");
-        running.stop().await;
+        let delay = match stopped.await {
+            Signal::Terminate => shutdown_delay,
+            Signal::Interrupt => Duration::ZERO,
+        };
+        running.leave_then_stop(delay).await;
         Ok(())
     })
 }

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{ServerHandle, Service};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use ephemerator_core::labels::env_label_selector;
-use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
+use ephemerator_kit::admin::{AdminReport, Job, Readiness, serving_readiness};
 use ephemerator_kit::cluster::{ApiHealth, reflected_watch};
 use ephemerator_kit::events::{EventSink, Reporter};
-use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::running::{Draining, Tasks, drain, leave_then_stop};
 use ephemerator_kit::signing::LiveKeys;
 use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
@@ -88,6 +89,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     handle: ServerHandle,
     drain_timeout: Duration,
+    draining: Draining,
     // Owned: aborted when the handle goes.
     _tasks: Tasks,
 }
@@ -96,6 +98,13 @@ impl Running {
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
     pub async fn stop(self) {
         drain(self.drain_timeout, self.handle.stop(true)).await;
+    }
+
+    /// Leaves as on SIGTERM: not ready and closing every connection after its response for
+    /// `delay` (while the pod leaves its Service), then [`Running::stop`].
+    pub async fn leave_then_stop(self, delay: Duration) {
+        let draining = self.draining.clone();
+        leave_then_stop(&draining, delay, self.stop()).await;
     }
 }
 
@@ -202,6 +211,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
     let audit_writer = tokio::spawn(audit_writer);
     let mut metrics = Metrics::new();
     metrics.track(&config, &api_health);
+    let draining = Draining::default();
     let state = web::Data::new(AppState {
         client,
         api_health,
@@ -215,6 +225,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         envs,
         events,
         listed,
+        draining: draining.clone(),
         templates,
         metrics,
         discovery: Discovery::new(discovery),
@@ -246,7 +257,15 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
                 let metrics = metrics_state.clone();
                 let answer = service.call(request);
                 async move {
-                    let response = answer.await?;
+                    let mut response = answer.await?;
+                    // On the way out: the client's next request goes on a new connection, to
+                    // another replica.
+                    if metrics.draining.is_draining() {
+                        response
+                            .response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
                     metrics.metrics.request(
                         &route,
                         response.status().as_u16(),
@@ -290,6 +309,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         admin_addr,
         handle,
         drain_timeout,
+        draining,
         _tasks: tasks,
     })
 }
@@ -303,7 +323,8 @@ impl AdminReport for Report {
     /// fails), which beats every replica leaving the Service at once and the gateway answering
     /// 502 for the whole dashboard.
     fn readiness(&self) -> Readiness {
-        readiness(
+        serving_readiness(
+            &self.0.draining,
             self.0.listed.load(Ordering::Acquire),
             self.0.api_health.is_answering(),
             Job::ServeFromCache,

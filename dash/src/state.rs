@@ -44,6 +44,8 @@ pub struct AppState {
     pub events: Store<Event>,
     /// Set once the env ConfigMaps have been listed.
     pub listed: Arc<AtomicBool>,
+    /// Set on SIGTERM: responses close their connections while the pod leaves its Service.
+    pub draining: ephemerator_kit::running::Draining,
     /// The page and fragment templates.
     pub templates: tera::Tera,
     /// Prometheus metrics.

@@ -187,6 +187,16 @@ pub static RESOURCES: &[ResourceType] = &[
         &[],
         false,
     ),
+    rt(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        true,
+    ),
 ];
 
 impl ResourceType {

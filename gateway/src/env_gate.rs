@@ -503,11 +503,13 @@ pub fn share_link(here: &Here<'_>, request: &Request<Incoming>) -> Response<Body
             uid: Some(entry.uid.clone()),
             ..Default::default()
         };
-        here.gateway.audit.publish(
+        // Named after the link: of several replicas that each see a first use, one records it.
+        here.gateway.audit.publish_once(
             regarding,
             ephemerator_kit::events::EventType::Normal,
             "ShareLinkUsed",
             format!("share link {id} was opened for the first time"),
+            &format!("share-link-used/{}/{id}", entry.uid),
         );
     }
     response
@@ -517,8 +519,9 @@ pub fn share_link(here: &Here<'_>, request: &Request<Incoming>) -> Response<Body
 /// may then be recorded twice, never not at all).
 const MAX_LINKS_REMEMBERED: usize = 10_000;
 
-/// The share links (env UID, link id) this replica has seen opened. Each replica records a
-/// link's first use it sees: with several replicas, an Event per replica at most.
+/// The share links (env UID, link id) this replica has seen opened, so that later uses cost
+/// no API request. Each replica records the first use it sees, as one Event named after the
+/// link: with several replicas the API server keeps the first and refuses the others.
 #[derive(Default)]
 pub struct LinksUsed {
     seen: Mutex<std::collections::HashSet<(String, String)>>,

@@ -70,6 +70,8 @@ pub struct Gateway {
     pub limits: Limits,
     /// Metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Set on SIGTERM: responses close their connections while the pod leaves its Service.
+    pub draining: ephemerator_kit::running::Draining,
 }
 
 /// The clients of one worker thread: its pool of upstream connections and its auth client.

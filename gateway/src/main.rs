@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use ephemerator_core::duration::parse_flag_duration;
-use ephemerator_kit::flags::IdentityFlags;
+use ephemerator_kit::flags::{IdentityFlags, ServingFlags};
+use ephemerator_kit::shutdown::Signal;
 use ephemerator_kit::signing::{LiveKeys, SigningFlags};
 use ephemerator_kit::{Boot, CommonFlags, LiveConfig, boot};
 use ephgateway::auth::{AuthMode, DEFAULT_COOKIE_NAME};
@@ -74,6 +75,9 @@ struct Args {
     /// `--signing-keys` (shared with ephdash): required with `--auth oauth2-proxy`.
     #[command(flatten)]
     signing: SigningFlags,
+    /// `--shutdown-delay` (shared with ephdash).
+    #[command(flatten)]
+    serving: ServingFlags,
     /// The flags every server has (kept last: their heading applies to what follows).
     #[command(flatten)]
     common: CommonFlags,
@@ -85,13 +89,16 @@ fn main() -> anyhow::Result<()> {
     // Connections are served by the worker threads (see `ephgateway::server`).
     boot::block_on(async {
         let Boot { config, listeners } = boot::boot(&args.common, Some(args.listen))?;
+        let shutdown_delay = args.serving.shutdown_delay;
         let settings = settings(args, config).await?;
         let stopped = ephemerator_kit::shutdown::listen();
         let running = ephgateway::start(settings, listeners)?;
         tracing::info!(addr = %running.addr, admin = %running.admin_addr, "serving");
-        stopped.await;
-        tracing::info!("shutting down: finishing requests in flight");
-        running.stop().await;
+        let delay = match stopped.await {
+            Signal::Terminate => shutdown_delay,
+            Signal::Interrupt => Duration::ZERO,
+        };
+        running.leave_then_stop(delay).await;
         Ok(())
     })
 }

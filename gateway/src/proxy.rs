@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HOST, HeaderValue, LOCATION, SET_COOKIE, UPGRADE};
+use hyper::header::{CONNECTION, HOST, HeaderValue, LOCATION, SET_COOKIE, UPGRADE};
 use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -88,7 +88,13 @@ pub async fn handle(
         port_suffix: &port_suffix,
         client,
     };
-    let response = answer(&here, request, target, entry).await;
+    let mut response = answer(&here, request, target, entry).await;
+    // On the way out: the client's next request goes on a new connection, to another replica.
+    if gateway.draining.is_draining() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     gateway.metrics.request(
         label,
         &env,

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use ephemerator_core::identity::NameFields;
 use ephemerator_core::labels::env_label_selector;
-use ephemerator_kit::admin::{AdminReport, Job, Readiness, readiness};
+use ephemerator_kit::admin::{AdminReport, Job, Readiness, serving_readiness};
 use ephemerator_kit::cluster::{ApiHealth, event_watch};
 use ephemerator_kit::events::{EventSink, Reporter};
-use ephemerator_kit::running::{Tasks, drain};
+use ephemerator_kit::running::{Draining, Tasks, drain, leave_then_stop};
 use ephemerator_kit::signing::LiveKeys;
 use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
@@ -123,15 +123,24 @@ pub struct Running {
     stop: CancellationToken,
     workers: TaskTracker,
     drain_timeout: Duration,
+    draining: Draining,
     // Owned: aborted when the handle goes.
     _tasks: Tasks,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), then stops.
+    /// WebSockets end with it.
     pub async fn stop(self) {
         self.stop.cancel();
         drain(self.drain_timeout, self.workers.wait()).await;
+    }
+
+    /// Leaves as on SIGTERM: not ready and closing every connection after its response for
+    /// `delay` (while the pod leaves its Service), then [`Running::stop`].
+    pub async fn leave_then_stop(self, delay: Duration) {
+        let draining = self.draining.clone();
+        leave_then_stop(&draining, delay, self.stop()).await;
     }
 }
 
@@ -228,6 +237,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
     if let Some(keys) = signing_keys.clone() {
         tasks.spawn(keys.watch());
     }
+    let draining = Draining::default();
     let (audit, audit_writer) = EventSink::new(client.clone(), &namespace, AUDIT_REPORTER);
     tasks.spawn(audit_writer);
     let gateway = Arc::new(Gateway {
@@ -245,12 +255,14 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         links_used: crate::env_gate::LinksUsed::default(),
         limits: limits.clone(),
         metrics: metrics.clone(),
+        draining: draining.clone(),
     });
 
     let report = Arc::new(GatewayReport {
         table: table.clone(),
         api_health,
         metrics,
+        draining: draining.clone(),
     });
     tasks.spawn(ephemerator_kit::admin::serve(admin, report));
 
@@ -272,6 +284,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         stop,
         workers: workers_done,
         drain_timeout,
+        draining,
         _tasks: tasks,
     })
 }
@@ -281,6 +294,7 @@ struct GatewayReport {
     table: Arc<RouteTable>,
     api_health: ApiHealth,
     metrics: Arc<Metrics>,
+    draining: Draining,
 }
 
 impl AdminReport for GatewayReport {
@@ -288,7 +302,8 @@ impl AdminReport for GatewayReport {
     /// gateway unready: it keeps routing with the table it has (a few seconds stale at worst
     /// for new or deleted envs), which beats every replica leaving the load balancer at once.
     fn readiness(&self) -> Readiness {
-        readiness(
+        serving_readiness(
+            &self.draining,
             self.table.is_listed(),
             self.api_health.is_answering(),
             Job::ServeFromCache,

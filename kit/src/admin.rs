@@ -13,6 +13,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::running::Draining;
+
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -53,6 +55,23 @@ pub fn readiness(listed: bool, api_answering: bool, job: Job) -> Readiness {
         (true, false, Job::ServeFromCache) => Readiness::ReadyFromCache(AWAY),
         (true, false, Job::WriteToApiServer) => Readiness::NotReady(AWAY),
     }
+}
+
+/// What `/readyz` says of a server on its way out.
+pub const SHUTTING_DOWN: &str = "shutting down: this pod is leaving its Service";
+
+/// [`readiness`] of a server with a traffic listener: not ready while it shuts down
+/// ([`Draining`]), whatever else holds.
+pub fn serving_readiness(
+    draining: &Draining,
+    listed: bool,
+    api_answering: bool,
+    job: Job,
+) -> Readiness {
+    if draining.is_draining() {
+        return Readiness::NotReady(SHUTTING_DOWN);
+    }
+    readiness(listed, api_answering, job)
 }
 
 /// What a server reports on its admin listener.
@@ -228,6 +247,22 @@ mod tests {
                 readiness(listed, answering, job),
                 expected,
                 "{listed} {answering} {job:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_shutting_down_is_not_ready_whatever_else_holds() {
+        let draining = Draining::default();
+        assert_eq!(
+            serving_readiness(&draining, true, true, Job::ServeFromCache),
+            Readiness::Ready
+        );
+        draining.begin();
+        for (listed, answering) in [(true, true), (true, false), (false, true)] {
+            assert_eq!(
+                serving_readiness(&draining, listed, answering, Job::ServeFromCache),
+                Readiness::NotReady(SHUTTING_DOWN)
             );
         }
     }

@@ -68,6 +68,15 @@ pub fn event_name(regarding: &str, at: Timestamp) -> String {
     format!("{regarding}.{:x}", at.as_nanosecond())
 }
 
+/// The name of the one Event about `regarding` for `key` ([`EventSink::publish_once`]): the
+/// object's name and 16 hex digits of a digest of the key (any key makes a valid name).
+pub fn once_name(regarding: &str, key: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{regarding}.{hex}")
+}
+
 impl EventSink {
     /// The sink and its writer, which creates the Events in `namespace` until every sink is
     /// dropped. The writer must be polled (spawned or joined) for Events to be written.
@@ -98,6 +107,32 @@ impl EventSink {
         note: String,
     ) {
         let event = self.event(regarding, type_, reason, note, Timestamp::now());
+        self.queue(event);
+    }
+
+    /// Queues an Event about `regarding` that is recorded once, whichever replica (or restart)
+    /// publishes it: named after `regarding` and `key`, so a second create of it is refused by
+    /// the API server (and ignored). Once the API server has dropped it (Events live an hour by
+    /// default), it may be recorded again.
+    pub fn publish_once(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        key: &str,
+    ) {
+        let mut event = self.event(regarding, type_, reason, note, Timestamp::now());
+        let object = event
+            .regarding
+            .as_ref()
+            .and_then(|regarding| regarding.name.clone())
+            .unwrap_or_else(|| self.action.to_string());
+        event.metadata.name = Some(once_name(&object, key));
+        self.queue(event);
+    }
+
+    fn queue(&self, event: Event) {
         match self.sender.try_send((event, tracing::Span::current())) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full((event, _))) => {
@@ -166,8 +201,15 @@ async fn write_events(api: Api<Event>, receiver: mpsc::Receiver<(Event, tracing:
         .for_each_concurrent(WRITERS, |(event, span)| {
             let api = api.clone();
             async move {
-                if let Err(error) = api.create(&PostParams::default(), &event).await {
-                    warn!(%error, reason = ?event.reason, "recording an Event failed");
+                match api.create(&PostParams::default(), &event).await {
+                    Ok(_) => {}
+                    // One of the Events recorded once, recorded already.
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        tracing::debug!(reason = ?event.reason, "the Event was recorded already");
+                    }
+                    Err(error) => {
+                        warn!(%error, reason = ?event.reason, "recording an Event failed")
+                    }
                 }
             }
             .instrument(span)

@@ -67,6 +67,19 @@ pub struct IdentityFlags {
     pub identity_from: NameFields,
 }
 
+/// `--shutdown-delay`, of the servers with a traffic listener behind a Service (ephdash,
+/// ephgateway; ephctrl serves no traffic).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServingFlags {
+    /// How long the server serves on after SIGTERM before it stops accepting, `/readyz` saying
+    /// it is shutting down and every response closing its connection: the time Kubernetes
+    /// takes to take the pod out of its Service, during which new connections still arrive.
+    /// Ctrl-C stops at once. Keep terminationGracePeriodSeconds above this plus
+    /// --drain-timeout.
+    #[arg(long, env = "EPH_SHUTDOWN_DELAY", value_parser = parse_flag_duration, default_value = "5s")]
+    pub shutdown_delay: Duration,
+}
+
 /// The common flags' section of `--help`, as every server prints it (each server flattens
 /// [`CommonFlags`] last, so the section runs to the end of its help).
 pub fn help() -> String {

@@ -1,8 +1,10 @@
 //! The parts every server's `Running` handle is made of: the tasks it owns (aborted when the
-//! handle goes, so a dropped handle never leaves a watch running) and the bounded drain of
-//! `stop()`.
+//! handle goes, so a dropped handle never leaves a watch running), the bounded drain of
+//! `stop()`, and the [`Draining`] flag of a server on its way out.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -40,4 +42,38 @@ pub async fn drain(timeout: Duration, in_flight: impl Future) {
             "work still in flight at the end of the drain time; stopping anyway"
         );
     }
+}
+
+/// Whether a server with a traffic listener is on its way out. Set on SIGTERM, for the
+/// shutdown delay before it stops accepting: `/readyz` says so, so Kubernetes takes the pod out
+/// of its Service while it still serves whoever has not heard yet, and every response closes
+/// its connection, so keep-alive clients come back on a new one, to another replica.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// From now on the server is on its way out.
+    pub fn begin(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether it is.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How a server with a traffic listener leaves on SIGTERM: [`Draining::begin`], serve on for
+/// `delay` while the pod leaves its Service's endpoints (they are updated only after Kubernetes
+/// sends the signal, so until then new connections still arrive), then `stop` (stop accepting,
+/// drain what is in flight).
+pub async fn leave_then_stop(draining: &Draining, delay: Duration, stop: impl Future) {
+    draining.begin();
+    tracing::info!(
+        ?delay,
+        "shutting down: not ready, serving on while the pod leaves its Service"
+    );
+    tokio::time::sleep(delay).await;
+    tracing::info!("shutting down: no longer accepting; finishing requests in flight");
+    stop.await;
 }

@@ -2,11 +2,20 @@
 
 use std::future::Future;
 
+/// Which signal came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ctrl-C: a person at a terminal, who wants it to stop now.
+    Interrupt,
+    /// SIGTERM: Kubernetes (or a supervisor) stopping the pod, which leaves its Service first.
+    Terminate,
+}
+
 /// Listens for Ctrl-C and SIGTERM from now on and returns a future that ends at the first.
 /// Call it before telling anyone the program is up: a signal that comes before the listening
 /// starts kills the process outright (a test once sent Ctrl-C right after the printed URL).
 /// If a signal cannot be listened for, waits for the other.
-pub fn listen() -> impl Future<Output = ()> + Send + 'static {
+pub fn listen() -> impl Future<Output = Signal> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -16,17 +25,23 @@ pub fn listen() -> impl Future<Output = ()> + Send + 'static {
             match (interrupt, terminate) {
                 (Ok(mut interrupt), Ok(mut terminate)) => {
                     tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => Signal::Interrupt,
+                        _ = terminate.recv() => Signal::Terminate,
                     }
                 }
-                (Ok(mut one), Err(error)) | (Err(error), Ok(mut one)) => {
-                    tracing::warn!(%error, "cannot listen for one of Ctrl-C and SIGTERM");
-                    one.recv().await;
+                (Ok(mut interrupt), Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    interrupt.recv().await;
+                    Signal::Interrupt
+                }
+                (Err(error), Ok(mut terminate)) => {
+                    tracing::warn!(%error, "cannot listen for Ctrl-C");
+                    terminate.recv().await;
+                    Signal::Terminate
                 }
                 (Err(error), Err(_)) => {
                     tracing::warn!(%error, "cannot listen for Ctrl-C or SIGTERM");
-                    std::future::pending::<()>().await;
+                    std::future::pending::<Signal>().await
                 }
             }
         }
@@ -37,10 +52,11 @@ pub fn listen() -> impl Future<Output = ()> + Send + 'static {
             tracing::warn!(%error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
+        Signal::Interrupt
     }
 }
 
 /// Waits for Ctrl-C or SIGTERM, listening from the first poll on (see [`listen`]).
-pub async fn signal() {
-    listen().await;
+pub async fn signal() -> Signal {
+    listen().await
 }

@@ -215,3 +215,68 @@ async fn an_expiration_write_from_a_stale_read_is_refused() {
         "the extend was kept"
     );
 }
+
+#[tokio::test]
+async fn an_event_published_once_by_two_replicas_is_recorded_once() {
+    use ephemerator_kit::events::{EventSink, EventType, Reporter};
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+
+    let cluster = DevCluster::start().await.unwrap();
+    let reporter = Reporter {
+        controller: "ephemerator.tilt.dev/test",
+        action: "Test",
+        server: "test",
+    };
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some("janes".into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    // Two replicas, each seeing the link's first use; and one other link.
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let (sink, writer) = EventSink::new(cluster.client(), "default", reporter);
+        writers.push(tokio::spawn(writer));
+        sink.publish_once(
+            regarding.clone(),
+            EventType::Normal,
+            "ShareLinkUsed",
+            "first use".into(),
+            "share-link-used/uid-1/review01",
+        );
+        sink.publish_once(
+            regarding.clone(),
+            EventType::Normal,
+            "ShareLinkUsed",
+            "first use".into(),
+            "share-link-used/uid-1/other",
+        );
+    }
+    let api: Api<Event> = Api::namespaced(cluster.client(), "default");
+    wait_for("both links' Events", || async {
+        api.list(&ListParams::default()).await.unwrap().items.len() >= 2
+    })
+    .await;
+    // One object per name: whatever the writers still have queued cannot add a third.
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|event| event.metadata.name)
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        ephemerator_kit::events::once_name("janes", "share-link-used/uid-1/review01"),
+        ephemerator_kit::events::once_name("janes", "share-link-used/uid-1/other"),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    for writer in writers {
+        writer.abort();
+    }
+}

@@ -545,17 +545,23 @@ fn expiry_warning_and_the_cap() {
     // of this one is empty.
     let warned_elsewhere = |value: &str| {
         let mut cm = config_map(HTML, expiration);
-        cm.metadata.annotations.get_or_insert_with(Default::default).insert(
-            ephemerator_core::labels::WARNED_FOR_ANNOTATION.to_string(),
-            value.to_string(),
-        );
+        cm.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                ephemerator_core::labels::WARNED_FOR_ANNOTATION.to_string(),
+                value.to_string(),
+            );
         Case::new(cm)
             .with_runner(runner(HTML, 0))
             .applied_before()
             .at("2030-01-01T10:11:00Z")
             .plan()
     };
-    assert!(warned_elsewhere("2030-01-01T10:15:00Z").warn.is_none(), "warned already");
+    assert!(
+        warned_elsewhere("2030-01-01T10:15:00Z").warn.is_none(),
+        "warned already"
+    );
     // A warning for an earlier deadline (since extended), or a value that is no time, does not
     // count.
     assert!(warned_elsewhere("2030-01-01T10:00:00Z").warn.is_some());

@@ -3,7 +3,7 @@
 //! references of the OpenAPI v3 form `#/components/schemas/NAME`. devcluster adds the list kinds,
 //! the `x-kubernetes-*` extensions clients rely on, and the paths at run time.
 
-use k8s_openapi::api::{apps, coordination, core, events, networking, rbac};
+use k8s_openapi::api::{apps, coordination, core, events, networking, policy, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta;
 use schemars::generate::SchemaSettings;
 use std::path::PathBuf;
@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     generator.subschema_for::<rbac::v1::Role>();
     generator.subschema_for::<rbac::v1::RoleBinding>();
     generator.subschema_for::<coordination::v1::Lease>();
+    generator.subschema_for::<policy::v1::PodDisruptionBudget>();
     // Types the operations take or return.
     generator.subschema_for::<meta::v1::ListMeta>();
     generator.subschema_for::<meta::v1::Status>();
