@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 pub use fantoccini;
 
 pub mod process_group;
+pub mod service;
 
 /// Registers each `async fn name(server)` as two tests, `name::on_devcluster` and
 /// `name::on_real_apiserver`, running the same body with the server `dev` and `real` give
