@@ -120,8 +120,14 @@ fn main() -> anyhow::Result<()> {
             for run in 1..=repeat {
                 let floor = floor_run(envs, concurrency, &config, false).await?;
                 let event_floor = floor_run(envs, concurrency, &config, true).await?;
-                let ctrl = ctrl_run(envs, concurrency, &config, 1).await?;
-                let pair = ctrl_run(envs, concurrency, &config, 2).await?;
+                // One replica and two (a standby watching too), side by side, in turn first.
+                let (ctrl, pair) = if run % 2 == 1 {
+                    let ctrl = ctrl_run(envs, concurrency, &config, 1).await?;
+                    (ctrl, ctrl_run(envs, concurrency, &config, 2).await?)
+                } else {
+                    let pair = ctrl_run(envs, concurrency, &config, 2).await?;
+                    (ctrl_run(envs, concurrency, &config, 1).await?, pair)
+                };
                 println!(
                     "  run {run}: floor {:.3} s, with Events {:.3} s, ephctrl {:.3} s ({} reconciles): ratio {:.2}x; with a standby {:.3} s: {:.3}x one replica",
                     floor.as_secs_f64(),

@@ -360,6 +360,12 @@ pub async fn run(
                 }
                 leadership.follows(holder);
             }
+            Ok(Ok(Outcome::Contended)) => {
+                if leadership.is_leading() {
+                    warn!(lease = %settings.name, "the lease was written by another replica; standing by");
+                }
+                leadership.lapsed();
+            }
             Ok(Err(error)) => note_failure(&leadership, &settings.name, &error.to_string()),
             Err(_) => note_failure(
                 &leadership,
@@ -389,8 +395,13 @@ fn note_failure(leadership: &Leadership, lease: &str, error: &str) {
 }
 
 enum Outcome {
+    /// This replica holds the Lease, renewed now.
     Leads,
+    /// Another holds it (or nobody, for a moment).
     Follows(Option<String>),
+    /// Someone wrote the Lease between this replica's read and its write: who leads is read
+    /// again next round, and this replica does not lead meanwhile.
+    Contended,
 }
 
 /// One look: read the Lease (create it if there is none), decide, write if the rule says so.
@@ -411,7 +422,7 @@ async fn look(
         return match api.create(&post_params(), &lease).await {
             Ok(_) => Ok(Outcome::Leads),
             // Another replica created it first: its record is read next round.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Follows(None)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Contended),
             Err(error) => Err(error),
         };
     };
@@ -448,7 +459,7 @@ async fn look(
         Ok(_) => Ok(Outcome::Leads),
         // Someone wrote it since it was read (another candidate won the round, or the holder
         // renewed): read again next round.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Follows(record.holder)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Contended),
         Err(error) => Err(error),
     }
 }

@@ -271,6 +271,12 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         Synced::INGRESSES,
     );
 
+    // A standby's watches fill its stores and trigger nothing: it reconciles every env from
+    // them when it takes the lead (`took_the_lead`), and meanwhile costs no scheduling.
+    let config_map_stream = watches::while_leading(config_map_stream, &leadership);
+    let deployment_stream = watches::while_leading(deployment_stream, &leadership);
+    let service_stream = watches::while_leading(service_stream, &leadership);
+    let ingress_stream = watches::while_leading(ingress_stream, &leadership);
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
         .watches_stream(deployment_stream, watches::env_of(&config_maps, &namespace))
         .watches_stream(service_stream, watches::env_of(&config_maps, &namespace))

@@ -82,7 +82,7 @@ impl Metrics {
         let leading = Gauge::default();
         registry.register(
             "leading",
-            "1 while this replica holds the Lease and acts, 0 while it stands by",
+            "Whether this replica holds the Lease and acts (1) or stands by (0)",
             leading.clone(),
         );
         let terms = Counter::default();

@@ -56,6 +56,20 @@ pub fn env_watch(
     .map(Ok::<_, watcher::Error>)
 }
 
+/// The items of `stream` while this replica leads; the others are dropped (after the
+/// reflector upstream has stored them).
+pub fn while_leading<S, T>(
+    stream: S,
+    leadership: &crate::leader::Leadership,
+) -> impl Stream<Item = T> + Send + 'static
+where
+    S: Stream<Item = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let leadership = leadership.clone();
+    stream.filter(move |_| futures::future::ready(leadership.is_leading()))
+}
+
 /// An env ConfigMap was deleted: its owner is told by the leader (every replica sees the
 /// deletion; a standby says nothing), unless the controller expired it (that notice is sent
 /// already), and its memory goes.

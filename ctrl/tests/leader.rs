@@ -77,9 +77,15 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     );
     assert_eq!(holder(&client).await.as_deref(), Some(first_id.as_str()));
     let (_, metrics) = http_get(second.admin_port, "/metrics").await.unwrap();
-    assert!(metrics.contains("ephctrl_leading 0"), "{metrics}");
+    assert!(
+        metrics.lines().any(|line| line == "ephctrl_leading 0"),
+        "{metrics}"
+    );
     let (_, metrics) = http_get(first.admin_port, "/metrics").await.unwrap();
-    assert!(metrics.contains("ephctrl_leading 1"), "{metrics}");
+    assert!(
+        metrics.lines().any(|line| line == "ephctrl_leading 1"),
+        "{metrics}"
+    );
 
     // Both see the env; one acts, so it is announced once.
     create_env(&client, "before", &spec(HTML_REPO, "master", "0-base")).await;
@@ -370,4 +376,50 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
         "a -> b -> c"
     );
     b.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn of_three_controllers_started_at_once_exactly_one_leads() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let replicas: Vec<(Ctrl, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|who| replica(client.clone(), config(), who))
+        .collect();
+    // Settled: every replica has read the Lease and names the same leader.
+    let leader = wait_for("one leader, named by all", || async {
+        let mut leaders = Vec::new();
+        let mut standing_by = 0;
+        for (ctrl, id) in &replicas {
+            let (status, body) = http_get(ctrl.admin_port, "/readyz").await?;
+            if !status.contains("200") {
+                return None;
+            }
+            if body.contains("leading as") {
+                leaders.push(id.clone());
+            } else if let Some((_, holder)) = body
+                .trim_end()
+                .strip_suffix(" leads")
+                .and_then(|b| b.rsplit_once("; "))
+            {
+                leaders.push(holder.to_string());
+                standing_by += 1;
+            } else {
+                return None;
+            }
+        }
+        leaders.dedup();
+        (leaders.len() == 1 && standing_by == 2).then(|| leaders.remove(0))
+    })
+    .await;
+    assert_eq!(holder(&client).await, Some(leader.clone()));
+    let leading: usize = {
+        let mut count = 0;
+        for (ctrl, _) in &replicas {
+            let (_, metrics) = http_get(ctrl.admin_port, "/metrics").await.unwrap();
+            count += usize::from(metrics.lines().any(|line| line == "ephctrl_leading 1"));
+        }
+        count
+    };
+    assert_eq!(leading, 1);
 }

@@ -225,6 +225,9 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     let mut ctrl = ephctrl::Settings::new(cluster.client(), NAMESPACE.to_string(), config.clone());
     ctrl.config = live_config.clone();
     ctrl.tilt_url_template = format!("http://127.0.0.1:{}/{{env}}", runner_ports.tilt);
+    // The only controller of this data directory, under one name: after a crash the next run
+    // leads at once instead of waiting for the last one's Lease to lapse.
+    ctrl.lease.identity = "localrun".to_string();
     let controller = ephctrl::start(ctrl, Listeners::local(false)?)?;
 
     // One key for the gateway and the dashboard of this process.
