@@ -25,6 +25,8 @@
 // Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -51,8 +53,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+
+use common::{http_get, median};
 
 const NAMESPACE: &str = "default";
 /// Simulated pods become ready quickly, so Ready transitions happen during the run
@@ -180,11 +183,6 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
 }
 
 fn median_ratio(values: &mut [f64]) -> f64 {
@@ -683,22 +681,6 @@ fn free_local_addr() -> anyhow::Result<std::net::SocketAddr> {
 /// not up yet (the bench has no Tilts).
 fn closed_tilt_url() -> anyhow::Result<String> {
     Ok(format!("http://{}/{{env}}", free_local_addr()?))
-}
-
-/// One plain HTTP/1.0 GET; the status code and the body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())?;
-    Some((status, body))
 }
 
 /// Waits until the controller's `/readyz` answers 200 (its env list is loaded).

@@ -26,6 +26,8 @@
 // Tests and benchmarks: an unwrap is an assertion (the lint is for the servers' code).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,8 +36,9 @@ use devcluster::DevCluster;
 use devcluster::measure::knob;
 use ephctrl::Settings;
 use ephemerator_core::Config;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use common::{http_get, median};
 use tokio::sync::watch;
 
 const NAMESPACE: &str = "default";
@@ -66,9 +69,9 @@ fn main() -> anyhow::Result<()> {
         let (mut killed, mut partitioned, mut stopped_acting, mut stopped) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 1..=repeat {
-            let kill = killed_round(&cluster, &config, round).await?;
+            let kill = handover_round(&cluster, &config, Ending::Killed, round).await?;
             let (quit, taken) = partitioned_round(&cluster, &config, round).await?;
-            let handover = stopped_round(&cluster, &config, round).await?;
+            let handover = handover_round(&cluster, &config, Ending::Stopped, round).await?;
             println!(
                 "  round {round}: killed -> standby leads after {:.2} s; partitioned -> the leader stops after {:.2} s, the standby leads after {:.2} s (gap {:.2} s); stopped -> standby leads after {:.2} s",
                 kill.as_secs_f64(),
@@ -92,11 +95,6 @@ fn main() -> anyhow::Result<()> {
         cluster.stop().await;
         Ok(())
     })
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
 }
 
 /// A controller on `client`, electing through Lease `lease`.
@@ -124,38 +122,32 @@ async fn pair(
     Ok((leader, standby))
 }
 
-async fn killed_round(
-    cluster: &DevCluster,
-    config: &Config,
-    round: usize,
-) -> anyhow::Result<Duration> {
-    let (leader, standby) = pair(
-        cluster,
-        cluster.client(),
-        config,
-        &format!("killed-{round}"),
-    )
-    .await?;
-    let at = Instant::now();
-    leader.kill().await;
-    wait_leading(standby.admin_addr, true).await?;
-    Ok(at.elapsed())
+/// How the leader goes in a round.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// Aborted where it is.
+    Killed,
+    /// Stopped as SIGTERM stops it.
+    Stopped,
 }
 
-async fn stopped_round(
+/// From the leader's end to the standby's lead.
+async fn handover_round(
     cluster: &DevCluster,
     config: &Config,
+    ending: Ending,
     round: usize,
 ) -> anyhow::Result<Duration> {
-    let (leader, standby) = pair(
-        cluster,
-        cluster.client(),
-        config,
-        &format!("stopped-{round}"),
-    )
-    .await?;
+    let name = match ending {
+        Ending::Killed => format!("killed-{round}"),
+        Ending::Stopped => format!("stopped-{round}"),
+    };
+    let (leader, standby) = pair(cluster, cluster.client(), config, &name).await?;
     let at = Instant::now();
-    leader.stop().await;
+    match ending {
+        Ending::Killed => leader.kill().await,
+        Ending::Stopped => leader.stop().await,
+    }
     wait_leading(standby.admin_addr, true).await?;
     Ok(at.elapsed())
 }
@@ -256,22 +248,6 @@ async fn carry(mut client: TcpStream, mut server: TcpStream, mut cut: watch::Rec
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// One plain HTTP/1.0 GET; the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())?;
-    Some((status, body))
 }
 
 async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {

@@ -287,9 +287,9 @@ impl Leadership {
 
     fn led_until(&self, until: Instant) {
         self.standing.send_modify(|standing| {
-            let gained = !standing
+            let gained = standing
                 .leading_until
-                .is_some_and(|was| Instant::now() < was);
+                .is_none_or(|was| Instant::now() >= was);
             standing.leading_until = Some(until);
             standing.holder = Some(self.identity.to_string());
             standing.looked = true;

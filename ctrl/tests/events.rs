@@ -235,10 +235,11 @@ async fn owners_are_told_once_when_an_env_is_created_and_when_it_is_deleted() {
     let settings = ephctrl::testing::settings(client.clone(), NAMESPACE, config);
     let ctrl = Ctrl::start(settings);
     let port = ctrl.admin_port;
-    // Ready: it has listed the envs, so it sees the deletion that follows.
-    wait_for("the new controller to be ready", || async {
-        let (status, _) = http_get(port, "/readyz").await?;
-        status.contains("200").then_some(())
+    // Leading (the killed one's Lease has lapsed) and ready: it has listed the envs, so it sees
+    // the deletion that follows, and announces it (a deletion while nobody leads is not).
+    wait_for("the new controller to lead", || async {
+        let (status, body) = http_get(port, "/readyz").await?;
+        (status.contains("200") && body.contains("leading as")).then_some(())
     })
     .await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);

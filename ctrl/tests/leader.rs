@@ -155,22 +155,7 @@ async fn a_warning_sent_before_a_takeover_is_not_sent_again_and_expiry_is_on_tim
     // The leader dies after warning; the new one reconciles every env and finds it warned.
     first.kill().await;
     wait_for_role(second.admin_port, "leading as").await;
-    wait_for("the env to expire", || async {
-        get::<ConfigMap>(&client, "carol")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    let gone_at = jiff::Timestamp::now();
-    assert!(
-        gone_at >= expiration,
-        "deleted at {gone_at}, before {expiration}"
-    );
-    assert!(
-        gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
-        "deleted at {gone_at}, long after {expiration}"
-    );
+    expires_on_time(&client, "carol", expiration).await;
     wait_for("the expiry notice", || async {
         (count(&notices_about(&webhook, "carol"), "expired") == 1).then_some(())
     })
@@ -208,6 +193,24 @@ async fn a_leader_that_stops_gives_the_lease_up_to_the_standby() {
         .await
         .unwrap();
     assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+}
+
+/// Waits for env `name` to be deleted, and checks that it was at `expiration`: not before, and
+/// not a Lease's worth after (the controller of the moment deletes it at its time).
+async fn expires_on_time(client: &kube::Client, name: &str, expiration: jiff::Timestamp) {
+    wait_for("the env to expire", || async {
+        get::<ConfigMap>(client, name).await.is_none().then_some(())
+    })
+    .await;
+    let gone_at = jiff::Timestamp::now();
+    assert!(
+        gone_at >= expiration,
+        "deleted at {gone_at}, before {expiration}"
+    );
+    assert!(
+        gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
+        "deleted at {gone_at}, long after {expiration}"
+    );
 }
 
 /// How many Events with `reason` were recorded on env `name`.
@@ -331,19 +334,7 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     wait_for_phase(&admin, "three", Phase::Ready).await;
 
     // Expiry on time, by the leader of the moment.
-    wait_for("the env to expire", || async {
-        api.get_opt("warned").await.unwrap().is_none().then_some(())
-    })
-    .await;
-    let gone_at = jiff::Timestamp::now();
-    assert!(
-        gone_at >= expiration,
-        "deleted at {gone_at}, before {expiration}"
-    );
-    assert!(
-        gone_at.duration_since(expiration) < SignedDuration::from_secs(5),
-        "deleted at {gone_at}, long after {expiration}"
-    );
+    expires_on_time(&admin, "warned", expiration).await;
     wait_for("the expiry notice and the last creation notice", || async {
         (count(&notices_about(webhook, "warned"), "expired") == 1
             && count(&notices_about(webhook, "three"), "was created") == 1)
