@@ -35,6 +35,7 @@ use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
 use devcluster::measure::knob;
 use ephctrl::Settings;
+use ephctrl::leader::LeaseTimings;
 use ephemerator_core::Config;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -47,31 +48,41 @@ const CONFIG_YAML: &str = "gatewayHost: preview.localhost\n";
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) smoke-runs one
+    // round with a 2 s Lease.
     let full = std::env::args().any(|arg| arg == "--bench");
-    if !full {
-        // `cargo test --benches`: each round waits out a 15 s Lease; too slow for a smoke run.
-        println!("smoke run only; run `cargo bench -p ephctrl --bench takeover` for figures");
-        return Ok(());
-    }
-    let repeat = knob("TAKEOVER_REPEAT", 3)?.max(1);
+    let repeat = if full {
+        knob("TAKEOVER_REPEAT", 3)?.max(1)
+    } else {
+        1
+    };
+    let timings = if full {
+        LeaseTimings::default()
+    } else {
+        ephctrl::testing::TEST_LEASE_TIMINGS
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async {
-        let timings = ephctrl::leader::LeaseTimings::default();
         println!(
             "takeover: lease {:?}, renew deadline {:?}, retry period {:?}; {repeat} round(s) each",
             timings.lease_duration, timings.renew_deadline, timings.retry_period
         );
         let cluster = DevCluster::start().await?;
         let config = Config::from_yaml_str(CONFIG_YAML, "bench.yaml")?;
+        let bench = Bench {
+            cluster: &cluster,
+            config: &config,
+            timings,
+        };
         let (mut killed, mut partitioned, mut stopped_acting, mut stopped) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 1..=repeat {
-            let kill = handover_round(&cluster, &config, Ending::Killed, round).await?;
-            let (quit, taken) = partitioned_round(&cluster, &config, round).await?;
-            let handover = handover_round(&cluster, &config, Ending::Stopped, round).await?;
+            let kill = handover_round(bench, Ending::Killed, round).await?;
+            let (quit, taken) = partitioned_round(bench, round).await?;
+            let handover = handover_round(bench, Ending::Stopped, round).await?;
             println!(
                 "  round {round}: killed -> standby leads after {:.2} s; partitioned -> the leader stops after {:.2} s, the standby leads after {:.2} s (gap {:.2} s); stopped -> standby leads after {:.2} s",
                 kill.as_secs_f64(),
@@ -92,32 +103,49 @@ fn main() -> anyhow::Result<()> {
             median(&mut stopped_acting).as_secs_f64(),
             median(&mut stopped).as_secs_f64(),
         );
+        if !full {
+            println!("smoke run only; run `cargo bench -p ephctrl --bench takeover` for figures");
+        }
         cluster.stop().await;
         Ok(())
     })
 }
 
-/// A controller on `client`, electing through Lease `lease`.
-fn replica(client: kube::Client, config: &Config, lease: &str) -> anyhow::Result<ephctrl::Running> {
+/// A controller on `client`, electing through Lease `lease` with `timings`.
+fn replica(
+    client: kube::Client,
+    config: &Config,
+    lease: &str,
+    timings: LeaseTimings,
+) -> anyhow::Result<ephctrl::Running> {
     let mut settings = Settings::new(client, NAMESPACE, config.clone());
     settings.tilt_url_template = "http://127.0.0.1:9/{env}".to_string();
     settings.lease.name = lease.to_string();
+    settings.lease.timings = timings;
     Ok(ephctrl::start(
         settings,
         ephemerator_kit::Listeners::local(false)?,
     )?)
 }
 
-/// A leader on `leader_client` and a standby on the cluster, both settled.
+/// What every round runs on.
+#[derive(Clone, Copy)]
+struct Bench<'a> {
+    cluster: &'a DevCluster,
+    config: &'a Config,
+    timings: LeaseTimings,
+}
+
+/// A leader on `leader_client` and a standby on the cluster, both settled, electing through
+/// Lease `lease`.
 async fn pair(
-    cluster: &DevCluster,
+    bench: Bench<'_>,
     leader_client: kube::Client,
-    config: &Config,
     lease: &str,
 ) -> anyhow::Result<(ephctrl::Running, ephctrl::Running)> {
-    let leader = replica(leader_client, config, lease)?;
+    let leader = replica(leader_client, bench.config, lease, bench.timings)?;
     wait_leading(leader.admin_addr, true).await?;
-    let standby = replica(cluster.client(), config, lease)?;
+    let standby = replica(bench.cluster.client(), bench.config, lease, bench.timings)?;
     wait_ready(standby.admin_addr).await?;
     Ok((leader, standby))
 }
@@ -133,8 +161,7 @@ enum Ending {
 
 /// From the leader's end to the standby's lead.
 async fn handover_round(
-    cluster: &DevCluster,
-    config: &Config,
+    bench: Bench<'_>,
     ending: Ending,
     round: usize,
 ) -> anyhow::Result<Duration> {
@@ -142,7 +169,7 @@ async fn handover_round(
         Ending::Killed => format!("killed-{round}"),
         Ending::Stopped => format!("stopped-{round}"),
     };
-    let (leader, standby) = pair(cluster, cluster.client(), config, &name).await?;
+    let (leader, standby) = pair(bench, bench.cluster.client(), &name).await?;
     let at = Instant::now();
     match ending {
         Ending::Killed => leader.kill().await,
@@ -153,14 +180,10 @@ async fn handover_round(
 }
 
 /// When the cut-off leader stopped acting, and when the standby took over, both from the cut.
-async fn partitioned_round(
-    cluster: &DevCluster,
-    config: &Config,
-    round: usize,
-) -> anyhow::Result<(Duration, Duration)> {
-    let link = Link::start(cluster.url()).await?;
+async fn partitioned_round(bench: Bench<'_>, round: usize) -> anyhow::Result<(Duration, Duration)> {
+    let link = Link::start(bench.cluster.url()).await?;
     let client = kube::Client::try_from(kube::Config::new(link.url().parse()?))?;
-    let (leader, standby) = pair(cluster, client, config, &format!("partitioned-{round}")).await?;
+    let (leader, standby) = pair(bench, client, &format!("partitioned-{round}")).await?;
     let at = Instant::now();
     link.cut();
     let (quit, taken) = tokio::join!(
