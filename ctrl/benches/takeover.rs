@@ -49,7 +49,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; anything else (`cargo test --benches`) smoke-runs one
-    // round with a 2 s Lease.
+    // round with the tests' 3 s Lease.
     let full = std::env::args().any(|arg| arg == "--bench");
     let repeat = if full {
         knob("TAKEOVER_REPEAT", 3)?.max(1)

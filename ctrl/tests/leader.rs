@@ -130,7 +130,7 @@ async fn a_warning_sent_before_a_takeover_is_not_sent_again_and_expiry_is_on_tim
     let client = cluster.client();
     let mut config = config();
     config.notifications.webhook_url = Some(SecretUrl::new(webhook.url()));
-    // Warned a second after creation, deleted at twelve seconds: the takeover (a two-second
+    // Warned a second after creation, deleted at twelve seconds: the takeover (a three-second
     // Lease, see ephctrl::testing) falls between.
     config.expiration.default_ttl = SignedDuration::from_secs(12);
     config.expiration.warn_before = SignedDuration::from_secs(11);
@@ -192,7 +192,9 @@ async fn a_leader_that_stops_gives_the_lease_up_to_the_standby() {
         .get("ephctrl")
         .await
         .unwrap();
-    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    // Taken over once at least (more only if a loaded machine starved a leader past its
+    // deadline).
+    assert!(lease.spec.unwrap().lease_transitions >= Some(1));
 }
 
 /// Waits for env `name` to be deleted, and checks that it was at `expiration`: not before, and
@@ -223,7 +225,7 @@ async fn event_count(client: &kube::Client, name: &str, reason: &str) -> usize {
 }
 
 /// The ephctrl binary as its ServiceAccount on the real API server, with short Lease timings
-/// (3 s; the README's figures are for the defaults) and notices to `webhook`.
+/// (4 s; the README's figures are for the defaults) and notices to `webhook`.
 struct Binaries {
     cluster: realcluster::RealCluster,
     dir: tempfile::TempDir,
@@ -266,7 +268,7 @@ impl Binaries {
             ])
             .args(["--webhook-url", self.webhook.url().as_str()])
             .args(["--pod-name", pod])
-            .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
+            .args(["--lease-duration", "4s", "--lease-renew-deadline", "3s"])
             .args(["--lease-retry-period", "500ms"])
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
             .env_remove("KUBERNETES_SERVICE_HOST");
@@ -361,9 +363,9 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
         .get("ephctrl")
         .await
         .unwrap();
-    assert_eq!(
-        lease.spec.unwrap().lease_transitions,
-        Some(2),
+    // a -> b -> c at least (more only if a loaded machine starved a leader past its deadline).
+    assert!(
+        lease.spec.unwrap().lease_transitions >= Some(2),
         "a -> b -> c"
     );
     b.kill().await.unwrap();

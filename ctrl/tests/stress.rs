@@ -51,8 +51,8 @@ impl Setup {
                 "--tilt-url-template",
                 ephctrl::testing::NO_TILT_URL_TEMPLATE,
             ])
-            // A killed process's Lease lapses in 2 s (ephctrl::testing's timings), not 15.
-            .args(["--lease-duration", "2s", "--lease-renew-deadline", "1500ms"])
+            // A killed process's Lease lapses in 3 s (ephctrl::testing's timings), not 15.
+            .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
             .args(["--lease-retry-period", "250ms"])
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
             .env_remove("KUBERNETES_SERVICE_HOST");
