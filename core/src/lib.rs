@@ -20,6 +20,7 @@
 //! watches, live config, the admin listener, logging, shutdown) is `ephemerator-kit`.
 
 pub mod access;
+pub mod activity;
 pub mod allowlist;
 pub mod config;
 pub mod config_change;

@@ -7,9 +7,11 @@
 //! - [`auth`]: the oauth2-proxy check and its cache; [`pages`]: the status pages.
 //! - [`env_access`]: who may open an env (pure); [`env_gate`]: the env cookie, the sign-in for
 //!   env hosts and share links, carried out.
+//! - [`activity`]: who uses an env, recorded on its activity Lease.
 //! - [`server`]: connections, limits, TLS and draining; the admin listener is core's.
 //! - [`startup`]: builds it all around bound listeners (port 0 in tests).
 
+pub mod activity;
 pub mod auth;
 pub mod env_access;
 pub mod env_gate;
@@ -72,6 +74,8 @@ pub struct Gateway {
     pub metrics: Arc<metrics::Metrics>,
     /// Set on SIGTERM: responses close their connections while the pod leaves its Service.
     pub draining: ephemerator_kit::running::Draining,
+    /// Notes a person's use of an env, for its activity Lease.
+    pub activity: activity::Activity,
 }
 
 /// The clients of one worker thread: its pool of upstream connections and its auth client.

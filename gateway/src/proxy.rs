@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use ephemerator_core::hosts::port_suffix;
 
+use crate::activity::{Activity, counts_as_activity};
 use crate::auth::{Grant, Subject, Verdict, sign_in_location};
 use crate::env_access::CookieNames;
 use crate::env_gate::{self, Gate, Here, env_gate};
@@ -151,7 +152,7 @@ async fn answer(
         Target::OAuth2Proxy => match gateway.auth.oauth2_proxy().and_then(Uri::authority) {
             Some(authority) => {
                 let authority = authority.clone();
-                forward(here, request, authority, "oauth2-proxy")
+                forward(here, request, authority, "oauth2-proxy", None)
                     .await
                     .unwrap_or_else(|problem| {
                         render(&pages.upstream_failed("Sign-in (oauth2-proxy)", &problem, false))
@@ -171,7 +172,7 @@ async fn answer(
                 remove_session_cookies(request.headers_mut(), cookie_name);
             }
             remove_cookies(request.headers_mut(), &own_cookies);
-            let mut response = forward(here, request, gateway.dashboard.clone(), "dashboard")
+            let mut response = forward(here, request, gateway.dashboard.clone(), "dashboard", None)
                 .await
                 .unwrap_or_else(|problem| {
                     render(&pages.upstream_failed("The dashboard", &problem, true))
@@ -185,21 +186,32 @@ async fn answer(
             }
             remove_cookies(request.headers_mut(), &own_cookies);
             match gateway.env_authority(&env, port) {
-                Ok(authority) => match forward(here, request, authority, "env").await {
-                    Ok(mut response) => {
-                        let dropped = drop_domain_cookies(response.headers_mut())
-                            + drop_cookies_named(response.headers_mut(), &own_cookies);
-                        if dropped > 0 {
-                            tracing::info!(%env, port, dropped, "dropped cookies an env set for the parent domain or in the gateway's name");
-                        }
-                        response
+                Ok(authority) => {
+                    // A person's use of the env (its WebSocket's messages are noted as they go).
+                    let uid = entry
+                        .as_deref()
+                        .map(|entry| entry.uid.clone())
+                        .unwrap_or_default();
+                    if counts_as_activity(request.headers()) {
+                        gateway.activity.noticed(&env, &uid);
                     }
-                    Err(problem) => render(&pages.upstream_failed(
-                        &format!("Port {port} of environment {env}"),
-                        &problem,
-                        true,
-                    )),
-                },
+                    let socket = Some((gateway.activity.clone(), env.clone(), uid));
+                    match forward(here, request, authority, "env", socket).await {
+                        Ok(mut response) => {
+                            let dropped = drop_domain_cookies(response.headers_mut())
+                                + drop_cookies_named(response.headers_mut(), &own_cookies);
+                            if dropped > 0 {
+                                tracing::info!(%env, port, dropped, "dropped cookies an env set for the parent domain or in the gateway's name");
+                            }
+                            response
+                        }
+                        Err(problem) => render(&pages.upstream_failed(
+                            &format!("Port {port} of environment {env}"),
+                            &problem,
+                            true,
+                        )),
+                    }
+                }
                 Err(problem) => {
                     tracing::error!(%env, port, %problem, "the upstream template gave no address");
                     render(&pages.upstream_failed(&format!("Environment {env}"), &problem, false))
@@ -303,11 +315,14 @@ fn sign_in(
 
 /// Sends the request to `authority` and streams the answer back. `Err` says why there is no
 /// answer (refused, timed out, broken), for the 502 page.
+///
+/// `socket`: for an env, the recorder its WebSockets' messages are noted with, and the env.
 async fn forward(
     here: &Here<'_>,
     mut request: Request<Incoming>,
     authority: Authority,
     target: &'static str,
+    socket: Option<(Activity, String, String)>,
 ) -> Result<Response<Body>, String> {
     let (gateway, upstreams, client, host) = (here.gateway, here.upstreams, here.client, here.host);
     let upgrade = is_upgrade(request.headers())
@@ -372,7 +387,14 @@ async fn forward(
                     open.inc();
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    match socket {
+                        Some((activity, env, uid)) => {
+                            activity.carry_socket(client, upstream, env, uid).await;
+                        }
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                    }
                     open.dec();
                 }
                 Err(error) => tracing::debug!(%error, "a protocol switch did not complete"),

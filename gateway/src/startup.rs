@@ -240,6 +240,12 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
     let draining = Draining::default();
     let (audit, audit_writer) = EventSink::new(client.clone(), &namespace, AUDIT_REPORTER);
     tasks.spawn(audit_writer);
+    let (activity, activity_writer) = crate::activity::Activity::new(
+        client.clone(),
+        &namespace,
+        ephemerator_kit::events::reporting_instance("ephgateway"),
+    );
+    tasks.spawn(activity_writer);
     let gateway = Arc::new(Gateway {
         config,
         proto,
@@ -256,6 +262,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         limits: limits.clone(),
         metrics: metrics.clone(),
         draining: draining.clone(),
+        activity,
     });
 
     let report = Arc::new(GatewayReport {

@@ -171,21 +171,22 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         );
     }
 
-    // ephgateway: reads env ConfigMaps and creates Events (a share link's first use); writes
-    // nothing else, reads no Secrets, Services or Events.
+    // ephgateway: reads env ConfigMaps, creates Events (a share link's first use) and applies
+    // activity Leases; writes nothing else, reads no Secrets, Services, Events or Leases.
     for verb in ["get", "list", "watch"] {
         assert!(can(&cluster, "ephgateway", verb, "configmaps", "ephemerator").await);
     }
-    assert!(
-        can(
-            &cluster,
-            "ephgateway",
-            "create",
-            "events.events.k8s.io",
-            "ephemerator"
-        )
-        .await
-    );
+    for (verb, resource) in [
+        ("create", "events.events.k8s.io"),
+        // The envs' activity Leases, by server-side apply.
+        ("create", "leases.coordination.k8s.io"),
+        ("patch", "leases.coordination.k8s.io"),
+    ] {
+        assert!(
+            can(&cluster, "ephgateway", verb, resource, "ephemerator").await,
+            "ephgateway {verb} {resource}"
+        );
+    }
     for (verb, resource) in [
         ("create", "configmaps"),
         ("patch", "configmaps"),
@@ -194,6 +195,9 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         ("get", "services"),
         ("list", "events.events.k8s.io"),
         ("create", "events"),
+        ("delete", "leases.coordination.k8s.io"),
+        ("list", "leases.coordination.k8s.io"),
+        ("update", "leases.coordination.k8s.io"),
     ] {
         assert!(
             !can(&cluster, "ephgateway", verb, resource, "ephemerator").await,

@@ -2,7 +2,8 @@
 //! restarted one pod at a time as a rolling update does it, under a steady stream of requests:
 //! page loads and htmx polls of the dashboard, an env's page, and a WebSocket held open
 //! through the gateway. No request fails; the WebSocket is closed only by a draining gateway,
-//! and reconnects at once. And a CSRF token of one dashboard replica is accepted by the other.
+//! and reconnects at once. And a CSRF token of one dashboard replica is accepted by the other,
+//! and the gateways, as their account, record the env's use on its activity Lease.
 //!
 //! Each "pod" is the server in-process, stopped as its `main` stops it on SIGTERM
 //! (`leave_then_stop`); the Services are `ephemerator_testkit::service`'s stand-in (no
@@ -477,11 +478,13 @@ async fn a_rolling_restart_of_two_dashboards_and_two_gateways_fails_no_request()
             stop.clone(),
             tally.clone(),
         )));
+        // A browser's requests (fetch metadata): the gateways record the env's use, as their
+        // account, on its activity Lease.
         streams.push(tokio::spawn(stream_of(
             gateways.addr(),
             env_host.clone(),
             "/",
-            &[],
+            &[("sec-fetch-mode", "navigate")],
             is_app,
             stop.clone(),
             tally.clone(),
@@ -530,5 +533,21 @@ async fn a_rolling_restart_of_two_dashboards_and_two_gateways_fails_no_request()
     // The socket rode on one old gateway, maybe then the other: closed once or twice, never
     // by a dashboard's restart.
     assert!((1..=2).contains(&closes), "closed {closes} times");
+
+    // The env's use was recorded by the gateways as their account, on a Lease the env owns:
+    // the real garbage collector removes it with the env.
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), NAMESPACE);
+    let name = ephemerator_core::activity::lease_name("sockets");
+    let lease = leases.get(&name).await.expect("the activity Lease");
+    assert_eq!(lease.metadata.owner_references.unwrap()[0].name, "sockets");
+    Api::<ConfigMap>::namespaced(admin.clone(), NAMESPACE)
+        .delete("sockets", &Default::default())
+        .await
+        .unwrap();
+    wait_for("the activity Lease collected with its env", || async {
+        leases.get_opt(&name).await.unwrap().is_none().then_some(())
+    })
+    .await;
     drop((dash_a2, dash_b2, gateway_a2, gateway_b2));
 }

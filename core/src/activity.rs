@@ -1,0 +1,45 @@
+//! When a person last used an env: one Lease per env, `<env>-activity`, owned by the env
+//! ConfigMap (it goes with the env) and renewed by the gateway, which alone sees the traffic, at
+//! most once a minute per replica, as kubelets renew their node Leases. Its `renewTime` is the
+//! last activity seen; `holderIdentity` the gateway replica that saw it.
+//!
+//! What counts as activity (ephgateway's `activity` module): a request from a browser to one of the
+//! env's ports (browsers send `Sec-Fetch-Mode` with every request; monitors, probes and scripts
+//! do not), and a data message a browser sends on a WebSocket to the env. Not: the gateway's own
+//! pages (sign-in, "starting", "broken") and their reloads, the dashboard and its polling, the
+//! opening of a WebSocket or one that stays silent, nor ephctrl's calls to Tilt (they do not go
+//! through the gateway).
+
+use std::time::Duration;
+
+use crate::labels::{PART_OF_KEY, PART_OF_VALUE};
+
+/// Label on an activity Lease: the env it tells of.
+pub const ACTIVITY_OF_LABEL: &str = "ephemerator.tilt.dev/activity-of";
+/// How often one gateway replica renews an env's activity Lease at most.
+pub const RECORD_EVERY: Duration = Duration::from_secs(60);
+
+/// The name of env `env`'s activity Lease (distinct envs, distinct names).
+pub fn lease_name(env: &str) -> String {
+    format!("{env}-activity")
+}
+
+/// The labels of an activity Lease.
+pub fn lease_labels(env: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (PART_OF_KEY.to_string(), PART_OF_VALUE.to_string()),
+        (ACTIVITY_OF_LABEL.to_string(), env.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_env_has_its_own_lease() {
+        assert_eq!(lease_name("nicks"), "nicks-activity");
+        assert_ne!(lease_name("a-activity"), lease_name("a"));
+        assert_eq!(lease_labels("nicks")[ACTIVITY_OF_LABEL], "nicks");
+    }
+}
