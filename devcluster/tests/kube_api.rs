@@ -133,7 +133,9 @@ async fn create_fills_in_server_fields_and_get_returns_the_object(c: Server) {
         .await
         .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
-    assert_eq!(rv_of(&d), rv_of(&created) + 1, "one global counter");
+    // One counter for every kind: the Deployment's version comes after the ConfigMap's. (Not
+    // necessarily next: on the real server the control plane's own Lease renewals write too.)
+    assert!(rv_of(&d) > rv_of(&created), "one global counter");
 
     let status = status_of(api.get("missing").await);
     assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
