@@ -91,6 +91,12 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     create_env(&client, "before", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&client, "before", Phase::Ready).await;
     webhook.wait_for(1, DEADLINE).await;
+    // Its Event out too: a leader killed with Events still queued loses them (never sends them
+    // twice).
+    wait_for("before's Ready Event", || async {
+        (event_count(&client, "before", "Ready").await == 1).then_some(())
+    })
+    .await;
 
     // The leader dies: the standby takes over, and envs created meanwhile converge.
     first.kill().await;
@@ -152,6 +158,10 @@ async fn a_warning_sent_before_a_takeover_is_not_sent_again_and_expiry_is_on_tim
         .parse()
         .unwrap();
 
+    wait_for("the warning's Event", || async {
+        (event_count(&client, "carol", "ExpiresSoon").await == 1).then_some(())
+    })
+    .await;
     // The leader dies after warning; the new one reconciles every env and finds it warned.
     first.kill().await;
     wait_for_role(second.admin_port, "leading as").await;
@@ -293,6 +303,13 @@ async fn on_the_real_api_server_a_killed_and_a_paused_leader_are_replaced_and_no
     );
     create_env(&admin, "one", &spec(HTML_REPO, "master", "0-base")).await;
     wait_for_phase(&admin, "one", Phase::Ready).await;
+    // Its notice and Event out (a leader killed with them still queued loses them: they are
+    // sent after the write that decides them, never twice).
+    wait_for("one's notice and Ready Event", || async {
+        (notices_about(webhook, "one").len() == 1 && event_count(&admin, "one", "Ready").await == 1)
+            .then_some(())
+    })
+    .await;
 
     // SIGKILL: no chance to give the Lease up. The standby takes it once it lapses, and an env
     // created while nobody leads converges.
