@@ -17,27 +17,10 @@ use kube::api::Api;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-struct Setup {
-    cluster: devcluster::DevCluster,
-    _oauth2: OAuth2Proxy,
-    gateway: Gateway,
-}
+type Setup = ProxiedGateway;
 
 async fn setup() -> Setup {
-    let cluster = devcluster().await;
-    let oauth2 = oauth2_proxy().await;
-    let dashboard = env_server().await;
-    let gateway = Gateway::start(settings(
-        cluster.client(),
-        Auth::Proxy(oauth2.addr),
-        dashboard.addr,
-    ))
-    .await;
-    Setup {
-        cluster,
-        _oauth2: oauth2,
-        gateway,
-    }
+    proxied_gateway().await
 }
 
 async fn lease(setup: &Setup, env: &str) -> Option<Lease> {

@@ -20,30 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A gateway with oauth2-proxy in front of a dashboard stand-in, and its cluster.
-struct Setup {
-    cluster: devcluster::DevCluster,
-    oauth2: OAuth2Proxy,
-    dashboard: EnvServer,
-    gateway: Gateway,
-}
+type Setup = ProxiedGateway;
 
 async fn setup() -> Setup {
-    let cluster = devcluster().await;
-    let oauth2 = oauth2_proxy().await;
-    let dashboard = env_server().await;
-    let gateway = Gateway::start(settings(
-        cluster.client(),
-        Auth::Proxy(oauth2.addr),
-        dashboard.addr,
-    ))
-    .await;
-    Setup {
-        cluster,
-        oauth2,
-        dashboard,
-        gateway,
-    }
+    proxied_gateway().await
 }
 
 /// Puts env `name` and waits until the gateway routes `port` of it (or shows `expect`).

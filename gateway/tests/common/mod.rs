@@ -648,3 +648,29 @@ pub fn dashboard(cluster: &DevCluster, config_yaml: &str) -> ephdash::startup::R
     )
     .expect("the dashboard starts")
 }
+
+/// A gateway with oauth2-proxy in front of a dashboard stand-in, and its cluster.
+pub struct ProxiedGateway {
+    pub cluster: DevCluster,
+    pub oauth2: OAuth2Proxy,
+    pub dashboard: EnvServer,
+    pub gateway: Gateway,
+}
+
+pub async fn proxied_gateway() -> ProxiedGateway {
+    let cluster = devcluster().await;
+    let oauth2 = oauth2_proxy().await;
+    let dashboard = env_server().await;
+    let gateway = Gateway::start(settings(
+        cluster.client(),
+        Auth::Proxy(oauth2.addr),
+        dashboard.addr,
+    ))
+    .await;
+    ProxiedGateway {
+        cluster,
+        oauth2,
+        dashboard,
+        gateway,
+    }
+}
