@@ -18,6 +18,18 @@ use crate::labels::{PART_OF_KEY, PART_OF_VALUE};
 pub const ACTIVITY_OF_LABEL: &str = "ephemerator.tilt.dev/activity-of";
 /// How often one gateway replica renews an env's activity Lease at most.
 pub const RECORD_EVERY: Duration = Duration::from_secs(60);
+/// The shortest interval between two renewals, however short `sleepAfter` is.
+pub const RECORD_EVERY_AT_LEAST: Duration = Duration::from_millis(250);
+
+/// How often a gateway replica renews an env's activity Lease at most, for a config whose
+/// envs sleep after `sleep_after`: [`RECORD_EVERY`], or a quarter of `sleep_after` when that
+/// is shorter, so a renewal skipped by the throttle never puts a used env to sleep.
+pub fn record_every(sleep_after: Option<jiff::SignedDuration>) -> Duration {
+    let quarter = sleep_after
+        .and_then(|after| Duration::try_from(after).ok())
+        .map_or(RECORD_EVERY, |after| after / 4);
+    quarter.clamp(RECORD_EVERY_AT_LEAST, RECORD_EVERY)
+}
 
 /// The name of env `env`'s activity Lease (distinct envs, distinct names).
 pub fn lease_name(env: &str) -> String {
@@ -41,5 +53,20 @@ mod tests {
         assert_eq!(lease_name("nicks"), "nicks-activity");
         assert_ne!(lease_name("a-activity"), lease_name("a"));
         assert_eq!(lease_labels("nicks")[ACTIVITY_OF_LABEL], "nicks");
+    }
+
+    #[test]
+    fn renewals_are_frequent_enough_for_short_sleeps() {
+        use jiff::SignedDuration;
+        assert_eq!(record_every(None), RECORD_EVERY);
+        assert_eq!(record_every(Some(SignedDuration::from_hours(1))), RECORD_EVERY);
+        assert_eq!(
+            record_every(Some(SignedDuration::from_secs(8))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            record_every(Some(SignedDuration::from_millis(100))),
+            RECORD_EVERY_AT_LEAST
+        );
     }
 }

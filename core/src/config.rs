@@ -54,6 +54,9 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// Who may open envs: the default level and the most open one (see [`crate::access`]).
     pub access: AccessPolicy,
+    /// How long an env may go unused before its runner is scaled to zero (`None`, the
+    /// default: envs never sleep). See [`crate::activity`].
+    pub sleep_after: Option<SignedDuration>,
 }
 
 /// Env lifetimes.
@@ -349,6 +352,7 @@ struct RawConfig {
     notifications: RawNotifications,
     #[serde(default)]
     access: RawAccess,
+    sleep_after: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -598,6 +602,10 @@ impl Checker<'_> {
             ingress: self.ingress(raw.ingress),
             notifications: self.notifications(raw.notifications),
             access: self.access(raw.access),
+            sleep_after: raw
+                .sleep_after
+                .map(|raw| self.duration("sleepAfter", Some(raw), SignedDuration::ZERO))
+                .filter(|after| after.is_positive()),
         }
     }
 

@@ -29,6 +29,17 @@ pub const MESSAGE_ANNOTATION: &str = "ephemerator.tilt.dev/message";
 pub const PORTS_ANNOTATION: &str = "ephemerator.tilt.dev/ports";
 /// Annotation with the RFC 3339 time the env first became Ready.
 pub const READY_AT_ANNOTATION: &str = "ephemerator.tilt.dev/ready-at";
+/// Annotation with the RFC 3339 time the env fell asleep (only while it sleeps).
+pub const ASLEEP_SINCE_ANNOTATION: &str = "ephemerator.tilt.dev/asleep-since";
+/// Annotation with the RFC 3339 time the env was last woken.
+pub const WOKE_AT_ANNOTATION: &str = "ephemerator.tilt.dev/woke-at";
+/// Annotation anyone who may manage an env sets to wake it (the dashboard's Wake button, or
+/// `kubectl annotate configmap NAME ephemerator.tilt.dev/wake=yes`). Its value says who asked;
+/// ephctrl wakes the env (or, awake, restarts its idle time) and removes the annotation.
+pub const WAKE_ANNOTATION: &str = "ephemerator.tilt.dev/wake";
+/// Annotation the owner sets to `"true"` to keep an env from sleeping (any other value, or
+/// none: it sleeps after the config's `sleepAfter`).
+pub const KEEP_AWAKE_ANNOTATION: &str = "ephemerator.tilt.dev/keep-awake";
 /// Annotation with the `maxLifetime` in force when the env's expiration was last set (by a
 /// create, an extend, or ephctrl), as seconds like `28800s`. The env's cap is its creation
 /// plus this, so that a shorter `maxLifetime` in a new config never cuts a running env short.

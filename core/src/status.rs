@@ -12,7 +12,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::{MESSAGE_ANNOTATION, PHASE_LABEL, PORTS_ANNOTATION, READY_AT_ANNOTATION};
+use crate::labels::{
+    ASLEEP_SINCE_ANNOTATION, MESSAGE_ANNOTATION, PHASE_LABEL, PORTS_ANNOTATION,
+    READY_AT_ANNOTATION, WOKE_AT_ANNOTATION,
+};
 
 /// Where an env is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -29,6 +32,9 @@ pub enum Phase {
     Failed,
     /// The controller refused the spec (not allow-listed, invalid); see the message.
     Rejected,
+    /// Nobody used the env for the config's `sleepAfter`: its runner is scaled to zero until
+    /// the next visit (or a Wake). Its Service, ports and expiration stay.
+    Sleeping,
     /// The phase label holds a value this version does not know.
     Unknown,
 }
@@ -42,6 +48,7 @@ impl Phase {
             Phase::Ready => "Ready",
             Phase::Failed => "Failed",
             Phase::Rejected => "Rejected",
+            Phase::Sleeping => "Sleeping",
             Phase::Unknown => "Unknown",
         }
     }
@@ -64,6 +71,7 @@ impl FromStr for Phase {
             "Ready" => Phase::Ready,
             "Failed" => Phase::Failed,
             "Rejected" => Phase::Rejected,
+            "Sleeping" => Phase::Sleeping,
             _ => Phase::Unknown,
         })
     }
@@ -89,6 +97,11 @@ pub struct EnvStatus {
     pub ports: Vec<Port>,
     /// When the env first became ready.
     pub ready_at: Option<Timestamp>,
+    /// Since when it sleeps (set exactly while the phase is [`Phase::Sleeping`]).
+    pub asleep_since: Option<Timestamp>,
+    /// When it was last woken (from sleep, or kept from sleeping by a Wake): its idle time
+    /// counts from then at the earliest.
+    pub woke_at: Option<Timestamp>,
 }
 
 impl EnvStatus {
@@ -110,12 +123,14 @@ impl EnvStatus {
         let ports = annotation(PORTS_ANNOTATION)
             .map(|json| parse_ports(json))
             .unwrap_or_default();
-        let ready_at = annotation(READY_AT_ANNOTATION).and_then(|t| t.parse().ok());
+        let time = |key| annotation(key).and_then(|t| t.parse().ok());
         EnvStatus {
             phase,
             message,
             ports,
-            ready_at,
+            ready_at: time(READY_AT_ANNOTATION),
+            asleep_since: time(ASLEEP_SINCE_ANNOTATION),
+            woke_at: time(WOKE_AT_ANNOTATION),
         }
     }
 
@@ -138,8 +153,14 @@ impl EnvStatus {
         if !self.ports.is_empty() {
             annotations.insert(PORTS_ANNOTATION.to_string(), ports_json(&self.ports));
         }
-        if let Some(ready_at) = self.ready_at {
-            annotations.insert(READY_AT_ANNOTATION.to_string(), ready_at.to_string());
+        for (key, time) in [
+            (READY_AT_ANNOTATION, self.ready_at),
+            (ASLEEP_SINCE_ANNOTATION, self.asleep_since),
+            (WOKE_AT_ANNOTATION, self.woke_at),
+        ] {
+            if let Some(time) = time {
+                annotations.insert(key.to_string(), time.to_string());
+            }
         }
         annotations
     }
@@ -224,6 +245,8 @@ mod tests {
                 },
             ],
             ready_at: Some("2024-05-01T10:00:00Z".parse().unwrap()),
+            asleep_since: Some("2024-05-01T11:00:00Z".parse().unwrap()),
+            woke_at: Some("2024-05-01T10:30:00Z".parse().unwrap()),
         };
         let meta = ObjectMeta {
             labels: Some(status.labels()),
@@ -320,6 +343,7 @@ mod tests {
             Phase::Ready,
             Phase::Failed,
             Phase::Rejected,
+            Phase::Sleeping,
         ] {
             assert_eq!(phase.as_str().parse::<Phase>(), Ok(phase));
         }
@@ -343,6 +367,7 @@ mod tests {
                 port: 8000,
             }],
             ready_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+            ..EnvStatus::default()
         };
         let mut meta = meta_with(&[("keep", "me")], &[]);
         status.write_to(&mut meta);

@@ -403,3 +403,25 @@ fn flag_durations_use_the_config_notation_and_must_be_positive() {
     assert!(parse_flag_duration("1s500ms").is_err());
     assert!(ephemerator_core::duration::parse_duration("500ms").is_err());
 }
+
+#[test]
+fn envs_sleep_only_when_the_config_says_after_how_long() {
+    let never = Config::from_yaml_str("gatewayHost: preview.localhost\n", "test.yaml").unwrap();
+    assert_eq!(never.sleep_after, None);
+    let half_hour = Config::from_yaml_str(
+        "gatewayHost: preview.localhost\nsleepAfter: 30m\n",
+        "test.yaml",
+    )
+    .unwrap();
+    assert_eq!(half_hour.sleep_after, Some(SignedDuration::from_mins(30)));
+    assert_eq!(
+        problems("gatewayHost: preview.localhost\nsleepAfter: later\n")[0]
+            .split(": ")
+            .nth(1),
+        Some("sleepAfter")
+    );
+    assert_eq!(
+        problems("gatewayHost: preview.localhost\nsleepAfter: 0s\n"),
+        vec!["test.yaml:2:13: sleepAfter: must be positive"]
+    );
+}

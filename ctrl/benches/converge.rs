@@ -271,6 +271,7 @@ async fn floor_env(
         discovered_ports: &[],
         config,
         config_digest: ephctrl::desired::children_config_digest(config),
+        asleep: false,
     };
     let children = desired::desired_children(&inputs);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
@@ -285,6 +286,7 @@ async fn floor_env(
         message: Some("the runner is starting".to_string()),
         ports: inputs.ports(),
         ready_at: None,
+        ..EnvStatus::default()
     };
     let patch = json!({
         "apiVersion": "v1",

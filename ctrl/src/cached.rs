@@ -336,6 +336,7 @@ mod tests {
             discovered_ports: &[],
             config: &config,
             config_digest: crate::desired::children_config_digest(&config),
+            asleep: false,
         })
         .deployment;
         // As the API server returns it: server-set metadata, managed fields, kubectl's copy,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ephemerator_kit::LiveConfig;
 use ephemerator_kit::cluster::ApiHealth;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
@@ -51,6 +52,8 @@ pub struct Context {
     pub services: Store<ChildMeta<Service>>,
     /// Every Ingress in the namespace (metadata only).
     pub ingresses: Store<ChildMeta<Ingress>>,
+    /// The envs' activity Leases (`ephemerator_core::activity`), renewed by the gateway.
+    pub leases: Store<Lease>,
     /// Which watches have listed once; see [`Synced`].
     pub synced: Synced,
     /// What the controller remembers of each env.
@@ -60,9 +63,12 @@ pub struct Context {
 }
 
 impl Context {
-    /// Waits until the child stores have listed once, so a missing child really is missing.
+    /// Waits until the child and activity stores have listed once, so a missing child really
+    /// is missing and an env in use is never taken for idle.
     pub async fn wait_for_child_stores(&self) {
-        self.synced.wait_for(Synced::CHILDREN).await;
+        self.synced
+            .wait_for(Synced::CHILDREN | Synced::ACTIVITY)
+            .await;
     }
 
     /// Fails unless this replica leads now: checked before every write, so a replica that lost
@@ -116,6 +122,8 @@ impl Synced {
     pub const SERVICES: u8 = 4;
     /// Ingresses.
     pub const INGRESSES: u8 = 8;
+    /// The activity Leases.
+    pub const ACTIVITY: u8 = 16;
     /// Every child kind.
     pub const CHILDREN: u8 = Self::DEPLOYMENTS | Self::SERVICES | Self::INGRESSES;
 

@@ -60,6 +60,8 @@ pub struct ChildrenInputs<'a> {
     pub config: &'a Config,
     /// [`children_config_digest`] of `config`.
     pub config_digest: u64,
+    /// The env sleeps: its runner has no replica (the Service stays, for its wake).
+    pub asleep: bool,
 }
 
 /// A digest of the config settings every env's children are built from (the runner, Ingress
@@ -87,6 +89,7 @@ impl ChildrenInputs<'_> {
             self.tilt_token,
             self.discovered_ports,
             self.config_digest,
+            self.asleep,
             // The one per-env part of the config children use.
             self.config.static_ports(&self.spec.repo),
         )
@@ -234,7 +237,7 @@ fn runner_deployment(inputs: &ChildrenInputs, meta: ObjectMeta) -> Deployment {
     Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(if inputs.asleep { 0 } else { 1 }),
             selector: LabelSelector {
                 match_labels: Some(labels),
                 ..LabelSelector::default()
@@ -484,6 +487,7 @@ ingress:
             discovered_ports: &observed.discovered_ports,
             config,
             config_digest: children_config_digest(config),
+            asleep: false,
         }
     }
 
@@ -725,6 +729,10 @@ ingress:
             ChildrenInputs {
                 config: &other_config,
                 config_digest: children_config_digest(&other_config),
+                ..base.clone()
+            },
+            ChildrenInputs {
+                asleep: true,
                 ..base.clone()
             },
         ];

@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 
 use ephemerator_core::env::{lifetime_patch, recorded_max_lifetime};
-use ephemerator_core::labels::WARNED_FOR_ANNOTATION;
+use ephemerator_core::labels::{WAKE_ANNOTATION, WARNED_FOR_ANNOTATION};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -156,6 +156,13 @@ pub async fn execute(
         if let Some(latency) = change.first_ready_after {
             ctx.metrics.became_ready(latency);
         }
+        if let Some(took) = change.woke_after {
+            info!(took = ?took, "woke up");
+            ctx.metrics.woke(took);
+        }
+        if change.falls_asleep {
+            ctx.metrics.fell_asleep();
+        }
         if let Some(notice) = change.notice {
             ctx.notifier.send(notice);
         }
@@ -163,13 +170,45 @@ pub async fn execute(
             &name,
             StatusWrite {
                 from_versions: versions,
-                to_version,
+                to_version: to_version.clone(),
                 // As it reads back, so the next comparison is like for like.
                 status: read_back(&change.status),
             },
         );
+        if plan.clear_wake {
+            clear_wake(ctx, config_map, &to_version).await?;
+        }
+    } else if plan.clear_wake {
+        let builds_on = versions.last().cloned().unwrap_or_default();
+        clear_wake(ctx, config_map, &builds_on).await?;
     }
     Ok(())
+}
+
+/// Removes the wake annotation, which the status just written acted on, guarded by
+/// `builds_on`: a wake asked for since is seen by the next reconcile, never lost.
+async fn clear_wake(ctx: &Context, config_map: &ConfigMap, builds_on: &str) -> Result<()> {
+    ctx.check_leading()?;
+    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": builds_on,
+            "annotations": { WAKE_ANNOTATION: null },
+        },
+    });
+    match api
+        .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Changed since: the next reconcile sees the annotation again and acts on it.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Writes `data.expiration` and the `maxLifetime` it was set under, guarded by the cached

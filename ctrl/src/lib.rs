@@ -21,6 +21,7 @@ pub mod observe;
 pub mod outbound;
 pub mod plan;
 pub mod reconcile;
+pub mod sleep;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod tilt;
@@ -37,6 +38,7 @@ use ephemerator_kit::cluster::ApiHealth;
 use ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT;
 use ephemerator_kit::{Listeners, LiveConfig};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
@@ -208,6 +210,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
     let (deployments, deployment_writer) = reflector::store::<RunnerDeployment>();
     let (services, service_writer) = reflector::store::<ChildMeta<Service>>();
     let (ingresses, ingress_writer) = reflector::store::<ChildMeta<Ingress>>();
+    let (leases, lease_writer) = reflector::store::<Lease>();
 
     let mut metrics = Metrics::new();
     metrics.track(&config, &api_health);
@@ -229,6 +232,7 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         deployments,
         services,
         ingresses,
+        leases,
         synced: synced.clone(),
         memory: Memory::default(),
         leadership: leadership.clone(),
@@ -271,16 +275,21 @@ async fn run(settings: Settings, admin: TcpListener, stop: CancellationToken) {
         Synced::INGRESSES,
     );
 
+    let activity_stream =
+        watches::activity_watch(&client, &namespace, lease_writer, &ctx, &config_maps);
+
     // A standby's watches fill its stores and trigger nothing: it reconciles every env from
     // them when it takes the lead (`took_the_lead`), and meanwhile costs no scheduling.
     let config_map_stream = watches::while_leading(config_map_stream, &leadership);
     let deployment_stream = watches::while_leading(deployment_stream, &leadership);
     let service_stream = watches::while_leading(service_stream, &leadership);
     let ingress_stream = watches::while_leading(ingress_stream, &leadership);
+    let activity_stream = watches::while_leading(activity_stream, &leadership);
     let controller = Controller::for_stream(config_map_stream, config_maps.clone())
         .watches_stream(deployment_stream, watches::env_of(&config_maps, &namespace))
         .watches_stream(service_stream, watches::env_of(&config_maps, &namespace))
         .watches_stream(ingress_stream, watches::env_of(&config_maps, &namespace))
+        .watches_stream(activity_stream, watches::env_of_activity(&namespace))
         // A new config is judged against every env at once: a repo taken off the allow-list
         // stops its envs without waiting for them to change.
         .reconcile_all_on(config_changes)

@@ -13,12 +13,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// The phases reported in `ephctrl_envs`, so every phase has a series (zero included).
-pub const REPORTED_PHASES: [Phase; 5] = [
+pub const REPORTED_PHASES: [Phase; 6] = [
     Phase::Pending,
     Phase::Starting,
     Phase::Ready,
     Phase::Failed,
     Phase::Rejected,
+    Phase::Sleeping,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +39,8 @@ pub struct Metrics {
     failures: Family<ErrorLabels, Counter>,
     envs: Family<PhaseLabels, Gauge>,
     ready_latency: Histogram,
+    wake_duration: Histogram,
+    sleeps: Counter,
     expirations: Counter,
     leading: Gauge,
     terms: Counter,
@@ -73,6 +76,21 @@ impl Metrics {
             "Time from an env's creation until its runner was first ready",
             ready_latency.clone(),
         );
+        // A wake restarts the runner from scratch: the same range as a first start.
+        let wake_duration = Histogram::new([
+            5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
+        ]);
+        registry.register(
+            "wake_duration_seconds",
+            "Time from the wake of a sleeping env until its runner was ready again",
+            wake_duration.clone(),
+        );
+        let sleeps = Counter::default();
+        registry.register(
+            "sleeps",
+            "Times an env fell asleep (its runner scaled to zero) for lack of use",
+            sleeps.clone(),
+        );
         let expirations = Counter::default();
         registry.register(
             "expirations",
@@ -97,6 +115,8 @@ impl Metrics {
             failures,
             envs,
             ready_latency,
+            wake_duration,
+            sleeps,
             expirations,
             leading,
             terms,
@@ -116,6 +136,16 @@ impl Metrics {
     /// Records how long an env took from creation to its first Ready.
     pub fn became_ready(&self, latency: Duration) {
         self.ready_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Records how long a woken env took to be ready again.
+    pub fn woke(&self, took: Duration) {
+        self.wake_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one env put to sleep.
+    pub fn fell_asleep(&self) {
+        self.sleeps.inc();
     }
 
     /// Counts one env deleted at its expiration.

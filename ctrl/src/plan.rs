@@ -22,6 +22,7 @@ use crate::events::EventType;
 use crate::memory::{EnvMemory, PortMemory};
 use crate::notify::Notice;
 use crate::observe::{self, ChildKind, Ownership, RunnerState};
+use crate::sleep::{self, SleepInputs};
 
 /// How often the Tilt of a ready runner is asked for its view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub struct Inputs<'a> {
     /// however long it took, and the next ask is planned, never a second one now (an answer
     /// slower than the poll interval once left the plan empty, with no wake-up at all).
     pub tilt_answered: bool,
+    /// When a person last used the env (its activity Lease's renewTime).
+    pub last_activity: Option<Timestamp>,
 }
 
 /// The objects named like the env, as cached.
@@ -150,6 +153,8 @@ pub struct Plan {
     pub status: Option<StatusChange>,
     /// Warn the owner that the env expires soon.
     pub warn: Option<Warning>,
+    /// Remove the wake annotation once the status is written: it was acted on.
+    pub clear_wake: bool,
     /// When to reconcile again without a change (the earliest deadline ahead).
     pub requeue: Option<Duration>,
 }
@@ -173,6 +178,10 @@ pub struct StatusChange {
     /// The "created" notice, sent with the env's first status (once, even across restarts:
     /// the phase label is there from then on).
     pub notice: Option<Notice>,
+    /// Time from a wake until the runner was ready again, when this write is that moment.
+    pub woke_after: Option<Duration>,
+    /// This write puts the env to sleep.
+    pub falls_asleep: bool,
 }
 
 /// A warning to send.
@@ -410,6 +419,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
             )),
             ports: Vec::new(),
             ready_at: shown.status.ready_at,
+            ..EnvStatus::default()
         };
         plan.status = status_change(inputs, &shown, status, Some(&env));
         // Re-checked now and then: the foreign object may be removed by its owner.
@@ -421,6 +431,30 @@ pub fn plan(inputs: &Inputs) -> Plan {
     let template_hash = env.spec.fingerprint();
     let deployment = observed.our_deployment();
     let runner = observe::runner_state(deployment, &template_hash);
+    let sleep = sleep::sleep(&SleepInputs {
+        sleep_after: inputs.config.sleep_after,
+        status: &shown.status,
+        meta,
+        last_activity: inputs.last_activity,
+        runner_ready: runner.phase == Phase::Ready,
+        now,
+    });
+    deadlines.extend(sleep.sleeps_at);
+    plan.clear_wake = sleep.clear_wake;
+    let runner = match (&sleep.wakes, sleep.asleep_since) {
+        (_, Some(since)) if sleep.asleep => RunnerState::new(
+            Phase::Sleeping,
+            sleep::asleep_message(since, inputs.config.sleep_after),
+        ),
+        (Some(wake), _) => RunnerState::new(
+            runner.phase,
+            format!("{}; {}", wake.describe(), runner.message),
+        ),
+        _ if sleep.waking => {
+            RunnerState::new(runner.phase, format!("waking up; {}", runner.message))
+        }
+        _ => runner,
+    };
     let ports = ports_known(inputs, &env, &runner, &template_hash);
     if let Some(runner_key) = ports.ask {
         plan.ask_tilt = Some(runner_key);
@@ -437,6 +471,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
         discovered_ports: &ports.discovered,
         config: inputs.config,
         config_digest: inputs.config_digest,
+        asleep: sleep.asleep,
     };
     let digest = children_inputs.digest();
     plan.children_digest = digest;
@@ -473,14 +508,26 @@ pub fn plan(inputs: &Inputs) -> Plan {
         Some(note) => format!("{}; {note}", runner.message),
         None => runner.message,
     };
+    // A sleeping env keeps the ports it showed: its Tilt cannot be asked.
+    let ports = if sleep.asleep && !shown.status.ports.is_empty() {
+        shown.status.ports.clone()
+    } else {
+        // In the order the status reads back (by port), so an unchanged status compares equal.
+        normalize_ports(children_inputs.ports())
+    };
     let status = EnvStatus {
         phase: runner.phase,
         message: Some(message),
-        // In the order the status reads back (by port), so an unchanged status compares equal.
-        ports: normalize_ports(children_inputs.ports()),
+        ports,
         ready_at,
+        asleep_since: sleep.asleep_since,
+        woke_at: sleep.woke_at,
     };
     plan.status = status_change(inputs, &shown, status, Some(&env));
+    if let Some(change) = plan.status.as_mut() {
+        change.woke_after = sleep.woke_after;
+        change.falls_asleep = sleep.falls_asleep;
+    }
     plan.requeue = requeue(now, deadlines);
     plan
 }
@@ -495,8 +542,7 @@ fn reject(plan: &mut Plan, inputs: &Inputs, shown: &ShownStatus, reason: String)
     let status = EnvStatus {
         phase: Phase::Rejected,
         message: Some(reason),
-        ports: Vec::new(),
-        ready_at: None,
+        ..EnvStatus::default()
     };
     plan.status = status_change(inputs, shown, status, None);
 }
@@ -551,6 +597,8 @@ fn status_change(
         event,
         first_ready_after,
         notice,
+        woke_after: None,
+        falls_asleep: false,
     })
 }
 

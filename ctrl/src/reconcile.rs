@@ -81,6 +81,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             .as_deref()
             .map(|i| (ownership(&i.metadata), &i.metadata)),
     };
+    let last_activity = last_activity(ctx, &name, &uid);
     let mut memory = ctx.memory.of(&name);
     let tilt_token = match observed.deployment {
         Some((Ownership::Ours, deployment)) if deployment.tilt_token.is_some() => {
@@ -100,6 +101,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         observed,
         &tilt_token,
         &dashboard_url,
+        last_activity,
         false,
     );
     if let Some(runner) = plan.ask_tilt.take() {
@@ -112,6 +114,7 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             observed,
             &tilt_token,
             &dashboard_url,
+            last_activity,
             true,
         );
     }
@@ -128,6 +131,7 @@ fn make_plan(
     observed: Observed,
     tilt_token: &str,
     dashboard_url: &str,
+    last_activity: Option<Timestamp>,
     tilt_answered: bool,
 ) -> Plan {
     // One config for the whole plan, even if a reload lands meanwhile.
@@ -145,7 +149,28 @@ fn make_plan(
         dashboard_url,
         tilt_polls: ctx.tilt_polls,
         tilt_answered,
+        last_activity,
     })
+}
+
+/// When a person last used env `name` (the ConfigMap with `uid`), as its activity Lease says.
+/// A Lease of an earlier env of the name, or one that is not the gateway's, says nothing.
+fn last_activity(ctx: &Context, name: &str, uid: &str) -> Option<Timestamp> {
+    let lease = cached(
+        &ctx.leases,
+        &ctx.namespace,
+        &ephemerator_core::activity::lease_name(name),
+    )?;
+    let of_this_env = crate::watches::activity_of(&lease) == Some(name)
+        && lease
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| owner.kind == "ConfigMap" && owner.uid == uid);
+    of_this_env
+        .then(|| lease.spec.as_ref()?.renew_time.as_ref().map(|time| time.0))
+        .flatten()
 }
 
 /// Asks the runner's Tilt for its view and remembers the answer. Failures are remembered too,

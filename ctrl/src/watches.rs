@@ -6,7 +6,10 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use ephemerator_core::labels::env_label_selector;
+use ephemerator_core::activity::ACTIVITY_OF_LABEL;
+use ephemerator_core::labels::{PART_OF_KEY, PART_OF_VALUE, env_label_selector};
+use ephemerator_core::{EnvStatus, Phase};
+use k8s_openapi::api::coordination::v1::Lease;
 use ephemerator_kit::cluster::reflected_watch;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -168,6 +171,59 @@ fn mark_listed<K>(synced: Synced, bit: u8) -> impl FnMut(&watcher::Event<K>) + S
             synced.mark(bit);
         }
     }
+}
+
+/// The envs' activity Leases, reflected into `writer`'s store (managed fields dropped). A
+/// renewal triggers the reconcile of its env only while the env sleeps: that is a wake; an
+/// awake env's idle time is checked at the deadline its plan set.
+pub fn activity_watch(
+    client: &Client,
+    namespace: &str,
+    writer: reflector::store::Writer<Lease>,
+    ctx: &Arc<Context>,
+    config_maps: &Store<ConfigMap>,
+) -> impl Stream<Item = Result<Lease, watcher::Error>> + Send + 'static {
+    let (config_maps, namespace_owned) = (config_maps.clone(), namespace.to_string());
+    let selector = format!("{PART_OF_KEY}={PART_OF_VALUE},{ACTIVITY_OF_LABEL}");
+    reflected_watch(
+        Api::<Lease>::namespaced(client.clone(), namespace),
+        watcher::Config::default().labels(&selector),
+        writer,
+        |lease| slim_meta(&mut lease.metadata),
+    )
+    .inspect(mark_listed(ctx.synced.clone(), Synced::ACTIVITY))
+    .filter_map(move |event| {
+        let renewed = match event {
+            watcher::Event::Apply(lease) => {
+                let asleep = activity_of(&lease)
+                    .and_then(|env| {
+                        config_maps.get(&ObjectRef::new(env).within(&namespace_owned))
+                    })
+                    .is_some_and(|cm| EnvStatus::from_meta(&cm.metadata).phase == Phase::Sleeping);
+                asleep.then_some(lease)
+            }
+            _ => None,
+        };
+        futures::future::ready(renewed.map(Ok))
+    })
+}
+
+/// The env an activity Lease tells of.
+pub fn activity_of(lease: &Lease) -> Option<&str> {
+    lease
+        .metadata
+        .labels
+        .as_ref()?
+        .get(ACTIVITY_OF_LABEL)
+        .map(String::as_str)
+}
+
+/// Maps an activity Lease to its env's ConfigMap.
+pub fn env_of_activity(
+    namespace: &str,
+) -> impl Fn(Lease) -> Option<ObjectRef<ConfigMap>> + Send + Sync + 'static {
+    let namespace = namespace.to_string();
+    move |lease: Lease| activity_of(&lease).map(|env| ObjectRef::new(env).within(&namespace))
 }
 
 /// Maps a child (or a foreign object) to the env ConfigMap of the same name, if there is one.

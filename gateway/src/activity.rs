@@ -1,14 +1,20 @@
 //! Who uses an env, as the gateway alone sees it: a person's requests to its ports and the
 //! messages their browser sends on its WebSockets (see `ephemerator_core::activity` for what
-//! counts and why). Each is noted here, and at most once a minute per env this replica renews
-//! the env's activity Lease, from a bounded queue on the main runtime: a request never waits on
-//! the API server, and no amount of traffic grows the queue, the writes or the memory.
+//! counts and why). Each is noted here, and at most once a minute per env (or a quarter of
+//! `sleepAfter`) this replica renews the env's activity Lease, from a bounded queue on the main
+//! runtime: a request never waits on the API server, and no amount of traffic grows the queue,
+//! the writes or the memory.
+//!
+//! A person navigating to a sleeping env wakes it: the Lease is renewed at once, past the time
+//! it fell asleep, which ephctrl takes for a wake. Each replica sends one such renewal per
+//! sleep, however many visitors and reloads come; of several replicas', ephctrl acts on the
+//! first (its writes are guarded by the ConfigMap's version), so an env wakes once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ephemerator_core::activity::{RECORD_EVERY, lease_labels, lease_name};
+use ephemerator_core::activity::{lease_labels, lease_name};
 use futures::StreamExt;
 use hyper::HeaderMap;
 use jiff::Timestamp;
@@ -41,6 +47,19 @@ pub fn counts_as_activity(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether a request is a person opening a page in a browser tab: a top-level navigation
+/// (`Sec-Fetch-Mode: navigate` to a `document`), not a frame, an XHR, a fetch, a WebSocket,
+/// or a script without Fetch Metadata. Only this wakes a sleeping env.
+pub fn is_top_level_navigation(headers: &HeaderMap) -> bool {
+    let is = |name: &str, value: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(value))
+    };
+    is("sec-fetch-mode", "navigate") && is("sec-fetch-dest", "document")
+}
+
 /// One env's activity to record.
 struct Seen {
     env: String,
@@ -52,6 +71,8 @@ struct Seen {
 #[derive(Clone)]
 pub struct Activity {
     renewed: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The sleep (its `asleep-since`) each env was last woken from by this replica.
+    woken: Arc<Mutex<HashMap<String, Timestamp>>>,
     queue: mpsc::Sender<Seen>,
 }
 
@@ -65,29 +86,39 @@ impl Activity {
     ) -> (Activity, impl Future<Output = ()> + Send + 'static) {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let renewed = Arc::new(Mutex::new(HashMap::new()));
+        let woken = Arc::new(Mutex::new(HashMap::new()));
         let writer = write(
             Api::namespaced(client, namespace),
             namespace.to_string(),
             replica,
             receiver,
             renewed.clone(),
+            woken.clone(),
         );
-        (Activity { renewed, queue }, writer)
+        (
+            Activity {
+                renewed,
+                woken,
+                queue,
+            },
+            writer,
+        )
     }
 
-    /// A person used env `env` (the ConfigMap with `uid`) now.
-    pub fn noticed(&self, env: &str, uid: &str) {
+    /// A person used env `env` (the ConfigMap with `uid`) now; renewed at most once per
+    /// `every` (`ephemerator_core::activity::record_every`).
+    pub fn noticed(&self, env: &str, uid: &str, every: Duration) {
         let now = Instant::now();
         {
             let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
             if renewed
                 .get(env)
-                .is_some_and(|at| now.duration_since(*at) < RECORD_EVERY)
+                .is_some_and(|at| now.duration_since(*at) < every)
             {
                 return;
             }
             if renewed.len() >= MAX_REMEMBERED {
-                renewed.retain(|_, at| now.duration_since(*at) < RECORD_EVERY);
+                renewed.retain(|_, at| now.duration_since(*at) < every);
             }
             renewed.insert(env.to_string(), now);
         }
@@ -106,10 +137,55 @@ impl Activity {
         forget(&self.renewed, env);
     }
 
+    /// A person navigated to env `env` (the ConfigMap with `uid`), asleep since
+    /// `asleep_since`: its Lease is renewed now, unless this replica did so for this sleep
+    /// already. Whether a renewal was queued.
+    pub fn wake(&self, env: &str, uid: &str, asleep_since: Option<Timestamp>) -> bool {
+        let since = asleep_since.unwrap_or(Timestamp::UNIX_EPOCH);
+        {
+            let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+            if woken.get(env) == Some(&since) {
+                return false;
+            }
+            if woken.len() >= MAX_REMEMBERED {
+                woken.clear();
+            }
+            woken.insert(env.to_string(), since);
+        }
+        // Past the sleep's start even if this replica's clock is behind ephctrl's, or the wake
+        // would never be seen as one.
+        let at = Timestamp::now().max(
+            since
+                .checked_add(jiff::SignedDuration::from_millis(1))
+                .unwrap_or(since),
+        );
+        self.renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(env.to_string(), Instant::now());
+        let seen = Seen {
+            env: env.to_string(),
+            uid: uid.to_string(),
+            at,
+        };
+        if self.queue.try_send(seen).is_err() {
+            forget_woken(&self.woken, env);
+            self.forget(env);
+            return false;
+        }
+        true
+    }
+
     /// Copies a WebSocket's bytes both ways until both sides are done, noting each data message
     /// the client sends as a use of env `env` (with `uid`).
-    pub async fn carry_socket<C, U>(self, client: C, upstream: U, env: String, uid: String)
-    where
+    pub async fn carry_socket<C, U>(
+        self,
+        client: C,
+        upstream: U,
+        env: String,
+        uid: String,
+        every: Duration,
+    ) where
         C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
         U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -125,7 +201,7 @@ impl Activity {
                     Ok(read) => read,
                 };
                 if frames.feed(&buffer[..read]) > 0 {
-                    self.noticed(&env, &uid);
+                    self.noticed(&env, &uid, every);
                 }
                 if upstream_write.write_all(&buffer[..read]).await.is_err() {
                     break;
@@ -141,6 +217,10 @@ impl Activity {
     }
 }
 
+fn forget_woken(woken: &Mutex<HashMap<String, Timestamp>>, env: &str) {
+    woken.lock().unwrap_or_else(|p| p.into_inner()).remove(env);
+}
+
 fn forget(renewed: &Mutex<HashMap<String, Instant>>, env: &str) {
     renewed
         .lock()
@@ -154,13 +234,15 @@ async fn write(
     replica: String,
     receiver: mpsc::Receiver<Seen>,
     renewed: Arc<Mutex<HashMap<String, Instant>>>,
+    woken: Arc<Mutex<HashMap<String, Timestamp>>>,
 ) {
     let queued = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|seen| (seen, receiver))
     });
     queued
         .for_each_concurrent(WRITERS, |seen| {
-            let (api, namespace, replica, renewed) = (&api, &namespace, &replica, &renewed);
+            let (api, namespace, replica, renewed, woken) =
+                (&api, &namespace, &replica, &renewed, &woken);
             async move {
                 let name = lease_name(&seen.env);
                 // Owned by the env: it goes with it. Applied whole, so the first use creates it.
@@ -186,7 +268,9 @@ async fn write(
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 if let Err(error) = api.patch(&name, &params, &Patch::Apply(&lease)).await {
                     tracing::warn!(env = %seen.env, %error, "recording the env's activity failed");
+                    // Tried again at the next use (or the waking page's next reload).
                     forget(renewed, &seen.env);
+                    forget_woken(woken, &seen.env);
                 }
             }
         })

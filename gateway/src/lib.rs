@@ -21,6 +21,7 @@ pub mod pages;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod setup_logs;
 pub mod startup;
 pub mod table;
 pub mod timer;
@@ -76,6 +77,8 @@ pub struct Gateway {
     pub draining: ephemerator_kit::running::Draining,
     /// Notes a person's use of an env, for its activity Lease.
     pub activity: activity::Activity,
+    /// The runners' setup logs, for the waking and starting pages.
+    pub setup_logs: setup_logs::SetupLogs,
 }
 
 /// The clients of one worker thread: its pool of upstream connections and its auth client.

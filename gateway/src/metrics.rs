@@ -49,6 +49,7 @@ pub struct Metrics {
     auth_cache_hits: Counter,
     connections: Gauge,
     envs: Gauge,
+    wakes: Counter,
 }
 
 impl Default for Metrics {
@@ -113,6 +114,12 @@ impl Metrics {
         );
         let envs = Gauge::default();
         registry.register("envs", "Envs in the route table", envs.clone());
+        let wakes = Counter::default();
+        registry.register(
+            "wakes",
+            "Sleeping envs this replica woke for a visitor (one per sleep at most)",
+            wakes.clone(),
+        );
         Metrics {
             base,
             requests,
@@ -124,7 +131,13 @@ impl Metrics {
             auth_cache_hits,
             connections,
             envs,
+            wakes,
         }
+    }
+
+    /// Counts one wake sent for a visitor.
+    pub fn woke_env(&self) {
+        self.wakes.inc();
     }
 
     /// Drops the request series of env `name` (it left the route table), so that series never

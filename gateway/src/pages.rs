@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use ephemerator_core::hosts::env_port_host;
 use ephemerator_core::{EnvStatus, Phase};
+use ephemerator_kit::runner_logs::LogsView;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -16,6 +17,9 @@ use crate::Body;
 
 /// Seconds between reloads of a page waiting for an env to answer.
 pub const RELOAD_SECONDS: u32 = 3;
+/// The `Retry-After` of a request to a sleeping env that does not wake it: long enough for a
+/// script's retry not to hammer, short enough to catch a wake someone else started.
+pub const ASLEEP_RETRY_SECONDS: u32 = 10;
 
 /// What every page may show, HTML-escaped by the template.
 #[derive(Debug, Serialize, Default)]
@@ -30,6 +34,8 @@ pub struct PageView {
     links: Vec<Link>,
     refresh: Option<u32>,
     dashboard_url: String,
+    /// The runner's setup logs, on the pages that wait for it.
+    logs: Option<LogsView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,13 +105,51 @@ impl PageContext<'_> {
         view
     }
 
-    /// The env exists but does not serve this port yet: reloads until it does.
-    pub fn starting(&self, env: &str, port: u16, status: &EnvStatus) -> PageView {
+    /// A visit woke the sleeping env: says so and follows it, like [`PageContext::starting`].
+    pub fn waking(
+        &self,
+        env: &str,
+        port: u16,
+        status: &EnvStatus,
+        logs: Option<&LogsView>,
+    ) -> PageView {
+        let mut view = self.view(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Waking up",
+            format!("Environment {env} is waking up"),
+        );
+        let since = status
+            .asleep_since
+            .map_or_else(String::new, |since| format!(" since {since}"));
+        view.lines.push(format!(
+            "It was asleep{since} because nobody used it. Its runner is starting again: this              page follows it and opens port {port} once it is ready."
+        ));
+        view.phase = Some(status.phase.as_str().into());
+        view.detail = status.message.clone();
+        view.refresh = Some(RELOAD_SECONDS);
+        view.logs = logs.cloned();
+        view
+    }
+
+    /// The env exists but does not serve this port yet: reloads until it does. `logs`: its
+    /// runner's setup logs, for a person waiting on it.
+    pub fn starting(
+        &self,
+        env: &str,
+        port: u16,
+        status: &EnvStatus,
+        logs: Option<&LogsView>,
+    ) -> PageView {
+        if status.asleep_since.is_some() && status.phase != Phase::Ready {
+            // Woken, not ready yet.
+            return self.waking(env, port, status, logs);
+        }
         let mut view = self.view(
             StatusCode::SERVICE_UNAVAILABLE,
             "Starting",
             format!("Environment {env} is not ready yet"),
         );
+        view.logs = logs.cloned();
         if status.phase == Phase::Ready {
             view.lines.push(format!(
                 "It is running but does not publish port {port} (yet)."
@@ -294,6 +338,19 @@ impl PageContext<'_> {
     }
 }
 
+/// A request to a sleeping env that does not wake it (an XHR, a fetch, a WebSocket, a
+/// script): at once, 503 with `Retry-After`, in plain text.
+pub fn asleep() -> Response<Body> {
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This environment is asleep. Opening it in a browser tab wakes it.\n",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(ASLEEP_RETRY_SECONDS));
+    response
+}
+
 /// A page for a request without a usable `Host` header (no links: there is no host to link).
 pub fn bad_request(problem: &str) -> Response<Body> {
     plain(StatusCode::BAD_REQUEST, problem)
@@ -446,7 +503,7 @@ mod tests {
             }],
             ..EnvStatus::default()
         };
-        let response = render(&context().starting("a", 9000, &status));
+        let response = render(&context().starting("a", 9000, &status, None));
         assert_eq!(response.headers()[RETRY_AFTER], "3");
         let body = html(response).await;
         assert!(body.contains("does not publish port 9000"), "{body}");

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -15,9 +15,11 @@ use hyper::http::uri::{Authority, PathAndQuery};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
+use ephemerator_core::Phase;
+use ephemerator_core::activity::record_every;
 use ephemerator_core::hosts::port_suffix;
 
-use crate::activity::{Activity, counts_as_activity};
+use crate::activity::{Activity, counts_as_activity, is_top_level_navigation};
 use crate::auth::{Grant, Subject, Verdict, sign_in_location};
 use crate::env_access::CookieNames;
 use crate::env_gate::{self, Gate, Here, env_gate};
@@ -25,7 +27,7 @@ use crate::headers::{
     clearing_cookies, drop_cookies_named, drop_domain_cookies, is_browser_navigation, is_upgrade,
     remove_cookies, remove_hop_by_hop, remove_session_cookies, set_forwarded, strip_identity,
 };
-use crate::pages::{PageContext, bad_request, head_too_large, render, text};
+use crate::pages::{PageContext, asleep, bad_request, head_too_large, render, text};
 use crate::route::{Page, Target, route};
 use crate::table::EnvEntry;
 use crate::{Body, Gateway, Upstreams};
@@ -74,9 +76,9 @@ pub async fn handle(
         Target::EnvSignIn | Target::ShareLink | Target::Reserved => ("sign-in", ""),
         Target::EnvReserved { env, .. } => ("sign-in", env.as_str()),
         Target::Env { env, .. } => ("env", env.as_str()),
-        Target::Page(Page::Starting { env, .. } | Page::Broken { env, .. }) => {
-            ("page", env.as_str())
-        }
+        Target::Page(
+            Page::Starting { env, .. } | Page::Broken { env, .. } | Page::Sleeping { env, .. },
+        ) => ("page", env.as_str()),
         Target::Page(Page::NoSuchEnv { .. } | Page::UnknownHost) => ("page", ""),
     };
     let env = env.to_string();
@@ -140,7 +142,28 @@ async fn answer(
         Target::Page(Page::NoSuchEnv { .. }) => render(&pages.no_such_env()),
         Target::Page(Page::Starting {
             env, port, status, ..
-        }) => render(&pages.starting(&env, port, &status)),
+        }) => {
+            // A person waiting on the env sees its setup logs; a script's poll costs no read.
+            let logs = if status.phase != Phase::Ready && is_top_level_navigation(request.headers())
+            {
+                gateway.setup_logs.of(&env).await
+            } else {
+                None
+            };
+            render(&pages.starting(&env, port, &status, logs.as_deref()))
+        }
+        Target::Page(Page::Sleeping { env, port, status }) => {
+            if !is_top_level_navigation(request.headers()) {
+                return asleep();
+            }
+            let uid = entry.as_deref().map_or("", |entry| entry.uid.as_str());
+            if gateway.activity.wake(&env, uid, status.asleep_since) {
+                tracing::info!(%env, port, "a visit wakes the env");
+                gateway.metrics.woke_env();
+            }
+            let logs = gateway.setup_logs.of(&env).await;
+            render(&pages.waking(&env, port, &status, logs.as_deref()))
+        }
         Target::Page(Page::Broken { env, status, .. }) => render(&pages.broken(&env, &status)),
         Target::EnvSignIn => env_gate::env_sign_in(here, &request).await,
         Target::ShareLink => env_gate::share_link(here, &request),
@@ -192,10 +215,11 @@ async fn answer(
                         .as_deref()
                         .map(|entry| entry.uid.clone())
                         .unwrap_or_default();
+                    let every = record_every(here.config.sleep_after);
                     if counts_as_activity(request.headers()) {
-                        gateway.activity.noticed(&env, &uid);
+                        gateway.activity.noticed(&env, &uid, every);
                     }
-                    let socket = Some((gateway.activity.clone(), env.clone(), uid));
+                    let socket = Some((gateway.activity.clone(), env.clone(), uid, every));
                     match forward(here, request, authority, "env", socket).await {
                         Ok(mut response) => {
                             let dropped = drop_domain_cookies(response.headers_mut())
@@ -322,7 +346,7 @@ async fn forward(
     mut request: Request<Incoming>,
     authority: Authority,
     target: &'static str,
-    socket: Option<(Activity, String, String)>,
+    socket: Option<(Activity, String, String, Duration)>,
 ) -> Result<Response<Body>, String> {
     let (gateway, upstreams, client, host) = (here.gateway, here.upstreams, here.client, here.host);
     let upgrade = is_upgrade(request.headers())
@@ -388,8 +412,10 @@ async fn forward(
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
                     match socket {
-                        Some((activity, env, uid)) => {
-                            activity.carry_socket(client, upstream, env, uid).await;
+                        Some((activity, env, uid, every)) => {
+                            activity
+                                .carry_socket(client, upstream, env, uid, every)
+                                .await;
                         }
                         None => {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

@@ -57,7 +57,8 @@ impl Target {
         match self {
             Target::Env { env, port }
             | Target::EnvReserved { env, port }
-            | Target::Page(Page::Starting { env, port, .. }) => Some((env, *port)),
+            | Target::Page(Page::Starting { env, port, .. })
+            | Target::Page(Page::Sleeping { env, port, .. }) => Some((env, *port)),
             Target::Page(Page::Broken { env, port, .. }) => Some((env, *port)),
             _ => None,
         }
@@ -81,6 +82,16 @@ pub enum Page {
         /// The port asked for.
         port: u16,
         /// The env's status.
+        status: Arc<EnvStatus>,
+    },
+    /// The env sleeps: a visitor's navigation wakes it (and gets the waking page), anything
+    /// else a 503 with `Retry-After`.
+    Sleeping {
+        /// The env name.
+        env: String,
+        /// The port asked for.
+        port: u16,
+        /// The env's status (since when it sleeps).
         status: Arc<EnvStatus>,
     },
     /// The env failed or was rejected: it will not answer until it is fixed.
@@ -128,6 +139,7 @@ pub fn route(
     match status.phase {
         Phase::Ready if status.exposes(port) => Target::Env { env, port },
         Phase::Failed | Phase::Rejected => Target::Page(Page::Broken { env, port, status }),
+        Phase::Sleeping => Target::Page(Page::Sleeping { env, port, status }),
         _ => Target::Page(Page::Starting { env, port, status }),
     }
 }
@@ -152,6 +164,7 @@ mod tests {
                 })
                 .collect(),
             ready_at: None,
+            ..EnvStatus::default()
         })
     }
 
@@ -162,6 +175,7 @@ mod tests {
             ("pending", status(Phase::Pending, &[])),
             ("failed", status(Phase::Failed, &[10350])),
             ("rejected", status(Phase::Rejected, &[])),
+            ("sleeping", status(Phase::Sleeping, &[10350, 8000])),
         ])
     }
 
@@ -221,6 +235,18 @@ mod tests {
                 route_of(&format!("10350---{env}.preview.example.com"), "/"),
                 Target::Page(Page::Broken { .. })
             ));
+        }
+    }
+
+    #[test]
+    fn a_sleeping_env_is_never_proxied_on_any_port_and_its_gate_applies() {
+        for port in [8000, 10350, 9999] {
+            let target = route_of(&format!("{port}---sleeping.preview.example.com"), "/");
+            let Target::Page(Page::Sleeping { ref env, port: asked, .. }) = target else {
+                panic!("port {port} of a sleeping env: {target:?}")
+            };
+            assert_eq!((env.as_str(), asked), ("sleeping", port));
+            assert_eq!(target.env(), Some(("sleeping", port)), "its gate applies");
         }
     }
 

@@ -246,6 +246,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         ephemerator_kit::events::reporting_instance("ephgateway"),
     );
     tasks.spawn(activity_writer);
+    let setup_logs = crate::setup_logs::SetupLogs::new(Some(client.clone()), &namespace);
     let gateway = Arc::new(Gateway {
         config,
         proto,
@@ -263,6 +264,7 @@ pub fn start(settings: Settings, mut listeners: Listeners) -> Result<Running, St
         metrics: metrics.clone(),
         draining: draining.clone(),
         activity,
+        setup_logs,
     });
 
     let report = Arc::new(GatewayReport {

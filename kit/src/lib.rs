@@ -7,6 +7,7 @@
 //! - [`admin`]: the `/healthz`, `/readyz` and `/metrics` listener beside the traffic;
 //! - [`logging`]: one log setup (text or JSON);
 //! - [`metrics`]: the registry and series every server's `/metrics` has;
+//! - [`runner_logs`]: an env runner's setup logs, as the dashboard and the gateway show them;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as one future;
 //! - [`signing`]: the keys of the Secret that sign env cookies, codes and share links, and
 //!   the tokens made with them;
@@ -25,6 +26,7 @@ pub mod flags;
 pub mod live_config;
 pub mod logging;
 pub mod metrics;
+pub mod runner_logs;
 pub mod running;
 pub mod shutdown;
 pub mod signing;

@@ -120,17 +120,20 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         ("create", "leases.coordination.k8s.io"),
         ("get", "leases.coordination.k8s.io/ephctrl"),
         ("update", "leases.coordination.k8s.io/ephctrl"),
+        // The envs' activity Leases: when each was last used (sleep and wake).
+        ("list", "leases.coordination.k8s.io"),
+        ("watch", "leases.coordination.k8s.io"),
     ] {
         assert!(
             can(&cluster, "ephctrl", verb, resource, "ephemerator").await,
             "ephctrl {verb} {resource}"
         );
     }
-    // Its own Lease only, and only to hold it.
+    // Holds its own Lease only; reads the others, changes none.
     for (verb, resource) in [
         ("get", "leases.coordination.k8s.io/kube-scheduler"),
         ("update", "leases.coordination.k8s.io/another"),
-        ("list", "leases.coordination.k8s.io"),
+        ("patch", "leases.coordination.k8s.io/nicks-activity"),
         ("delete", "leases.coordination.k8s.io/ephctrl"),
         ("get", "secrets"),
         ("create", "configmaps"),
@@ -171,8 +174,9 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         );
     }
 
-    // ephgateway: reads env ConfigMaps, creates Events (a share link's first use) and applies
-    // activity Leases; writes nothing else, reads no Secrets, Services, Events or Leases.
+    // ephgateway: reads env ConfigMaps and the runners' setup logs, creates Events (a share
+    // link's first use) and applies activity Leases; writes nothing else, reads no Secrets,
+    // Services, Events or Leases.
     for verb in ["get", "list", "watch"] {
         assert!(can(&cluster, "ephgateway", verb, "configmaps", "ephemerator").await);
     }
@@ -181,6 +185,9 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         // The envs' activity Leases, by server-side apply.
         ("create", "leases.coordination.k8s.io"),
         ("patch", "leases.coordination.k8s.io"),
+        // The waking and starting pages' setup logs.
+        ("list", "pods"),
+        ("get", "pods/log"),
     ] {
         assert!(
             can(&cluster, "ephgateway", verb, resource, "ephemerator").await,
@@ -198,6 +205,10 @@ async fn the_overlays_apply_and_each_binary_gets_exactly_its_role() {
         ("delete", "leases.coordination.k8s.io"),
         ("list", "leases.coordination.k8s.io"),
         ("update", "leases.coordination.k8s.io"),
+        ("watch", "pods"),
+        ("delete", "pods"),
+        ("create", "pods/exec"),
+        ("get", "secrets"),
     ] {
         assert!(
             !can(&cluster, "ephgateway", verb, resource, "ephemerator").await,

@@ -384,6 +384,7 @@ async fn a_rolling_restart_of_two_dashboards_and_two_gateways_fails_no_request()
             port: app_port,
         }],
         ready_at: Some(jiff::Timestamp::now()),
+        ..EnvStatus::default()
     };
     env.metadata
         .labels

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ephemerator_core::labels::child_labels;
+use ephemerator_core::labels::{WAKE_ANNOTATION, child_labels};
 use ephemerator_core::{EnvSpec, env_config_map};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus,
@@ -122,6 +122,7 @@ struct Case {
     memory: Memory,
     now: Timestamp,
     tilt_answered: bool,
+    last_activity: Option<Timestamp>,
 }
 
 impl Case {
@@ -135,7 +136,12 @@ impl Case {
             memory: Memory::default(),
             now: at("2030-01-01T10:01:00Z"),
             tilt_answered: false,
+            last_activity: None,
         }
+    }
+
+    fn config_map_status(&self) -> EnvStatus {
+        EnvStatus::from_meta(&self.config_map.metadata)
     }
 
     fn with_runner(mut self, runner: RunnerDeployment) -> Case {
@@ -167,6 +173,7 @@ impl Case {
             dashboard_url: "http://preview.localhost/",
             tilt_polls: TiltPolls::default(),
             tilt_answered: self.tilt_answered,
+            last_activity: self.last_activity,
         })
     }
 
@@ -184,6 +191,7 @@ impl Case {
             discovered_ports: &memory.ports().discovered,
             config: &self.config,
             config_digest: crate::desired::children_config_digest(&self.config),
+            asleep: self.config_map_status().phase == Phase::Sleeping,
         }
         .digest();
         for (kind, meta) in [
@@ -295,6 +303,7 @@ fn the_phase_follows_the_runner() {
             port: 10350,
         }],
         ready_at: Some(at("2030-01-01T10:00:30Z")),
+        ..EnvStatus::default()
     };
     let settled =
         Case::new(with_status(config_map(HTML, expiration), &shown)).with_runner(runner(HTML, 1));
@@ -641,6 +650,7 @@ fn a_status_already_on_the_config_map_is_not_written_again() {
             },
         ],
         ready_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+        ..EnvStatus::default()
     };
     let written = ObjectMeta {
         labels: Some(status.labels()),
@@ -688,4 +698,149 @@ fn a_shorter_max_lifetime_in_a_new_config_never_cuts_a_recorded_env_short() {
         plan.record_max_lifetime,
         Some(SignedDuration::from_hours(1))
     );
+}
+
+mod sleeping {
+    use super::*;
+
+    const STATIC: &str = "https://github.com/example/static-site";
+    const EXPIRES: &str = "2030-01-01T10:55:00Z";
+
+    fn sleepy() -> Config {
+        Config::from_yaml_str(&format!("{CONFIG}sleepAfter: 10m\n"), "test.yaml").unwrap()
+    }
+
+    fn replicas(plan: &Plan) -> Option<i32> {
+        plan.children.as_ref()?.deployment.spec.as_ref()?.replicas
+    }
+
+    fn case(status: &EnvStatus, ready: i32, now: &str) -> Case {
+        let mut case = Case::new(with_status(config_map(STATIC, Some(EXPIRES)), status))
+            .with_runner(runner(STATIC, ready))
+            .applied_before()
+            .at(now);
+        case.config = sleepy();
+        case
+    }
+
+    fn ready() -> EnvStatus {
+        EnvStatus {
+            phase: Phase::Ready,
+            message: Some("runner ready".into()),
+            ports: vec![
+                Port {
+                    name: "web".into(),
+                    port: 8080,
+                },
+                Port {
+                    name: "tilt".into(),
+                    port: 10350,
+                },
+            ],
+            ready_at: Some(at("2030-01-01T10:00:30Z")),
+            ..EnvStatus::default()
+        }
+    }
+
+    #[test]
+    fn an_idle_ready_env_falls_asleep_its_runner_scaled_to_zero_and_its_service_kept() {
+        let awake = case(&ready(), 1, "2030-01-01T10:10:00Z").plan();
+        assert!(awake.status.is_none() && awake.apply.is_empty(), "{awake:?}");
+        assert_eq!(awake.requeue, Some(Duration::from_secs(30)), "at 10:10:30");
+
+        let plan = case(&ready(), 1, "2030-01-01T10:10:30Z").plan();
+        assert_eq!(phase(&plan), Some(Phase::Sleeping));
+        assert!(
+            message(&plan).starts_with("asleep since 2030-01-01T10:10:30Z"),
+            "{}",
+            message(&plan)
+        );
+        assert_eq!(replicas(&plan), Some(0));
+        assert!(plan.delete.is_empty(), "the Service stays: {:?}", plan.delete);
+        let change = plan.status.as_ref().unwrap();
+        assert!(change.falls_asleep);
+        assert_eq!(change.event.as_ref().unwrap().reason, "Sleeping");
+        assert_eq!(change.status.ports, ready().ports, "its ports stay shown");
+        // Still woken for its warning and deadline.
+        assert_eq!(plan.requeue, Some(Duration::from_secs(39 * 60 + 30)), "the warning at 10:50");
+    }
+
+    #[test]
+    fn a_person_using_it_keeps_it_awake() {
+        let mut used = case(&ready(), 1, "2030-01-01T10:20:00Z");
+        used.last_activity = Some(at("2030-01-01T10:15:00Z"));
+        let plan = used.plan();
+        assert!(plan.status.is_none(), "{:?}", plan.status);
+        assert_eq!(plan.requeue, Some(Duration::from_secs(5 * 60)));
+    }
+
+    fn asleep() -> EnvStatus {
+        EnvStatus {
+            phase: Phase::Sleeping,
+            message: Some(crate::sleep::asleep_message(
+                at("2030-01-01T10:10:30Z"),
+                Some(SignedDuration::from_mins(10)),
+            )),
+            asleep_since: Some(at("2030-01-01T10:10:30Z")),
+            ..ready()
+        }
+    }
+
+    #[test]
+    fn a_sleeping_env_stays_asleep_and_a_visit_wakes_it() {
+        let still = case(&asleep(), 0, "2030-01-01T10:30:00Z").plan();
+        assert!(still.status.is_none(), "{:?}", still.status);
+        assert!(still.apply.is_empty(), "{:?}", still.apply);
+
+        let mut visited = case(&asleep(), 0, "2030-01-01T10:30:00Z");
+        visited.last_activity = Some(at("2030-01-01T10:29:59Z"));
+        let plan = visited.plan();
+        assert_eq!(phase(&plan), Some(Phase::Starting));
+        assert_eq!(message(&plan), "woken by a visit; runner starting");
+        assert_eq!(replicas(&plan), Some(1));
+        let change = plan.status.as_ref().unwrap();
+        assert_eq!(change.status.woke_at, Some(visited.now));
+        assert_eq!(change.status.asleep_since, asleep().asleep_since);
+        assert_eq!(change.event.as_ref().unwrap().note, message(&plan));
+    }
+
+    #[test]
+    fn the_wake_ends_ready_and_is_measured() {
+        let waking = EnvStatus {
+            phase: Phase::Starting,
+            message: Some("woken by a visit; runner starting".into()),
+            woke_at: Some(at("2030-01-01T10:30:00Z")),
+            ..asleep()
+        };
+        let plan = case(&waking, 1, "2030-01-01T10:31:00Z").plan();
+        assert_eq!(phase(&plan), Some(Phase::Ready));
+        let change = plan.status.as_ref().unwrap();
+        assert_eq!(change.woke_after, Some(Duration::from_secs(60)));
+        assert_eq!(change.status.asleep_since, None);
+        assert_eq!(change.first_ready_after, None, "not its first Ready");
+    }
+
+    #[test]
+    fn the_wake_annotation_wakes_it_and_is_cleared() {
+        let mut cm = with_status(config_map(STATIC, Some(EXPIRES)), &asleep());
+        cm.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(WAKE_ANNOTATION.into(), "nicks".into());
+        let mut asked = Case::new(cm)
+            .with_runner(runner(STATIC, 0))
+            .applied_before()
+            .at("2030-01-01T10:30:00Z");
+        asked.config = sleepy();
+        let plan = asked.plan();
+        assert!(plan.clear_wake);
+        assert_eq!(message(&plan), "woken by nicks; runner starting");
+        assert_eq!(replicas(&plan), Some(1));
+    }
+
+    #[test]
+    fn a_sleeping_env_still_expires_on_time() {
+        let plan = case(&asleep(), 0, EXPIRES).plan();
+        assert!(plan.expire.is_some(), "{plan:?}");
+    }
 }

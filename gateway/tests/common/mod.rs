@@ -67,6 +67,7 @@ pub async fn put_env(
             })
             .collect(),
         ready_at: None,
+        ..EnvStatus::default()
     };
     let mut cm = env_config_map(
         name,
