@@ -69,23 +69,6 @@ async fn visit(client: &Client, config_map: &ConfigMap) {
         .unwrap();
 }
 
-/// The notes of env `name`'s Events with `reason`.
-async fn event_notes(client: &Client, name: &str, reason: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NAMESPACE);
-    let Ok(events) = api.list(&Default::default()).await else {
-        return Vec::new();
-    };
-    events
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .filter_map(|e| e.note)
-        .collect()
-}
-
 async fn metric(port: u16, line_prefix: &str) -> Option<f64> {
     let (_, body) = http_get(port, "/metrics").await?;
     body.lines()
@@ -194,7 +177,8 @@ async fn keep_awake_exempts_an_env_and_kubectl_wakes_one(cluster: TestCluster) {
     .await;
     // The wake's Event says who asked (the message moves on as the runner starts).
     wait_for("plain woken by ops", || async {
-        let notes = event_notes(&client, "plain", "Starting").await;
+        let notes =
+            ephemerator_testkit::event_notes(&client, NAMESPACE, "plain", "Starting").await;
         notes
             .iter()
             .any(|note| note.starts_with("woken by ops"))

@@ -32,7 +32,6 @@ use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use realcluster::RealCluster;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NAMESPACE: &str = "ephemerator";
 const HOST: &str = "preview.localhost";
@@ -188,44 +187,6 @@ async fn request(
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// An env's app: a page for plain requests, a WebSocket echo for upgrades.
-async fn app() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut head = [0u8; 8192];
-                let seen = stream.peek(&mut head).await.unwrap_or(0);
-                let text = String::from_utf8_lossy(&head[..seen]).to_lowercase();
-                if text.contains("upgrade: websocket") {
-                    if let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await {
-                        while let Some(Ok(message)) = socket.next().await {
-                            if message.is_text() && socket.send(message).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    return;
-                }
-                // One answer per connection: the gateway's pool never hands the upgrade of a
-                // WebSocket to a connection that served a page.
-                let _ = stream.read(&mut head).await;
-                let body = "the app";
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 /// What the steady stream saw.
 #[derive(Default)]
 struct Tally {
@@ -365,7 +326,7 @@ async fn a_rolling_restart_of_two_dashboards_and_two_gateways_fails_no_request()
     };
 
     // An env whose app serves a page and a WebSocket, Ready as ephctrl would report it.
-    let app_port = app().await;
+    let app_port = ephemerator_testkit::app::page_and_echo().await;
     let mut env = env_config_map(
         "sockets",
         USER,

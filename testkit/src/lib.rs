@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub use fantoccini;
 
+pub mod app;
 pub mod process_group;
 pub mod service;
 
