@@ -9,10 +9,13 @@
 //! pages (sign-in, "starting", "broken") and their reloads, the dashboard and its polling, the
 //! opening of a WebSocket or one that stays silent, nor ephctrl's calls to Tilt (they do not go
 //! through the gateway).
+//!
+//! ephctrl reads the Leases to put an env unused for the config's `sleepAfter` to sleep, and to
+//! wake it when a visit renews its Lease after it fell asleep (ephctrl's `sleep` module).
 
 use std::time::Duration;
 
-use crate::labels::{PART_OF_KEY, PART_OF_VALUE};
+use crate::labels::{KEEP_AWAKE_ANNOTATION, PART_OF_KEY, PART_OF_VALUE};
 
 /// Label on an activity Lease: the env it tells of.
 pub const ACTIVITY_OF_LABEL: &str = "ephemerator.tilt.dev/activity-of";
@@ -29,6 +32,15 @@ pub fn record_every(sleep_after: Option<jiff::SignedDuration>) -> Duration {
         .and_then(|after| Duration::try_from(after).ok())
         .map_or(RECORD_EVERY, |after| after / 4);
     quarter.clamp(RECORD_EVERY_AT_LEAST, RECORD_EVERY)
+}
+
+/// Whether the owner keeps the env of `meta` awake ([`KEEP_AWAKE_ANNOTATION`] is `true`, in
+/// any case, spaces around ignored; anything else, or none: it sleeps after `sleepAfter`).
+pub fn kept_awake(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(KEEP_AWAKE_ANNOTATION))
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
 /// The name of env `env`'s activity Lease (distinct envs, distinct names).
@@ -59,7 +71,10 @@ mod tests {
     fn renewals_are_frequent_enough_for_short_sleeps() {
         use jiff::SignedDuration;
         assert_eq!(record_every(None), RECORD_EVERY);
-        assert_eq!(record_every(Some(SignedDuration::from_hours(1))), RECORD_EVERY);
+        assert_eq!(
+            record_every(Some(SignedDuration::from_hours(1))),
+            RECORD_EVERY
+        );
         assert_eq!(
             record_every(Some(SignedDuration::from_secs(8))),
             Duration::from_secs(2)

@@ -99,8 +99,8 @@ pub struct EnvStatus {
     pub ready_at: Option<Timestamp>,
     /// Since when it sleeps (set exactly while the phase is [`Phase::Sleeping`]).
     pub asleep_since: Option<Timestamp>,
-    /// When it was last woken (from sleep, or kept from sleeping by a Wake): its idle time
-    /// counts from then at the earliest.
+    /// When it was last woken (from sleep, or kept from sleeping by a Wake), then when that
+    /// wake was over (its runner ready again): its idle time counts from then at the earliest.
     pub woke_at: Option<Timestamp>,
 }
 

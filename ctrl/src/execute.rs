@@ -186,29 +186,12 @@ pub async fn execute(
 }
 
 /// Removes the wake annotation, which the status just written acted on, guarded by
-/// `builds_on`: a wake asked for since is seen by the next reconcile, never lost.
+/// `builds_on`: a wake asked for since is seen by the next reconcile, never lost (a conflict
+/// leaves the annotation for it).
 async fn clear_wake(ctx: &Context, config_map: &ConfigMap, builds_on: &str) -> Result<()> {
-    ctx.check_leading()?;
-    let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": builds_on,
-            "annotations": { WAKE_ANNOTATION: null },
-        },
-    });
-    match api
-        .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))
+    patch_annotations(ctx, config_map, builds_on, json!({ WAKE_ANNOTATION: null }))
         .await
-    {
-        Ok(_) => Ok(()),
-        // Changed since: the next reconcile sees the annotation again and acts on it.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
+        .map(drop)
 }
 
 /// Writes `data.expiration` and the `maxLifetime` it was set under, guarded by the cached
@@ -388,6 +371,24 @@ async fn claim_warning(
     builds_on: &str,
     deadline: jiff::Timestamp,
 ) -> Result<Option<String>> {
+    patch_annotations(
+        ctx,
+        config_map,
+        builds_on,
+        json!({ WARNED_FOR_ANNOTATION: deadline.to_string() }),
+    )
+    .await
+}
+
+/// Merge-patches `annotations` (`null` removes one) onto the ConfigMap, guarded by
+/// `builds_on`. Returns the new resourceVersion, or `None` when the ConfigMap is no longer at
+/// `builds_on`.
+async fn patch_annotations(
+    ctx: &Context,
+    config_map: &ConfigMap,
+    builds_on: &str,
+    annotations: serde_json::Value,
+) -> Result<Option<String>> {
     ctx.check_leading()?;
     let api: Api<ChildMeta<ConfigMap>> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let params = PatchParams {
@@ -395,10 +396,7 @@ async fn claim_warning(
         ..PatchParams::default()
     };
     let patch = json!({
-        "metadata": {
-            "resourceVersion": builds_on,
-            "annotations": { WARNED_FOR_ANNOTATION: deadline.to_string() },
-        },
+        "metadata": { "resourceVersion": builds_on, "annotations": annotations },
     });
     match api
         .patch(&config_map.name_any(), &params, &Patch::Merge(&patch))

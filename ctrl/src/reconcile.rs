@@ -81,7 +81,6 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             .as_deref()
             .map(|i| (ownership(&i.metadata), &i.metadata)),
     };
-    let last_activity = last_activity(ctx, &name, &uid);
     let mut memory = ctx.memory.of(&name);
     let tilt_token = match observed.deployment {
         Some((Ownership::Ours, deployment)) if deployment.tilt_token.is_some() => {
@@ -101,7 +100,6 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
         observed,
         &tilt_token,
         &dashboard_url,
-        last_activity,
         false,
     );
     if let Some(runner) = plan.ask_tilt.take() {
@@ -114,7 +112,6 @@ async fn reconcile_env(config_map: &ConfigMap, ctx: &Context) -> Result<Action> 
             observed,
             &tilt_token,
             &dashboard_url,
-            last_activity,
             true,
         );
     }
@@ -131,9 +128,10 @@ fn make_plan(
     observed: Observed,
     tilt_token: &str,
     dashboard_url: &str,
-    last_activity: Option<Timestamp>,
     tilt_answered: bool,
 ) -> Plan {
+    let name = config_map.name_any();
+    let last_activity = last_activity(ctx, &name, config_map.uid().as_deref().unwrap_or_default());
     // One config for the whole plan, even if a reload lands meanwhile.
     let config = ctx.config.current();
     let config_digest = crate::desired::children_config_digest(&config);

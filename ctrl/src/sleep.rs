@@ -7,7 +7,8 @@
 //! is ready again, so the wake's duration is measured once, and a spec change's restart is
 //! not taken for a wake).
 
-use ephemerator_core::labels::{KEEP_AWAKE_ANNOTATION, WAKE_ANNOTATION};
+use ephemerator_core::activity::kept_awake;
+use ephemerator_core::labels::WAKE_ANNOTATION;
 use ephemerator_core::{EnvStatus, Phase};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -65,7 +66,7 @@ pub struct Sleep {
     pub asleep: bool,
     /// The status's `asleep-since`: set while asleep and while waking.
     pub asleep_since: Option<Timestamp>,
-    /// The status's `woke-at`.
+    /// The status's `woke-at`: when it was last woken, then when that wake was over.
     pub woke_at: Option<Timestamp>,
     /// It falls asleep with this plan.
     pub falls_asleep: bool,
@@ -93,14 +94,6 @@ pub fn wake_asked(meta: &ObjectMeta) -> Option<String> {
             .trim()
             .to_string(),
     )
-}
-
-/// Whether the owner keeps the env awake.
-pub fn kept_awake(meta: &ObjectMeta) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(KEEP_AWAKE_ANNOTATION))
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
 /// Applies the rules.
@@ -155,12 +148,18 @@ pub fn sleep(inputs: &SleepInputs) -> Sleep {
     }
 
     // Awake, or waking.
-    let woke_at = if clear_wake { Some(now) } else { status.woke_at };
     let waking = status.asleep_since.is_some() && !runner_ready;
-    let woke_after = (status.asleep_since.is_some() && runner_ready)
-        .then(|| status.woke_at)
-        .flatten()
+    let woke_after = status
+        .woke_at
+        .filter(|_| status.asleep_since.is_some() && runner_ready)
         .and_then(|woke| std::time::Duration::try_from(now.duration_since(woke)).ok());
+    // Its idle time counts from the end of the wake: a runner slower to start than
+    // `sleepAfter` is not put back to sleep the moment it is ready.
+    let woke_at = if clear_wake || woke_after.is_some() {
+        Some(now)
+    } else {
+        status.woke_at
+    };
     let mut decided = Sleep {
         asleep_since: status.asleep_since.filter(|_| waking),
         woke_at,
@@ -190,13 +189,19 @@ pub fn sleep(inputs: &SleepInputs) -> Sleep {
     decided
 }
 
+/// A time as messages show it: to the second.
+fn shown(time: Timestamp) -> Timestamp {
+    time.round(jiff::Unit::Second).unwrap_or(time)
+}
+
 /// The message of a sleeping env.
 pub fn asleep_message(since: Timestamp, sleep_after: Option<SignedDuration>) -> String {
     match sleep_after {
         Some(after) => format!(
-            "asleep since {since}: nobody used it for {after:#}; opening one of its ports wakes it"
+            "asleep since {}: nobody used it for {after:#}; opening one of its ports wakes it",
+            shown(since)
         ),
-        None => format!("asleep since {since}"),
+        None => format!("asleep since {}", shown(since)),
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use ephemerator_core::activity::ACTIVITY_OF_LABEL;
 use ephemerator_core::labels::{PART_OF_KEY, PART_OF_VALUE, env_label_selector};
 use ephemerator_core::{EnvStatus, Phase};
-use k8s_openapi::api::coordination::v1::Lease;
 use ephemerator_kit::cluster::reflected_watch;
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -196,9 +196,7 @@ pub fn activity_watch(
         let renewed = match event {
             watcher::Event::Apply(lease) => {
                 let asleep = activity_of(&lease)
-                    .and_then(|env| {
-                        config_maps.get(&ObjectRef::new(env).within(&namespace_owned))
-                    })
+                    .and_then(|env| config_maps.get(&ObjectRef::new(env).within(&namespace_owned)))
                     .is_some_and(|cm| EnvStatus::from_meta(&cm.metadata).phase == Phase::Sleeping);
                 asleep.then_some(lease)
             }

@@ -85,11 +85,10 @@ async fn an_idle_env_sleeps_and_a_visit_recorded_on_its_lease_wakes_it(cluster: 
     let asleep = phase_becomes(&client, "dozy", Phase::Sleeping).await;
     let since = asleep.asleep_since.expect("since when it sleeps");
     assert!(
-        asleep
-            .message
-            .as_deref()
-            .unwrap()
-            .starts_with(&format!("asleep since {since}")),
+        asleep.message.as_deref().unwrap().starts_with(&format!(
+            "asleep since {}",
+            since.round(jiff::Unit::Second).unwrap()
+        )),
         "{asleep:?}"
     );
     wait_for("the runner scaled to zero", || async {
@@ -100,7 +99,13 @@ async fn an_idle_env_sleeps_and_a_visit_recorded_on_its_lease_wakes_it(cluster: 
         get::<Service>(&client, "dozy").await.is_some(),
         "the Service stays"
     );
-    assert_eq!(asleep.ports, vec![ephemerator_core::Port { name: "tilt".into(), port: 10350 }]);
+    assert_eq!(
+        asleep.ports,
+        vec![ephemerator_core::Port {
+            name: "tilt".into(),
+            port: 10350
+        }]
+    );
     assert_eq!(
         metric(ctrl.admin_port, "ephctrl_envs{phase=\"Sleeping\"} ").await,
         Some(1.0)
@@ -171,14 +176,18 @@ async fn keep_awake_exempts_an_env_and_kubectl_wakes_one(cluster: TestCluster) {
     // An operator wakes the sleeping one, as the README says.
     kubectl(
         &cluster,
-        &["annotate", "configmap", "plain", &format!("{WAKE_ANNOTATION}=ops")],
+        &[
+            "annotate",
+            "configmap",
+            "plain",
+            &format!("{WAKE_ANNOTATION}=ops"),
+        ],
         &[],
     )
     .await;
     // The wake's Event says who asked (the message moves on as the runner starts).
     wait_for("plain woken by ops", || async {
-        let notes =
-            ephemerator_testkit::event_notes(&client, NAMESPACE, "plain", "Starting").await;
+        let notes = ephemerator_testkit::event_notes(&client, NAMESPACE, "plain", "Starting").await;
         notes
             .iter()
             .any(|note| note.starts_with("woken by ops"))
@@ -195,7 +204,12 @@ async fn keep_awake_exempts_an_env_and_kubectl_wakes_one(cluster: TestCluster) {
     // Keep-awake turned off: it sleeps like the others.
     kubectl(
         &cluster,
-        &["annotate", "configmap", "kept", &format!("{KEEP_AWAKE_ANNOTATION}-")],
+        &[
+            "annotate",
+            "configmap",
+            "kept",
+            &format!("{KEEP_AWAKE_ANNOTATION}-"),
+        ],
         &[],
     )
     .await;
@@ -221,7 +235,10 @@ async fn a_sleeping_env_still_expires_on_time(cluster: TestCluster) {
     phase_becomes(&client, "brief", Phase::Sleeping).await;
     assert!(Timestamp::now() < expiration, "asleep before its deadline");
     wait_for("brief expired", || async {
-        get::<ConfigMap>(&client, "brief").await.is_none().then_some(())
+        get::<ConfigMap>(&client, "brief")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(

@@ -402,6 +402,7 @@ fn ready_status(ready_at: Timestamp) -> EnvStatus {
             },
         ],
         ready_at: Some(ready_at),
+        ..EnvStatus::default()
     }
 }
 

@@ -20,6 +20,11 @@ use actix_web::web::Bytes;
 /// can contain it; only the template's own unescaped `{{ rows | safe }}` puts it there.
 pub const ROWS_MARKER: &str = "<\u{0}ephemerator-rows\u{0}>";
 
+/// Where a viewer's CSRF token goes in an env row every such viewer shares (a sleeping env's
+/// Wake button: see [`crate::fragment_cache::SharedList`]). Like [`ROWS_MARKER`] it starts
+/// with `<`, so only the template's own unescaped `{{ token_marker | safe }}` can put it there.
+pub const TOKEN_MARKER: &str = "<\u{0}ephemerator-token\u{0}>";
+
 /// A body of pieces sent in order, with its length known up front (so it has a
 /// `Content-Length`, as a one-piece body does).
 #[derive(Debug, Default, Clone)]
@@ -123,10 +128,12 @@ mod tests {
 
     #[test]
     fn an_escaped_marker_is_no_marker() {
-        let mut context = tera::Context::new();
-        context.insert("who", ROWS_MARKER);
-        let rendered = tera::Tera::one_off("<b>{{ who }}</b>", &context, true).unwrap();
-        assert!(!rendered.contains(ROWS_MARKER), "{rendered:?}");
+        for marker in [ROWS_MARKER, TOKEN_MARKER] {
+            let mut context = tera::Context::new();
+            context.insert("who", marker);
+            let rendered = tera::Tera::one_off("<b>{{ who }}</b>", &context, true).unwrap();
+            assert!(!rendered.contains(marker), "{rendered:?}");
+        }
     }
 
     #[actix_web::test]

@@ -1,15 +1,18 @@
 //! What the dashboard's actions decide, as pure functions over core's types: whether a user may
-//! create, extend or delete an env, change who may open it, or make and revoke its share
-//! links, and exactly what to write. The routes only carry the
+//! create, extend or delete an env, change who may open it, make and revoke its share links,
+//! wake it or keep it awake, and exactly what to write. The routes only carry the
 //! decisions out (see `routes::actions`).
 
-use ephemerator_core::access::Access;
+use ephemerator_core::access::{Access, Visitor};
 use ephemerator_core::env::{lifetime_patch, record_max_lifetime, set_access as annotate_access};
-use ephemerator_core::labels::{ACCESS_ANNOTATION, SHARE_LINKS_ANNOTATION, has_ephemerator_labels};
+use ephemerator_core::labels::{
+    ACCESS_ANNOTATION, KEEP_AWAKE_ANNOTATION, SHARE_LINKS_ANNOTATION, WAKE_ANNOTATION,
+    has_ephemerator_labels,
+};
 use ephemerator_core::lifecycle::Extension;
 use ephemerator_core::names::nth_env_name;
 use ephemerator_core::share::{MAX_SHARE_LINKS, ShareLink, check_label, share_links_json};
-use ephemerator_core::{Config, Env, EnvSpec, ValidationErrors, env_config_map};
+use ephemerator_core::{Config, Env, EnvSpec, Phase, ValidationErrors, env_config_map};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -36,6 +39,20 @@ pub enum Refusal {
         /// Its owner.
         owner: String,
     },
+    /// The env's access level does not admit the user (it is open to its owner only).
+    #[error("{env} is open to its owner ({owner}) and admins only: only they can wake it")]
+    MayNotOpen {
+        /// The env.
+        env: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// A Wake of an env that is awake.
+    #[error("{0} is not asleep")]
+    NotAsleep(String),
+    /// A Wake of an env woken already, whose runner is starting.
+    #[error("{0} is waking up already: its runner is starting")]
+    Waking(String),
     /// No env of that name (deleted meanwhile, or never there).
     #[error("there is no environment {0}")]
     NoSuchEnv(String),
@@ -68,8 +85,12 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::Invalid(_) | Refusal::Broken { .. } | Refusal::NotAllowed(_) => 422,
-            Refusal::OverQuota { .. } | Refusal::AtCap { .. } | Refusal::Conflict(_) => 409,
-            Refusal::NotYours { .. } => 403,
+            Refusal::OverQuota { .. }
+            | Refusal::AtCap { .. }
+            | Refusal::Conflict(_)
+            | Refusal::NotAsleep(_)
+            | Refusal::Waking(_) => 409,
+            Refusal::NotYours { .. } | Refusal::MayNotOpen { .. } => 403,
             Refusal::NoSuchEnv(_) => 404,
         }
     }
@@ -120,10 +141,9 @@ pub fn create(
     Ok(config_map)
 }
 
-/// Checks that `user` may change env `name`, given its ConfigMap (as cached or just read).
-pub fn may_change<'a>(
-    user: &str,
-    config: &Config,
+/// Env `name` of its ConfigMap (as cached or just read), if it is one: a ConfigMap without the
+/// env labels is never changed.
+fn env_of<'a>(
     name: &str,
     config_map: Option<&'a ConfigMap>,
 ) -> Result<(&'a ConfigMap, Env), Refusal> {
@@ -135,6 +155,17 @@ pub fn may_change<'a>(
         env: name.to_string(),
         reason: error.to_string(),
     })?;
+    Ok((config_map, env))
+}
+
+/// Checks that `user` may change env `name`, given its ConfigMap (as cached or just read).
+pub fn may_change<'a>(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&'a ConfigMap>,
+) -> Result<(&'a ConfigMap, Env), Refusal> {
+    let (config_map, env) = env_of(name, config_map)?;
     if env.owner != user && !config.is_admin(user) {
         return Err(Refusal::NotYours {
             env: name.to_string(),
@@ -297,6 +328,105 @@ fn links_patch(config_map: &ConfigMap, links: &[ShareLink]) -> serde_json::Value
             "annotations": { SHARE_LINKS_ANNOTATION: share_links_json(links) },
         },
     })
+}
+
+/// Whether signed-in `user` (an `admin` or not) may open `env` under `config`: its level in
+/// force admits them, as the gateway decides. Whoever may open an env may wake it (a visit
+/// would wake it anyway).
+pub fn may_open(user: &str, admin: bool, config: &Config, env: &Env) -> bool {
+    let visitor = Visitor::Person {
+        identity: user,
+        admin,
+    };
+    config
+        .access
+        .effective(env.access)
+        .admits(&env.owner, visitor)
+}
+
+/// Whether `env` sleeps (its runner scaled to zero): a Wake is offered and accepted.
+pub fn is_asleep(env: &Env) -> bool {
+    env.status.phase == Phase::Sleeping
+}
+
+/// Whether `env` was woken and its runner is starting again (ephctrl keeps `asleep-since`
+/// until the runner is ready).
+pub fn is_waking(env: &Env) -> bool {
+    env.status.asleep_since.is_some()
+        && matches!(env.status.phase, Phase::Pending | Phase::Starting)
+}
+
+/// Whether the owner keeps env ConfigMap `config_map` awake: read as ephctrl reads it
+/// (`true`, in any case, spaces around ignored).
+pub fn is_kept_awake(config_map: &ConfigMap) -> bool {
+    ephemerator_core::activity::kept_awake(&config_map.metadata)
+}
+
+/// Decides a Wake of env `name` by `user`: the merge patch setting the wake annotation to who
+/// asked (guarded by the resourceVersion read, so the phase it is decided on is current), or
+/// why not. Only an env asleep is woken: the button is only on those, and a late second
+/// click on a waking env is told so rather than writing again.
+pub fn wake(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+) -> Result<(serde_json::Value, ()), Refusal> {
+    let (config_map, env) = env_of(name, config_map)?;
+    if !may_open(user, config.is_admin(user), config, &env) {
+        return Err(Refusal::MayNotOpen {
+            env: name.to_string(),
+            owner: env.owner,
+        });
+    }
+    if is_waking(&env) {
+        return Err(Refusal::Waking(name.to_string()));
+    }
+    if !is_asleep(&env) {
+        return Err(Refusal::NotAsleep(name.to_string()));
+    }
+    Ok((
+        serde_json::json!({
+            "metadata": {
+                "resourceVersion": config_map.resource_version().unwrap_or_default(),
+                "annotations": { WAKE_ANNOTATION: user },
+            },
+        }),
+        (),
+    ))
+}
+
+/// Decides turning keep-awake of env `name` on (`on`) or off: the merge patch setting the
+/// annotation to `"true"` or removing it, or why not. Only its owner or an admin decides, and
+/// only where envs sleep at all (`sleepAfter` set).
+pub fn keep_awake(
+    user: &str,
+    config: &Config,
+    name: &str,
+    config_map: Option<&ConfigMap>,
+    on: bool,
+) -> Result<(serde_json::Value, bool), Refusal> {
+    let (config_map, _) = may_change(user, config, name, config_map)?;
+    if config.sleep_after.is_none() {
+        return Err(Refusal::NotAllowed(
+            "envs never sleep on this ephemerator (no sleepAfter): there is nothing to keep them awake from".into(),
+        ));
+    }
+    // `null` removes the annotation in a merge patch.
+    let value = if on {
+        serde_json::Value::from("true")
+    } else {
+        serde_json::Value::Null
+    };
+    Ok((
+        serde_json::json!({
+            "metadata": {
+                "resourceVersion": config_map.resource_version().unwrap_or_default(),
+                "annotations": { KEEP_AWAKE_ANNOTATION: value },
+            },
+        }),
+        on,
+    ))
 }
 
 /// Decides a delete: the uid to guard the delete with, or why not.
@@ -470,5 +600,176 @@ admins: [root@example.com]
             ),
             Err(Refusal::NotYours { .. })
         ));
+    }
+
+    /// The test config where envs sleep after 30 min and may be made public.
+    fn sleepy_config() -> Config {
+        let yaml = format!("{CONFIG}sleepAfter: 30m\naccess: {{default: team, max: public}}\n");
+        Config::from_yaml_str(&yaml, "t.yaml").unwrap()
+    }
+
+    /// Env `nicks` of `nicks` at access `level` (`None`: the default), in `phase`, asleep
+    /// since 10:20 when `asleep`.
+    fn with_status(level: Option<Access>, phase: Phase, asleep: bool) -> ConfigMap {
+        let mut cm = stored("nicks", "nicks", "2030-01-01T10:15:00Z");
+        if let Some(level) = level {
+            annotate_access(&mut cm, level);
+        }
+        ephemerator_core::EnvStatus {
+            phase,
+            asleep_since: asleep.then(|| at("2030-01-01T10:20:00Z")),
+            ..ephemerator_core::EnvStatus::default()
+        }
+        .write_to(&mut cm.metadata);
+        cm
+    }
+
+    #[test]
+    fn whoever_may_open_an_env_may_wake_it_and_only_while_it_sleeps() {
+        use Access::*;
+        let asleep = |level| with_status(level, Phase::Sleeping, true);
+        let cases = [
+            // (who, the env, what happens)
+            ("nicks", asleep(Some(Owner)), Ok(())),
+            ("root@example.com", asleep(Some(Owner)), Ok(())),
+            (
+                "mallory",
+                asleep(Some(Owner)),
+                Err(Refusal::MayNotOpen {
+                    env: "nicks".into(),
+                    owner: "nicks".into(),
+                }),
+            ),
+            ("mallory", asleep(Some(Team)), Ok(())),
+            ("mallory", asleep(None), Ok(())),
+            ("mallory", asleep(Some(Public)), Ok(())),
+            (
+                "nicks",
+                with_status(None, Phase::Starting, true),
+                Err(Refusal::Waking("nicks".into())),
+            ),
+            (
+                "nicks",
+                with_status(None, Phase::Ready, false),
+                Err(Refusal::NotAsleep("nicks".into())),
+            ),
+            (
+                "nicks",
+                with_status(None, Phase::Starting, false),
+                Err(Refusal::NotAsleep("nicks".into())),
+            ),
+        ];
+        for (user, cm, expected) in cases {
+            let decided = wake(user, &sleepy_config(), "nicks", Some(&cm));
+            match (&decided, &expected) {
+                (Ok((patch, ())), Ok(())) => {
+                    assert_eq!(patch["metadata"]["annotations"][WAKE_ANNOTATION], user);
+                    assert_eq!(patch["metadata"]["resourceVersion"], "7");
+                    assert!(patch.get("data").is_none(), "never the data: {patch}");
+                }
+                _ => assert_eq!(
+                    decided.map(|_| ()),
+                    expected,
+                    "{user} waking {:?}",
+                    cm.metadata.labels
+                ),
+            }
+        }
+        // Wake works where envs never sleep by config too: an env asleep before a reload.
+        assert!(wake("nicks", &config(), "nicks", Some(&asleep(None))).is_ok());
+        let mut plain = asleep(None);
+        plain.metadata.labels = None;
+        assert_eq!(
+            wake("nicks", &sleepy_config(), "nicks", Some(&plain)),
+            Err(Refusal::Conflict("nicks".into()))
+        );
+        assert_eq!(
+            wake("nicks", &sleepy_config(), "gone", None),
+            Err(Refusal::NoSuchEnv("gone".into()))
+        );
+        assert_eq!(
+            Refusal::MayNotOpen {
+                env: "a".into(),
+                owner: "b".into()
+            }
+            .status(),
+            403
+        );
+        assert_eq!(Refusal::Waking("a".into()).status(), 409);
+    }
+
+    #[test]
+    fn only_owners_and_admins_keep_an_env_awake_and_only_where_envs_sleep() {
+        let cm = with_status(None, Phase::Ready, false);
+        let cases = [
+            // (who, on, the annotation written or why not)
+            ("nicks", true, Ok(serde_json::json!("true"))),
+            ("nicks", false, Ok(serde_json::Value::Null)),
+            ("root@example.com", true, Ok(serde_json::json!("true"))),
+            (
+                "mallory",
+                true,
+                Err(Refusal::NotYours {
+                    env: "nicks".into(),
+                    owner: "nicks".into(),
+                }),
+            ),
+            (
+                "mallory",
+                false,
+                Err(Refusal::NotYours {
+                    env: "nicks".into(),
+                    owner: "nicks".into(),
+                }),
+            ),
+        ];
+        for (user, on, expected) in cases {
+            let decided =
+                keep_awake(user, &sleepy_config(), "nicks", Some(&cm), on).map(|(patch, said)| {
+                    assert_eq!(said, on);
+                    assert_eq!(patch["metadata"]["resourceVersion"], "7");
+                    assert!(patch.get("data").is_none(), "never the data: {patch}");
+                    patch["metadata"]["annotations"][KEEP_AWAKE_ANNOTATION].clone()
+                });
+            assert_eq!(decided, expected, "{user} on={on}");
+        }
+        let never = keep_awake("nicks", &config(), "nicks", Some(&cm), true).unwrap_err();
+        assert!(never.to_string().contains("never sleep"), "{never}");
+    }
+
+    #[test]
+    fn kept_awake_and_waking_read_as_the_controller_reads_them() {
+        let with_keep = |value: Option<&str>| {
+            let mut cm = with_status(None, Phase::Ready, false);
+            if let Some(value) = value {
+                cm.metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(KEEP_AWAKE_ANNOTATION.into(), value.into());
+            }
+            cm
+        };
+        for (value, kept) in [
+            (None, false),
+            (Some("true"), true),
+            (Some(" TRUE "), true),
+            (Some("yes"), false),
+            (Some(""), false),
+        ] {
+            assert_eq!(is_kept_awake(&with_keep(value)), kept, "{value:?}");
+        }
+        let env = |phase, asleep| Env::from_config_map(&with_status(None, phase, asleep)).unwrap();
+        for (phase, asleep, sleeping, waking) in [
+            (Phase::Sleeping, true, true, false),
+            (Phase::Starting, true, false, true),
+            (Phase::Pending, true, false, true),
+            (Phase::Starting, false, false, false),
+            (Phase::Ready, false, false, false),
+            (Phase::Failed, true, false, false),
+        ] {
+            let env = env(phase, asleep);
+            assert_eq!(is_asleep(&env), sleeping, "{phase:?} {asleep}");
+            assert_eq!(is_waking(&env), waking, "{phase:?} {asleep}");
+        }
     }
 }

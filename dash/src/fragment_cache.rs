@@ -2,9 +2,11 @@
 //! bounded memory.
 //!
 //! htmx polls the list every 2 s from every open tab. A row the viewer cannot change (someone
-//! else's env, for anyone but an admin) reads the same for every such viewer, so every env's
-//! row is rendered once in that shared form and the rows joined, in name order, into one
-//! [`SharedList`] per [`LinkBase`] the links are written with. A viewer's answer is slices of
+//! else's env, for anyone but an admin) reads the same for every such viewer but for their
+//! CSRF token in a sleeping env's Wake button, so every env's row is rendered once in that
+//! shared form, without the token, and the rows joined, in name order, into one
+//! [`SharedList`] per [`LinkBase`] the links are written with (the token is put in as a
+//! viewer's answer is sliced). A viewer's answer is slices of
 //! it around their own envs (a few pieces, no copy: see [`crate::chunked`]), plus their own
 //! rows, which carry their buttons and CSRF token and are kept per env, person and token
 //! ([`RowCache::get`]). Everything is in one cache bounded in bytes, and nothing is kept per
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ephemerator_core::Env;
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use crate::chunked::TOKEN_MARKER;
 use crate::views::{EventView, LinkBase};
 
 /// Counts changes of the watched caches.
@@ -54,11 +57,17 @@ pub struct Stamp {
 pub type Row = actix_web::web::Bytes;
 
 /// Every env's row as a viewer who cannot change it sees it, joined in the snapshot's order.
+/// The one thing such a row holds of the viewer, the CSRF token of a sleeping env's Wake
+/// button, is left out where [`TOKEN_MARKER`] was and put in as each viewer's answer is sliced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedList {
     body: Row,
     /// Where each row ends in `body`, in the snapshot's order.
     ends: Vec<usize>,
+    /// Where in `body` the viewer's token goes, in order.
+    tokens: Vec<usize>,
+    /// How many of `tokens` each row and those before it hold.
+    tokens_ends: Vec<usize>,
 }
 
 impl SharedList {
@@ -66,34 +75,68 @@ impl SharedList {
     pub fn join(rows: impl IntoIterator<Item = String>) -> Self {
         let mut body = String::new();
         let mut ends = Vec::new();
+        let mut tokens = Vec::new();
+        let mut tokens_ends = Vec::new();
         for row in rows {
-            body.push_str(&row);
+            let mut parts = row.split(TOKEN_MARKER);
+            body.push_str(parts.next().unwrap_or_default());
+            for part in parts {
+                tokens.push(body.len());
+                body.push_str(part);
+            }
             ends.push(body.len());
+            tokens_ends.push(tokens.len());
         }
         SharedList {
             body: Row::from(body),
             ends,
+            tokens,
+            tokens_ends,
         }
     }
 
-    /// The rows whose index `keep` picks, as few slices of the body as there are runs of
-    /// picked rows (no copy).
-    pub fn pick(&self, mut keep: impl FnMut(usize) -> bool) -> Vec<Row> {
+    /// The rows whose index `keep` picks, with `token` where the viewer's token goes: as few
+    /// slices of the body as there are runs of picked rows and tokens in them (no copy).
+    pub fn pick(&self, token: &Row, mut keep: impl FnMut(usize) -> bool) -> Vec<Row> {
         let mut pieces = Vec::new();
-        let mut run: Option<usize> = None;
-        let mut start = 0;
-        for (index, &end) in self.ends.iter().enumerate() {
+        // The current run of picked rows: where it starts in the body and in `tokens`.
+        let mut run: Option<(usize, usize)> = None;
+        let (mut start, mut tokens_start) = (0, 0);
+        for (index, (&end, &tokens_end)) in self.ends.iter().zip(&self.tokens_ends).enumerate() {
             if keep(index) {
-                run.get_or_insert(start);
-            } else if let Some(from) = run.take() {
-                pieces.push(self.body.slice(from..start));
+                run.get_or_insert((start, tokens_start));
+            } else if let Some((from, tokens_from)) = run.take() {
+                self.push_run(&mut pieces, token, from..start, tokens_from..tokens_start);
             }
-            start = end;
+            (start, tokens_start) = (end, tokens_end);
         }
-        if let Some(from) = run {
-            pieces.push(self.body.slice(from..start));
+        if let Some((from, tokens_from)) = run {
+            self.push_run(&mut pieces, token, from..start, tokens_from..tokens_start);
         }
         pieces
+    }
+
+    /// Pushes the body's `bytes` with `token` at each of `tokens[in_tokens]`.
+    fn push_run(
+        &self,
+        pieces: &mut Vec<Row>,
+        token: &Row,
+        bytes: std::ops::Range<usize>,
+        in_tokens: std::ops::Range<usize>,
+    ) {
+        let mut cursor = bytes.start;
+        for &at in self.tokens.get(in_tokens).unwrap_or_default() {
+            if at > cursor {
+                pieces.push(self.body.slice(cursor..at));
+            }
+            if !token.is_empty() {
+                pieces.push(token.clone());
+            }
+            cursor = at;
+        }
+        if bytes.end > cursor {
+            pieces.push(self.body.slice(cursor..bytes.end));
+        }
     }
 
     /// How many rows it holds.
@@ -107,7 +150,7 @@ impl SharedList {
     }
 
     fn size(&self) -> usize {
-        self.body.len() + self.ends.len() * std::mem::size_of::<usize>()
+        self.body.len() + (self.ends.len() * 2 + self.tokens.len()) * std::mem::size_of::<usize>()
     }
 }
 
@@ -413,14 +456,41 @@ mod tests {
                 pieces.iter().flat_map(|p| p.to_vec()).collect::<Vec<u8>>(),
             )
         };
-        assert_eq!(joined(list.pick(|_| true)), (1, b"<a><b><c><d>".to_vec()));
-        assert_eq!(joined(list.pick(|i| i != 1)), (2, b"<a><c><d>".to_vec()));
+        let none = Row::new();
         assert_eq!(
-            joined(list.pick(|i| i == 0 || i == 3)),
+            joined(list.pick(&none, |_| true)),
+            (1, b"<a><b><c><d>".to_vec())
+        );
+        assert_eq!(
+            joined(list.pick(&none, |i| i != 1)),
+            (2, b"<a><c><d>".to_vec())
+        );
+        assert_eq!(
+            joined(list.pick(&none, |i| i == 0 || i == 3)),
             (2, b"<a><d>".to_vec())
         );
-        assert_eq!(joined(list.pick(|_| false)), (0, Vec::new()));
+        assert_eq!(joined(list.pick(&none, |_| false)), (0, Vec::new()));
         assert_eq!(list.len(), 4);
+    }
+
+    #[test]
+    fn each_viewer_gets_their_own_token_where_the_shared_rows_have_the_marker() {
+        let rows = [
+            format!("<a v={TOKEN_MARKER}>"),
+            "<b>".to_string(),
+            format!("<c v={TOKEN_MARKER} w={TOKEN_MARKER}>"),
+        ];
+        let list = SharedList::join(rows);
+        let picked = |token: &str, keep: fn(usize) -> bool| {
+            let pieces = list.pick(&row(token), keep);
+            String::from_utf8(pieces.iter().flat_map(|p| p.to_vec()).collect()).unwrap()
+        };
+        assert_eq!(picked("T1", |_| true), "<a v=T1><b><c v=T1 w=T1>");
+        assert_eq!(picked("T2", |i| i != 0), "<b><c v=T2 w=T2>");
+        assert_eq!(picked("T3", |i| i != 2), "<a v=T3><b>");
+        assert_eq!(picked("T4", |i| i == 2), "<c v=T4 w=T4>");
+        assert_eq!(picked("", |i| i == 0), "<a v=>");
+        assert!(!picked("T5", |_| true).contains(TOKEN_MARKER));
     }
 
     #[test]

@@ -86,7 +86,8 @@ impl Metrics {
         self.latency.get_or_create(&labels).observe(seconds);
     }
 
-    /// Counts one ConfigMap write (`action`: create, extend, delete).
+    /// Counts one ConfigMap write (`action`: create, extend, delete, access, share_link, wake,
+    /// keep_awake).
     pub fn write(&self, action: &'static str, outcome: &'static str) {
         self.writes
             .get_or_create(&WriteLabels { action, outcome })

@@ -13,7 +13,7 @@ use ephemerator_kit::live_config::ReloadReport;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use crate::chunked::{Chunked, ROWS_MARKER};
+use crate::chunked::{Chunked, ROWS_MARKER, TOKEN_MARKER};
 use crate::decide::quota;
 use crate::error::DashError;
 use crate::fragment_cache::{Row, SharedList, Snapshot, Stamp};
@@ -208,7 +208,9 @@ impl<'a> Render<'a> {
     /// group by name, from the [`crate::fragment_cache::RowCache`] or rendered now and kept
     /// there. A row only its owner and admins can change carries the viewer's buttons and
     /// token, and is kept for that viewer alone; the team's rows are slices of the list every
-    /// viewer shares.
+    /// viewer shares (a sleeping env's Wake button there gets the viewer's token as it is
+    /// sliced: whether it is offered is the same for every viewer who is neither its owner nor
+    /// an admin).
     pub fn list_rows(&self, mine_only: bool) -> Result<ListRows, DashError> {
         let (state, user, snapshot) = (self.state, self.user, &self.snapshot);
         let personal = |env: &Env| user.admin || env.owner == user.identity;
@@ -240,7 +242,9 @@ impl<'a> Render<'a> {
                     list
                 }
             };
-            pieces.extend(list.pick(|index| {
+            // Shared rows hold no token; a sleeping env's Wake button gets the viewer's.
+            let token = Row::from(self.csrf.clone());
+            pieces.extend(list.pick(&token, |index| {
                 snapshot
                     .envs
                     .get(index)
@@ -306,7 +310,8 @@ impl<'a> Render<'a> {
         Some(view)
     }
 
-    /// One env's row as `viewer` sees it, with `csrf` in its forms.
+    /// One env's row as `viewer` sees it, with `csrf` in its forms; with `csrf` empty (a row
+    /// every viewer shares), [`TOKEN_MARKER`] where each viewer's token is to go.
     fn row(&self, cm: &ConfigMap, env: &Env, viewer: &User, csrf: &str) -> tera::Result<String> {
         let mut view = env_view(cm, env, viewer, &self.config, &self.links, self.now);
         view.events = self
@@ -318,6 +323,7 @@ impl<'a> Render<'a> {
         let mut context = tera::Context::new();
         context.insert("env", &view);
         context.insert("csrf", csrf);
+        context.insert("token_marker", TOKEN_MARKER);
         self.state.templates.render("env_row.html", &context)
     }
 

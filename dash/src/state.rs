@@ -36,7 +36,7 @@ pub struct AppState {
     pub csrf: CsrfKey,
     /// Sign share links (shared with the gateway), if given.
     pub signing_keys: Option<ephemerator_kit::signing::LiveKeys>,
-    /// Records Events of what people do (access changes, share links) on their env.
+    /// Records Events of what people do (access changes, share links, keep-awake) on their env.
     pub audit: ephemerator_kit::events::EventSink,
     /// Every env ConfigMap, kept by a watch: pages make no API call.
     pub envs: Store<ConfigMap>,

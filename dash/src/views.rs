@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use serde::Serialize;
 
+use crate::decide::{is_asleep, is_kept_awake, is_waking, may_open};
 use crate::identity::User;
 
 /// One env row.
@@ -54,6 +55,26 @@ pub struct EnvView {
     pub can_share: bool,
     /// How long a new link may live, the choices.
     pub link_lifetimes: Vec<LifetimeChoice>,
+    /// It sleeps (phase `Sleeping`, its runner scaled to zero).
+    pub asleep: bool,
+    /// It was woken and its runner is starting again.
+    pub waking: bool,
+    /// Since when it sleeps, RFC 3339 for `<time datetime>` ("" when awake).
+    pub asleep_since: String,
+    /// The same for people: `2030-01-01 10:15 UTC`.
+    pub asleep_since_label: String,
+    /// "asleep for 12 min" ("" when awake).
+    pub asleep_for: String,
+    /// The user may wake it: it sleeps and its access level admits them.
+    pub can_wake: bool,
+    /// Envs sleep here at all (the config's `sleepAfter`): keep-awake means something.
+    pub sleeps: bool,
+    /// "30 min": how long unused before it sleeps ("" when envs never sleep).
+    pub sleep_after_label: String,
+    /// Its owner keeps it awake.
+    pub kept_awake: bool,
+    /// The user may turn keep-awake on and off (owner or admin, where envs sleep).
+    pub can_keep_awake: bool,
 }
 
 /// One level a person may choose.
@@ -289,6 +310,9 @@ pub fn env_view(
             });
     let level = config.access.effective(env.access);
     let status = &env.status;
+    let asleep = is_asleep(env);
+    // A damaged status (asleep without the time) says only that it sleeps.
+    let asleep_since = status.asleep_since.filter(|_| asleep);
     let endpoints = status
         .ports
         .iter()
@@ -315,6 +339,8 @@ pub fn env_view(
         phase_class: match status.phase {
             Phase::Ready => "ok",
             Phase::Failed | Phase::Rejected => "bad",
+            // Nothing is wrong and nothing is under way: calm.
+            Phase::Sleeping => "asleep",
             _ => "busy",
         },
         message: status.message.clone().unwrap_or_default(),
@@ -348,22 +374,46 @@ pub fn env_view(
         share_links: Vec::new(),
         can_share: false,
         link_lifetimes: Vec::new(),
+        asleep,
+        waking: is_waking(env),
+        asleep_since: asleep_since.map(|t| t.to_string()).unwrap_or_default(),
+        asleep_since_label: asleep_since
+            .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default(),
+        asleep_for: if asleep {
+            asleep_since.map_or_else(
+                || "asleep".to_string(),
+                |since| format!("asleep for {}", span(now.duration_since(since))),
+            )
+        } else {
+            String::new()
+        },
+        can_wake: asleep && may_open(&user.identity, user.admin, config, env),
+        sleeps: config.sleep_after.is_some(),
+        sleep_after_label: config.sleep_after.map(span).unwrap_or_default(),
+        kept_awake: is_kept_awake(cm),
+        can_keep_awake: (mine || user.admin) && config.sleep_after.is_some(),
     }
 }
 
 /// "in 1 h 5 min", "in under a minute", "expired": whole minutes, so a rendered list stays
 /// right for a minute (the page's script shows the exact countdown).
 pub fn time_left(left: SignedDuration) -> String {
-    let seconds = left.as_secs();
-    if seconds <= 0 {
+    if left.as_secs() <= 0 {
         return "expired".to_string();
     }
+    format!("in {}", span(left))
+}
+
+/// "12 min", "1 h 5 min", "under a minute": a duration in whole minutes (none below zero).
+pub fn span(length: SignedDuration) -> String {
+    let seconds = length.as_secs().max(0);
     let (hours, minutes) = (seconds / 3600, (seconds % 3600) / 60);
     match (hours, minutes) {
-        (0, 0) => "in under a minute".to_string(),
-        (0, m) => format!("in {m} min"),
-        (h, 0) => format!("in {h} h"),
-        (h, m) => format!("in {h} h {m} min"),
+        (0, 0) => "under a minute".to_string(),
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
     }
 }
 
@@ -381,5 +431,14 @@ mod tests {
         assert_eq!(time_left(SignedDuration::from_mins(12)), "in 12 min");
         assert_eq!(time_left(SignedDuration::from_mins(60)), "in 1 h");
         assert_eq!(time_left(SignedDuration::from_mins(65)), "in 1 h 5 min");
+    }
+
+    #[test]
+    fn a_span_is_whole_minutes_and_never_negative() {
+        assert_eq!(span(SignedDuration::from_secs(-5)), "under a minute");
+        assert_eq!(span(SignedDuration::from_secs(59)), "under a minute");
+        assert_eq!(span(SignedDuration::from_secs(12 * 60 + 59)), "12 min");
+        assert_eq!(span(SignedDuration::from_hours(2)), "2 h");
+        assert_eq!(span(SignedDuration::from_mins(125)), "2 h 5 min");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use crate::decide::Refusal;
@@ -94,8 +95,13 @@ pub async fn patch<T>(
     for _ in 0..EXTEND_ATTEMPTS {
         let (patch, to) = decide(config_map.as_ref()).map_err(WriteError::Refused)?;
         match api.patch(name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => {
+            Ok(patched) => {
                 state.metrics.write(action, "ok");
+                let before = config_map.as_ref().and_then(|cm| cm.resource_version());
+                // A patch that changed nothing leaves the resourceVersion: nothing to wait for.
+                if patched.resource_version() != before {
+                    cache_moves_on(state, name, before.as_deref()).await;
+                }
                 return Ok(to);
             }
             // Decide again on what is there now, never over it.
@@ -174,6 +180,20 @@ pub fn record(state: &AppState, config_map: &ConfigMap, reason: &str, note: Stri
 async fn cache_catches_up(state: &AppState, name: &str, present: bool) {
     let until = tokio::time::Instant::now() + CACHE_CATCH_UP;
     while state.cached(name).is_some() != present && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the cache shows env `name` at another resourceVersion than `before` (the one a
+/// patch was decided on), at most [`CACHE_CATCH_UP`]: a page rendered right after a patch shows
+/// it (the keep-awake button turned, the share link listed).
+async fn cache_moves_on(state: &AppState, name: &str, before: Option<&str>) {
+    let until = tokio::time::Instant::now() + CACHE_CATCH_UP;
+    while state
+        .cached(name)
+        .is_some_and(|cm| cm.resource_version().as_deref() == before)
+        && tokio::time::Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

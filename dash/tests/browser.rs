@@ -1,8 +1,8 @@
 //! ephdash in a real browser: headless Chromium driven over WebDriver (chromedriver), against
 //! the dashboard, a devcluster and ephctrl in-process. One user creates an env, watches its
 //! phase reach Ready without a reload (htmx), reads its setup logs, extends it and deletes it
-//! (accepting the confirm dialog); every step leaves a screenshot in
-//! `target/screenshots/dashboard-<step>.png`.
+//! (accepting the confirm dialog); someone else's sleeping env is woken with its Wake button;
+//! every step leaves a screenshot in `target/screenshots/dashboard-<step>.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
 //! them the test fails rather than skipping.
@@ -207,6 +207,70 @@ async fn a_browser_creates_watches_extends_and_deletes_an_env() {
 
     browser.client.clone().close().await.unwrap();
     drop(ctrl);
+}
+
+/// Someone else's sleeping env, open to the team: its Wake button (in the row every viewer
+/// shares, with this viewer's token put in) asks ephctrl to wake it, naming who pressed it.
+#[tokio::test]
+async fn a_browser_wakes_a_sleeping_env() {
+    use ephemerator_core::labels::WAKE_ANNOTATION;
+    use ephemerator_core::{EnvSpec, EnvStatus, Phase, env_config_map};
+    use jiff::{SignedDuration, Timestamp};
+
+    let dash = Dash::start_with(BROWSER_CONFIG, IdentitySource::Fake(ENV.into())).await;
+    let spec = EnvSpec {
+        repo: HTML_REPO.into(),
+        branch: "main".into(),
+        path: "0-base/Tiltfile".into(),
+    };
+    let mut olga = env_config_map(
+        "olga",
+        "olga",
+        &spec,
+        Some(Timestamp::now() + SignedDuration::from_mins(10)),
+    );
+    EnvStatus {
+        phase: Phase::Sleeping,
+        asleep_since: Some(Timestamp::now() - SignedDuration::from_mins(20)),
+        ..EnvStatus::default()
+    }
+    .write_to(&mut olga.metadata);
+    let config_maps = Api::<ConfigMap>::namespaced(dash.client(), common::NAMESPACE);
+    config_maps
+        .create(&Default::default(), &olga)
+        .await
+        .unwrap();
+    let browser = Browser::start(format!("http://{}", dash.running.addr), "dashboard").await;
+    browser.goto("/").await;
+    browser
+        .until(
+            "the sleeping env with its Wake button, and htmx",
+            "return typeof htmx !== 'undefined' && \
+             document.querySelector('#env-olga span.phase.asleep') !== null && \
+             document.querySelector('#env-olga form[action$=\"/wake\"] button') !== null",
+        )
+        .await;
+    browser.screenshot("asleep").await;
+    browser
+        .click(
+            "Wake",
+            Locator::Css("#env-olga form[action$='/wake'] button"),
+        )
+        .await;
+    browser
+        .until(
+            "the notice of the wake",
+            "return document.querySelector('#notice').textContent.includes('Waking olga')",
+        )
+        .await;
+    common::wait_for("the wake annotation", || async {
+        let olga = config_maps.get("olga").await.unwrap();
+        let asked = olga.metadata.annotations?.get(WAKE_ANNOTATION).cloned();
+        (asked.as_deref() == Some(ENV)).then_some(())
+    })
+    .await;
+    browser.screenshot("woken").await;
+    browser.client.clone().close().await.unwrap();
 }
 
 /// A team lead's broken edit of the config file: the admin's open page shows the banner (with

@@ -874,6 +874,7 @@ async fn the_polled_list_holds_bounded_memory_whoever_and_however_many_poll_it()
                 port: 8000,
             }],
             ready_at: None,
+            ..EnvStatus::default()
         }
         .write_to(&mut env.metadata);
         envs.create(&PostParams::default(), &env).await.unwrap();

@@ -118,9 +118,12 @@ impl PageContext<'_> {
             "Waking up",
             format!("Environment {env} is waking up"),
         );
-        let since = status
-            .asleep_since
-            .map_or_else(String::new, |since| format!(" since {since}"));
+        let since = status.asleep_since.map_or_else(String::new, |since| {
+            format!(
+                " since {}",
+                since.round(jiff::Unit::Second).unwrap_or(since)
+            )
+        });
         view.lines.push(format!(
             "It was asleep{since} because nobody used it. Its runner is starting again: this              page follows it and opens port {port} once it is ready."
         ));

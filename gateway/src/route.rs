@@ -242,7 +242,12 @@ mod tests {
     fn a_sleeping_env_is_never_proxied_on_any_port_and_its_gate_applies() {
         for port in [8000, 10350, 9999] {
             let target = route_of(&format!("{port}---sleeping.preview.example.com"), "/");
-            let Target::Page(Page::Sleeping { ref env, port: asked, .. }) = target else {
+            let Target::Page(Page::Sleeping {
+                ref env,
+                port: asked,
+                ..
+            }) = target
+            else {
                 panic!("port {port} of a sleeping env: {target:?}")
             };
             assert_eq!((env.as_str(), asked), ("sleeping", port));

@@ -30,22 +30,6 @@ async fn lease(setup: &Setup, env: &str) -> Option<Lease> {
         .unwrap()
 }
 
-/// Env `name` Ready with `port` published, routed by the gateway; alice's env cookie.
-async fn routed(setup: &Setup, name: &str, port: u16) -> String {
-    put_env(&setup.cluster.client(), name, Phase::Ready, &[port], "").await;
-    wait_for(&format!("{name} routed"), || async {
-        setup
-            .gateway
-            .running
-            .table
-            .get(name)
-            .filter(|entry| entry.status.exposes(port))
-            .map(|_| ())
-    })
-    .await;
-    env_session(&setup.gateway, name, port, name).await
-}
-
 #[tokio::test]
 async fn a_persons_requests_renew_the_envs_activity_lease_and_scripts_do_not() {
     let setup = setup().await;

@@ -13,11 +13,11 @@ mod common;
 use common::*;
 use ephemerator_core::activity::lease_name;
 use ephemerator_core::labels::ACCESS_ANNOTATION;
-use ephemerator_core::{EnvSpec, EnvStatus, Phase, Port, env_config_map};
+use ephemerator_core::{EnvStatus, Phase, Port};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 /// Env `name`, asleep since a minute ago, publishing `port`, open to its owner only.
 async fn put_sleeping(client: &kube::Client, name: &str, port: u16) -> Timestamp {
@@ -32,25 +32,7 @@ async fn put_sleeping(client: &kube::Client, name: &str, port: u16) -> Timestamp
         asleep_since: Some(since),
         ..EnvStatus::default()
     };
-    let mut cm = env_config_map(
-        name,
-        name,
-        &EnvSpec {
-            repo: "https://github.com/tilt-dev/tilt-example-html".into(),
-            branch: "main".into(),
-            path: "Tiltfile".into(),
-        },
-        None,
-    );
-    status.write_to(&mut cm.metadata);
-    cm.metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(ACCESS_ANNOTATION.into(), "owner".into());
-    Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
+    put_env_status(client, name, &status, &[(ACCESS_ANNOTATION, "owner")]).await;
     since
 }
 
@@ -65,7 +47,10 @@ fn renewed(lease: &Lease) -> Timestamp {
     lease.spec.as_ref().unwrap().renew_time.clone().unwrap().0
 }
 
-const NAVIGATION: [(&str, &str); 2] = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")];
+const NAVIGATION: [(&str, &str); 2] = [
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+];
 
 #[tokio::test]
 async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_prompt_503() {
@@ -95,7 +80,10 @@ async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_promp
         &[("sec-fetch-mode", "cors"), ("sec-fetch-dest", "empty")][..],
         &[("sec-fetch-mode", "no-cors"), ("sec-fetch-dest", "script")][..],
         &[("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "iframe")][..],
-        &[("sec-fetch-mode", "websocket"), ("sec-fetch-dest", "websocket")][..],
+        &[
+            ("sec-fetch-mode", "websocket"),
+            ("sec-fetch-dest", "websocket"),
+        ][..],
     ] {
         let answer = get(with(extra)).await;
         assert_eq!(answer.status, 503, "{extra:?}: {}", answer.body);
@@ -122,25 +110,46 @@ async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_promp
     // Someone the env's level does not admit (it is dora's alone): sent to sign in, no wake.
     let bob = env_session(gateway, "dora", port, "bob").await;
     let refused = gateway
-        .get(&host, "/", &[("cookie", &bob), NAVIGATION[0], NAVIGATION[1]])
+        .get(
+            &host,
+            "/",
+            &[("cookie", &bob), NAVIGATION[0], NAVIGATION[1]],
+        )
         .await;
     assert_ne!(refused.status, 503, "{}", refused.body);
     assert!(!refused.body.contains("waking up"), "{}", refused.body);
-    assert!(lease(&setup.cluster, "dora").await.is_none(), "nothing woke it");
+    assert!(
+        lease(&setup.cluster, "dora").await.is_none(),
+        "nothing woke it"
+    );
 
     // Its owner opens it in a tab: the waking page, at once, and the Lease renewed past the
     // moment it fell asleep (what ephctrl takes for a wake).
     let waking = get(with(&NAVIGATION)).await;
     assert_eq!(waking.status, 503);
-    assert!(waking.body.contains("Environment dora is waking up"), "{}", waking.body);
-    assert!(waking.body.contains(r#"<meta http-equiv="refresh" content="3">"#));
+    assert!(
+        waking.body.contains("Environment dora is waking up"),
+        "{}",
+        waking.body
+    );
+    assert!(
+        waking
+            .body
+            .contains(r#"<meta http-equiv="refresh" content="3">"#)
+    );
     assert!(waking.body.contains("Setup log"), "{}", waking.body);
     assert!(
-        waking.header("content-security-policy").contains("default-src 'none'"),
+        waking
+            .header("content-security-policy")
+            .contains("default-src 'none'"),
         "no script on the page"
     );
     let woken = wait_for("dora's Lease", || lease(&setup.cluster, "dora")).await;
-    assert!(renewed(&woken) > since, "renewed {} <= {since}", renewed(&woken));
+    assert!(
+        renewed(&woken) > since,
+        "renewed {} <= {since}",
+        renewed(&woken)
+    );
 
     // The page reloads itself, other tabs open: one wake per sleep from this replica.
     for _ in 0..3 {
@@ -148,7 +157,7 @@ async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_promp
         assert!(again.body.contains("waking up"));
     }
     let marker = env_server().await;
-    let marker_cookie = env_session_for_ready(&setup, "marker", marker.addr.port()).await;
+    let marker_cookie = routed(&setup, "marker", marker.addr.port()).await;
     gateway
         .get(
             &env_host(marker.addr.port(), "marker"),
@@ -158,31 +167,21 @@ async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_promp
         .await;
     wait_for("the marker's Lease", || lease(&setup.cluster, "marker")).await;
     assert_eq!(
-        lease(&setup.cluster, "dora").await.unwrap().metadata.resource_version,
+        lease(&setup.cluster, "dora")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
         woken.metadata.resource_version,
         "woken once"
     );
     let metrics = gateway.admin("/metrics").await.body;
     assert!(
-        metrics.lines().any(|line| line == "ephgateway_wakes_total 1"),
+        metrics
+            .lines()
+            .any(|line| line == "ephgateway_wakes_total 1"),
         "{metrics}"
     );
-}
-
-/// Env `name` Ready with `port`, routed; its owner's env cookie.
-async fn env_session_for_ready(setup: &ProxiedGateway, name: &str, port: u16) -> String {
-    put_env(&setup.cluster.client(), name, Phase::Ready, &[port], "").await;
-    wait_for(&format!("{name} routed"), || async {
-        setup
-            .gateway
-            .running
-            .table
-            .get(name)
-            .filter(|entry| entry.status.exposes(port))
-            .map(|_| ())
-    })
-    .await;
-    env_session(&setup.gateway, name, port, name).await
 }
 
 #[tokio::test]
@@ -201,7 +200,10 @@ async fn a_waking_env_shows_the_waking_page_with_its_setup_logs_until_it_is_read
     let waking = EnvStatus {
         phase: Phase::Starting,
         message: Some("woken by a visit; runner starting".into()),
-        ports: vec![Port { name: "web".into(), port }],
+        ports: vec![Port {
+            name: "web".into(),
+            port,
+        }],
         asleep_since: Some(since),
         woke_at: Some(Timestamp::now()),
         ..EnvStatus::default()
@@ -217,7 +219,11 @@ async fn a_waking_env_shows_the_waking_page_with_its_setup_logs_until_it_is_read
     .await;
     let page = gateway.get(&host, "/", &nav).await;
     assert_eq!(page.status, 503);
-    assert!(page.body.contains("Environment wren is waking up"), "{}", page.body);
+    assert!(
+        page.body.contains("Environment wren is waking up"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("woken by a visit; runner starting"));
     // No runner pod in this cluster yet: the log section says so.
     assert!(page.body.contains("no runner yet"), "{}", page.body);

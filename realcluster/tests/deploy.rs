@@ -45,11 +45,17 @@ async fn can(
     namespace: &str,
 ) -> bool {
     let user = format!("--as=system:serviceaccount:ephemerator:{account}");
-    let (_, answer) = kubectl(
-        cluster,
-        &["auth", "can-i", verb, resource, "-n", namespace, &user],
-    )
-    .await;
+    // `pods/log` and `pods/exec` are subresources; any other `kind/x` names an object (kubectl
+    // reads `pods/log` as the pod named "log", which a `get pods` grant would answer).
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((kind, sub @ ("log" | "exec"))) => (kind, Some(format!("--subresource={sub}"))),
+        _ => (resource, None),
+    };
+    let mut args = vec!["auth", "can-i", verb, resource, "-n", namespace, &user];
+    if let Some(subresource) = &subresource {
+        args.push(subresource);
+    }
+    let (_, answer) = kubectl(cluster, &args).await;
     match answer.trim() {
         "yes" => true,
         "no" => false,

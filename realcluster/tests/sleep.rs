@@ -90,7 +90,10 @@ async fn phase(admin: &kube::Client, name: &str) -> Option<EnvStatus> {
     Some(EnvStatus::from_meta(&cm.metadata))
 }
 
-const NAVIGATION: [(&str, &str); 2] = [("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")];
+const NAVIGATION: [(&str, &str); 2] = [
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+];
 
 #[tokio::test]
 async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake_it_once() {
@@ -256,7 +259,11 @@ async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake
         }
     })
     .await;
-    assert_eq!(reached, Ok(()), "the page between the waking page and the app");
+    assert_eq!(
+        reached,
+        Ok(()),
+        "the page between the waking page and the app"
+    );
     let woke = phase(&admin, "nap").await.unwrap();
     assert_eq!(woke.phase, Phase::Ready);
     assert!(woke.woke_at.unwrap() > asleep.asleep_since.unwrap());
@@ -274,8 +281,7 @@ async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake
             .then_some(())
     })
     .await;
-    let woken_notes =
-        ephemerator_testkit::event_notes(&admin, NAMESPACE, "nap", "Starting").await;
+    let woken_notes = ephemerator_testkit::event_notes(&admin, NAMESPACE, "nap", "Starting").await;
     assert_eq!(
         woken_notes
             .iter()

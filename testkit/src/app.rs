@@ -41,4 +41,3 @@ pub async fn page_and_echo() -> u16 {
     });
     port
 }
-

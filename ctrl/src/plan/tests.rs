@@ -745,7 +745,10 @@ mod sleeping {
     #[test]
     fn an_idle_ready_env_falls_asleep_its_runner_scaled_to_zero_and_its_service_kept() {
         let awake = case(&ready(), 1, "2030-01-01T10:10:00Z").plan();
-        assert!(awake.status.is_none() && awake.apply.is_empty(), "{awake:?}");
+        assert!(
+            awake.status.is_none() && awake.apply.is_empty(),
+            "{awake:?}"
+        );
         assert_eq!(awake.requeue, Some(Duration::from_secs(30)), "at 10:10:30");
 
         let plan = case(&ready(), 1, "2030-01-01T10:10:30Z").plan();
@@ -756,13 +759,21 @@ mod sleeping {
             message(&plan)
         );
         assert_eq!(replicas(&plan), Some(0));
-        assert!(plan.delete.is_empty(), "the Service stays: {:?}", plan.delete);
+        assert!(
+            plan.delete.is_empty(),
+            "the Service stays: {:?}",
+            plan.delete
+        );
         let change = plan.status.as_ref().unwrap();
         assert!(change.falls_asleep);
         assert_eq!(change.event.as_ref().unwrap().reason, "Sleeping");
         assert_eq!(change.status.ports, ready().ports, "its ports stay shown");
         // Still woken for its warning and deadline.
-        assert_eq!(plan.requeue, Some(Duration::from_secs(39 * 60 + 30)), "the warning at 10:50");
+        assert_eq!(
+            plan.requeue,
+            Some(Duration::from_secs(39 * 60 + 30)),
+            "the warning at 10:50"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
+use ephemerator_core::labels::KEEP_AWAKE_ANNOTATION;
 
 fn at(time: &str) -> Timestamp {
     time.parse().unwrap()
@@ -174,8 +175,9 @@ fn a_wake_ends_when_the_runner_is_ready_and_is_measured_once() {
     assert!(!done.waking && !done.asleep);
     assert_eq!(done.woke_after, Some(Duration::from_secs(90)));
     assert_eq!(done.asleep_since, None);
-    // Its idle time counts from the wake.
-    assert_eq!(done.sleeps_at, Some(at("2030-01-01T12:30:00Z")));
+    // Its idle time counts from the end of the wake.
+    assert_eq!(done.woke_at, Some(at("2030-01-01T12:01:30Z")));
+    assert_eq!(done.sleeps_at, Some(at("2030-01-01T12:31:30Z")));
 
     // A runner restarted by a spec change was never asleep: nothing is measured.
     let mut restarted = Case::awake("2030-01-01T10:20:00Z");

@@ -1,5 +1,5 @@
-//! Create, extend, delete, set the access level, make and revoke share links: check the CSRF
-//! token, decide (pure, [`crate::decide`]), write
+//! Create, extend, delete, set the access level, make and revoke share links, wake and keep
+//! awake: check the CSRF token, decide (pure, [`crate::decide`]), write
 //! ([`crate::write`]), answer. htmx requests get a fragment in place (with the user's input
 //! kept on a refusal); plain form posts get a redirect to the page, or the page with the
 //! refusal.
@@ -19,7 +19,7 @@ use crate::identity::User;
 use crate::render::Render;
 use crate::routes::EnvName;
 use crate::state::AppState;
-use crate::views::{FormView, Notice, access_label};
+use crate::views::{FormView, Notice, access_label, span};
 use crate::write::{self, WriteError};
 
 /// The create form.
@@ -66,6 +66,29 @@ fn level(text: &str) -> Result<Access, Refusal> {
 /// The extend and delete forms: only the token.
 #[derive(Debug, Deserialize)]
 pub struct ActionForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The Wake form.
+#[derive(Debug, Deserialize)]
+pub struct WakeForm {
+    /// `env`: a plain post is answered with the env's page (where the form was); else the list.
+    #[serde(default)]
+    pub back: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The keep-awake form.
+#[derive(Debug, Deserialize)]
+pub struct KeepAwakeForm {
+    /// `true`: keep it awake; `false`: let it sleep when unused.
+    #[serde(default)]
+    pub on: String,
+    /// As [`WakeForm::back`].
+    #[serde(default)]
+    pub back: String,
     #[serde(default)]
     pub csrf: String,
 }
@@ -381,6 +404,106 @@ async fn revoke(
         Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
         Err(WriteError::Cluster(error)) => Err(error.into()),
     }
+}
+
+pub async fn wake(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    form: web::Form<WakeForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
+    let decided = write::patch(&state, &name, "wake", |config_map| {
+        decide::wake(&user.identity, render.config(), &name, config_map)
+    })
+    .await;
+    match decided {
+        // ephctrl wakes it, says who asked (its message and Event), and removes the annotation.
+        Ok(()) => {
+            tracing::info!(user = %user.identity, env = %name, "wake asked");
+            back(
+                &request,
+                &user,
+                &state,
+                &name,
+                &form.back,
+                Notice::ok(format!(
+                    "Waking {name}: its runner starts again in a moment."
+                )),
+            )
+        }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
+    }
+}
+
+pub async fn keep_awake(
+    request: HttpRequest,
+    user: User,
+    name: EnvName,
+    form: web::Form<KeepAwakeForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashError> {
+    check_csrf(&request, &user, &form.csrf, &state)?;
+    let render = Render::new(&request, &user, &state);
+    let asked = match form.on.trim() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            let refusal = Refusal::NotAllowed("keep-awake is either on=true or on=false".into());
+            return refused_action(&request, &render, refusal);
+        }
+    };
+    let decided = write::patch(&state, &name, "keep_awake", |config_map| {
+        decide::keep_awake(&user.identity, render.config(), &name, config_map, asked)
+    })
+    .await;
+    match decided {
+        Ok(on) => {
+            tracing::info!(user = %user.identity, env = %name, on, "keep-awake changed");
+            if let Some(cm) = state.cached(&name) {
+                let note = if on {
+                    format!("{} keeps it awake", user.identity)
+                } else {
+                    format!("{} lets it sleep when unused", user.identity)
+                };
+                write::record(&state, &cm, "KeepAwakeChanged", note);
+            }
+            let text = match (on, render.config().sleep_after) {
+                (true, _) => format!("{name} is kept awake: it will not sleep."),
+                (false, Some(after)) => {
+                    format!("{name} sleeps again after {} unused.", span(after))
+                }
+                (false, None) => format!("{name} sleeps again when unused."),
+            };
+            back(&request, &user, &state, &name, &form.back, Notice::ok(text))
+        }
+        Err(WriteError::Refused(refusal)) => refused_action(&request, &render, refusal),
+        Err(WriteError::Cluster(error)) => Err(error.into()),
+    }
+}
+
+/// After a Wake or keep-awake: htmx gets the notice (and the list refreshes); a plain post goes
+/// back where its form was, the env's page (`back=env`) or the list.
+fn back(
+    request: &HttpRequest,
+    user: &User,
+    state: &AppState,
+    name: &str,
+    back: &str,
+    notice: Notice,
+) -> Result<HttpResponse, DashError> {
+    if back == "env" {
+        return to_env_page(request, user, state, name, notice);
+    }
+    done(
+        request,
+        &Render::new(request, user, state),
+        "notice.html",
+        notice,
+    )
 }
 
 /// After a share link action: back to the env's page (post, redirect, get), which lists the

@@ -17,6 +17,8 @@
 //! | POST | `/envs/{name}/links` | make a share link (`label`, `lifetime`) |
 //! | POST | `/envs/{name}/links/{id}/revoke` | revoke one share link |
 //! | POST | `/envs/{name}/links/revoke-all` | revoke every share link |
+//! | POST | `/envs/{name}/wake` | wake a sleeping env (anyone it admits; `back=env`: answer with its page) |
+//! | POST | `/envs/{name}/keep-awake` | keep it from sleeping, or not (owner or admin; `on=true`/`on=false`; `back`) |
 //! | GET | `/assets/...` | static files |
 //!
 //! `/healthz`, `/readyz` and `/metrics` are on the admin listener (see [`crate::startup`]),
@@ -120,5 +122,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route(
             "/envs/{name}/links/{id}/revoke",
             web::post().to(actions::revoke_link),
+        )
+        .route("/envs/{name}/wake", web::post().to(actions::wake))
+        .route(
+            "/envs/{name}/keep-awake",
+            web::post().to(actions::keep_awake),
         );
 }

@@ -187,6 +187,11 @@ impl Dash {
     /// A dashboard on the real API server with `deploy/`'s dev overlay applied, running as
     /// ephdash's ServiceAccount.
     pub async fn start_on_real_apiserver() -> Dash {
+        Dash::start_on_real_apiserver_with(CONFIG_YAML).await
+    }
+
+    /// The same on `config_yaml`.
+    pub async fn start_on_real_apiserver_with(config_yaml: &str) -> Dash {
         let cluster = realcluster::RealCluster::start_with_overlay("dev")
             .await
             .expect("the real control plane with deploy/'s dev overlay");
@@ -195,7 +200,7 @@ impl Dash {
             .client_as(NAMESPACE, "ephdash")
             .await
             .expect("ephdash's ServiceAccount");
-        let config = Config::from_yaml_str(CONFIG_YAML, "test.yaml").unwrap();
+        let config = Config::from_yaml_str(config_yaml, "test.yaml").unwrap();
         Dash::serve(
             Backend::Real(Box::new(cluster)),
             admin,

@@ -55,7 +55,6 @@ pub async fn put_env(
     ports: &[u16],
     message: &str,
 ) {
-    let api = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE);
     let status = EnvStatus {
         phase,
         message: (!message.is_empty()).then(|| message.to_string()),
@@ -66,9 +65,19 @@ pub async fn put_env(
                 port,
             })
             .collect(),
-        ready_at: None,
         ..EnvStatus::default()
     };
+    put_env_status(client, name, &status, &[]).await;
+}
+
+/// Creates (or re-applies) env `name` (owned by `name`) with `status` and `annotations`.
+pub async fn put_env_status(
+    client: &kube::Client,
+    name: &str,
+    status: &EnvStatus,
+    annotations: &[(&str, &str)],
+) {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE);
     let mut cm = env_config_map(
         name,
         name,
@@ -80,6 +89,10 @@ pub async fn put_env(
         None,
     );
     status.write_to(&mut cm.metadata);
+    let extra = cm.metadata.annotations.get_or_insert_default();
+    for (key, value) in annotations {
+        extra.insert(key.to_string(), value.to_string());
+    }
     match api.get_opt(name).await.unwrap() {
         None => {
             api.create(&PostParams::default(), &cm).await.unwrap();
@@ -674,4 +687,20 @@ pub async fn proxied_gateway() -> ProxiedGateway {
         dashboard,
         gateway,
     }
+}
+
+/// Env `name` Ready with `port` published, routed by the gateway; its owner's env cookie.
+pub async fn routed(setup: &ProxiedGateway, name: &str, port: u16) -> String {
+    put_env(&setup.cluster.client(), name, Phase::Ready, &[port], "").await;
+    wait_for(&format!("{name} routed"), || async {
+        setup
+            .gateway
+            .running
+            .table
+            .get(name)
+            .filter(|entry| entry.status.exposes(port))
+            .map(|_| ())
+    })
+    .await;
+    env_session(&setup.gateway, name, port, name).await
 }
