@@ -32,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-use common::median;
+use common::{http_get, median};
 
 const NAMESPACE: &str = "default";
 const CONFIG_YAML: &str = "gatewayHost: preview.localhost\nsleepAfter: 2s\nallowlist:\n  repoBase: https://github.com/tilt-dev\n  repoNames: [tilt-example-html]\n";
@@ -62,7 +62,7 @@ async fn run(woken: usize, company: usize) -> anyhow::Result<()> {
         .await?;
     let client = cluster.client();
     let config = Config::from_yaml_str(CONFIG_YAML, "bench.yaml")?;
-    let _ctrl = ephctrl::testing::start(ephctrl::testing::settings(
+    let ctrl = ephctrl::testing::start(ephctrl::testing::settings(
         client.clone(),
         NAMESPACE,
         config,
@@ -112,6 +112,29 @@ async fn run(woken: usize, company: usize) -> anyhow::Result<()> {
     println!(
         "visit -> phase Ready (pods ready at once): median {:.1} ms (of {woken})",
         median(&mut ready).as_secs_f64() * 1e3
+    );
+    // ephctrl's own histogram of the same wakes (from its wake to the runner ready again).
+    let (_, metrics) = http_get(ctrl.admin_addr, "/metrics")
+        .await
+        .context("ephctrl's /metrics")?;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let (count, sum) = (
+        value("ephctrl_wake_duration_seconds_count"),
+        value("ephctrl_wake_duration_seconds_sum"),
+    );
+    println!(
+        "ephctrl_wake_duration_seconds: {count} wakes, mean {:.1} ms",
+        if count > 0.0 { sum / count * 1e3 } else { 0.0 }
     );
     Ok(())
 }
