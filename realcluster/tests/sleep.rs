@@ -1,5 +1,5 @@
-//! Sleep and wake end to end on the real API server, every server as its own ServiceAccount
-//! with `deploy/`'s RBAC: ephctrl, two gateways and the dashboard. An env sleeps after its idle
+//! Sleep and wake end to end, on devcluster and on the real API server (there every server as
+//! its own ServiceAccount with `deploy/`'s RBAC): ephctrl, two gateways and the dashboard. An env sleeps after its idle
 //! time although a WebSocket to it stays open (silent), a monitor probes it and the dashboard
 //! polls; an XHR to the sleeping env gets a prompt 503 and wakes nothing; two gateways opened
 //! by two visitors at once wake it once (one scale-up); and the page a visitor opened follows
@@ -95,22 +95,71 @@ const NAVIGATION: [(&str, &str); 2] = [
     ("sec-fetch-dest", "document"),
 ];
 
-#[tokio::test]
-async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake_it_once() {
+/// The API server and a client for each account (all the same one on devcluster, which has
+/// no RBAC), and what keeps the server running.
+struct Accounts {
+    admin: kube::Client,
+    ctrl: kube::Client,
+    dash: kube::Client,
+    gateway: kube::Client,
+    _server: Box<dyn std::any::Any + Send>,
+}
+
+async fn on_devcluster() -> Accounts {
+    let cluster = devcluster::DevCluster::builder()
+        .pod_ready_delay(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let client = cluster.client();
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}})).unwrap();
+    Api::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    Accounts {
+        admin: client.clone(),
+        ctrl: client.clone(),
+        dash: client.clone(),
+        gateway: client,
+        _server: Box::new(cluster),
+    }
+}
+
+async fn on_real_apiserver() -> Accounts {
     let cluster = RealCluster::start_with_overlay("dev").await.unwrap();
-    let admin = cluster.client().await.unwrap();
+    Accounts {
+        admin: cluster.client().await.unwrap(),
+        ctrl: cluster.client_as(NAMESPACE, "ephctrl").await.unwrap(),
+        dash: cluster.client_as(NAMESPACE, "ephdash").await.unwrap(),
+        gateway: cluster.client_as(NAMESPACE, "ephgateway").await.unwrap(),
+        _server: Box::new(cluster),
+    }
+}
+
+ephemerator_testkit::on_devcluster_and_real_apiserver!(
+    dev: crate::on_devcluster().await,
+    real: crate::on_real_apiserver().await;
+    an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake_it_once,
+);
+
+async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake_it_once(
+    accounts: Accounts,
+) {
+    let admin = accounts.admin.clone();
     let app_port = ephemerator_testkit::app::page_and_echo().await;
     let config = config(app_port);
 
     let _ctrl = ephctrl::testing::start(ephctrl::testing::settings(
-        cluster.client_as(NAMESPACE, "ephctrl").await.unwrap(),
+        accounts.ctrl.clone(),
         NAMESPACE,
         config.clone(),
     ));
     let ctrl_admin = _ctrl.admin_addr;
     let dash = ephdash::startup::start(
         ephdash::testing::settings(
-            cluster.client_as(NAMESPACE, "ephdash").await.unwrap(),
+            accounts.dash.clone(),
             NAMESPACE,
             ephemerator_kit::LiveConfig::fixed(config.clone()),
             IdentitySource::Fake("dev@example.com".into()),
@@ -119,7 +168,7 @@ async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake
         ephemerator_kit::Listeners::local(true).unwrap(),
     )
     .unwrap();
-    let gateway_client = cluster.client_as(NAMESPACE, "ephgateway").await.unwrap();
+    let gateway_client = accounts.gateway.clone();
     let start_gateway = || {
         ephgateway::start(
             ephgateway::Settings {
@@ -264,6 +313,16 @@ async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake
         Ok(()),
         "the page between the waking page and the app"
     );
+    // Kept awake from here, so what is counted below is this wake's alone on a slow machine.
+    envs.patch(
+        "nap",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({
+            "metadata": {"annotations": {ephemerator_core::labels::KEEP_AWAKE_ANNOTATION: "true"}}
+        })),
+    )
+    .await
+    .unwrap();
     let woke = phase(&admin, "nap").await.unwrap();
     assert_eq!(woke.phase, Phase::Ready);
     assert!(woke.woke_at.unwrap() > asleep.asleep_since.unwrap());
