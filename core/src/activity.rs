@@ -48,6 +48,31 @@ pub fn lease_name(env: &str) -> String {
     format!("{env}-activity")
 }
 
+/// The server-side apply that renews env `env`'s activity Lease (the env ConfigMap has `uid`)
+/// as seen by gateway replica `holder` at `at`: applied whole, so the first use creates the
+/// Lease, owned by the env so that it goes with it.
+pub fn renewal(env: &str, uid: &str, holder: &str, at: jiff::Timestamp) -> serde_json::Value {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lease_name(env),
+            "labels": lease_labels(env),
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": env,
+                "uid": uid,
+            }],
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "renewTime": MicroTime(at),
+        },
+    })
+}
+
 /// The labels of an activity Lease.
 pub fn lease_labels(env: &str) -> std::collections::BTreeMap<String, String> {
     std::collections::BTreeMap::from([

@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use devcluster::DevCluster;
 use devcluster::measure::knob;
-use ephemerator_core::activity::{lease_labels, lease_name};
+use ephemerator_core::activity::{lease_name, renewal};
 use ephemerator_core::{Config, EnvSpec, EnvStatus, Phase, env_config_map};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
@@ -147,19 +146,12 @@ async fn phase(envs: &Api<ConfigMap>, name: &str) -> Option<Phase> {
 /// What the gateway writes when a person opens a sleeping env.
 async fn visit(leases: &Api<Lease>, config_map: &ConfigMap) -> anyhow::Result<()> {
     let name = config_map.name_any();
-    let lease = serde_json::json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {
-            "name": lease_name(&name),
-            "labels": lease_labels(&name),
-            "ownerReferences": [{
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "name": name, "uid": config_map.uid(),
-            }],
-        },
-        "spec": {"holderIdentity": "bench", "renewTime": MicroTime(jiff::Timestamp::now())},
-    });
+    let lease = renewal(
+        &name,
+        &config_map.uid().unwrap_or_default(),
+        "bench",
+        jiff::Timestamp::now(),
+    );
     leases
         .patch(
             &lease_name(&name),

@@ -10,13 +10,12 @@
 mod common;
 
 use common::*;
-use ephemerator_core::activity::{lease_labels, lease_name};
+use ephemerator_core::activity::{lease_name, renewal};
 use ephemerator_core::labels::{KEEP_AWAKE_ANNOTATION, WAKE_ANNOTATION};
 use ephemerator_core::{Config, EnvStatus, Phase, env_config_map};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
@@ -46,19 +45,12 @@ async fn phase_becomes(client: &Client, name: &str, phase: Phase) -> EnvStatus {
 /// What the gateway does on a person's visit: applies the env's activity Lease, renewed now.
 async fn visit(client: &Client, config_map: &ConfigMap) {
     let name = config_map.name_any();
-    let lease = serde_json::json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {
-            "name": lease_name(&name),
-            "labels": lease_labels(&name),
-            "ownerReferences": [{
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "name": name, "uid": config_map.uid().unwrap(),
-            }],
-        },
-        "spec": {"holderIdentity": "test-gateway", "renewTime": MicroTime(Timestamp::now())},
-    });
+    let lease = renewal(
+        &name,
+        &config_map.uid().unwrap_or_default(),
+        "test-gateway",
+        Timestamp::now(),
+    );
     Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), NAMESPACE)
         .patch(
             &lease_name(&name),

@@ -16,21 +16,6 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
-fn token(user: &str) -> String {
-    csrf_key().token(user)
-}
-
-async fn config_map(dash: &Dash, name: &str) -> ConfigMap {
-    Api::<ConfigMap>::namespaced(dash.client(), NAMESPACE)
-        .get(name)
-        .await
-        .unwrap()
-}
-
-fn annotation(cm: &ConfigMap, key: &str) -> Option<String> {
-    cm.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
 /// The notes of the Events about env `name` with `reason`.
 async fn events(dash: &Dash, name: &str, reason: &str) -> Vec<String> {
     ephemerator_testkit::event_notes(&dash.client(), NAMESPACE, name, reason).await

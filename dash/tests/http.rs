@@ -19,10 +19,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-fn token(user: &str) -> String {
-    csrf_key().token(user)
-}
-
 fn spec(branch: &str) -> EnvSpec {
     EnvSpec {
         repo: HTML_REPO.into(),

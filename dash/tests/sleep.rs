@@ -24,21 +24,6 @@ fn sleepy_config() -> String {
     format!("{CONFIG_YAML}sleepAfter: 30m\n")
 }
 
-fn token(user: &str) -> String {
-    csrf_key().token(user)
-}
-
-async fn config_map(dash: &Dash, name: &str) -> ConfigMap {
-    Api::<ConfigMap>::namespaced(dash.client(), NAMESPACE)
-        .get(name)
-        .await
-        .unwrap()
-}
-
-fn annotation(cm: &ConfigMap, key: &str) -> Option<String> {
-    cm.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
 /// How env `name` is seeded.
 struct Seed<'a> {
     owner: &'a str,

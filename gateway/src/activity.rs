@@ -14,14 +14,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ephemerator_core::activity::{lease_labels, lease_name};
+use ephemerator_core::activity::{lease_name, renewal};
 use futures::StreamExt;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 /// Field manager of the gateway's Lease writes.
@@ -89,7 +87,6 @@ impl Activity {
         let woken = Arc::new(Mutex::new(HashMap::new()));
         let writer = write(
             Api::namespaced(client, namespace),
-            namespace.to_string(),
             replica,
             receiver,
             renewed.clone(),
@@ -230,7 +227,6 @@ fn forget(renewed: &Mutex<HashMap<String, Instant>>, env: &str) {
 
 async fn write(
     api: Api<Lease>,
-    namespace: String,
     replica: String,
     receiver: mpsc::Receiver<Seen>,
     renewed: Arc<Mutex<HashMap<String, Instant>>>,
@@ -241,30 +237,10 @@ async fn write(
     });
     queued
         .for_each_concurrent(WRITERS, |seen| {
-            let (api, namespace, replica, renewed, woken) =
-                (&api, &namespace, &replica, &renewed, &woken);
+            let (api, replica, renewed, woken) = (&api, &replica, &renewed, &woken);
             async move {
                 let name = lease_name(&seen.env);
-                // Owned by the env: it goes with it. Applied whole, so the first use creates it.
-                let lease = json!({
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {
-                        "name": name,
-                        "namespace": namespace,
-                        "labels": lease_labels(&seen.env),
-                        "ownerReferences": [{
-                            "apiVersion": "v1",
-                            "kind": "ConfigMap",
-                            "name": seen.env,
-                            "uid": seen.uid,
-                        }],
-                    },
-                    "spec": {
-                        "holderIdentity": replica,
-                        "renewTime": MicroTime(seen.at),
-                    },
-                });
+                let lease = renewal(&seen.env, &seen.uid, replica, seen.at);
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 if let Err(error) = api.patch(&name, &params, &Patch::Apply(&lease)).await {
                     tracing::warn!(env = %seen.env, %error, "recording the env's activity failed");

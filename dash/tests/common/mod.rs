@@ -375,3 +375,21 @@ fn escape(text: &str) -> String {
 }
 
 pub use ephemerator_testkit::wait_for;
+
+/// The CSRF token of `user` under the tests' key, as the page embeds it.
+pub fn token(user: &str) -> String {
+    csrf_key().token(user)
+}
+
+/// Env ConfigMap `name` as the API server has it now.
+pub async fn config_map(dash: &Dash, name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+    kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(dash.client(), NAMESPACE)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+/// Annotation `key` of `cm`.
+pub fn annotation(cm: &k8s_openapi::api::core::v1::ConfigMap, key: &str) -> Option<String> {
+    cm.metadata.annotations.as_ref()?.get(key).cloned()
+}
