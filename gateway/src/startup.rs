@@ -107,6 +107,35 @@ pub struct Settings {
     pub drain_timeout: Duration,
 }
 
+impl Settings {
+    /// A gateway on one machine (the local run, tests): every env port on loopback
+    /// (`127.0.0.1:{port}`), nobody signing in, no TLS, one worker, the default limits.
+    pub fn on_loopback(
+        client: kube::Client,
+        namespace: &str,
+        config: LiveConfig,
+        dashboard: SocketAddr,
+    ) -> Settings {
+        Settings {
+            client,
+            api_health: ApiHealth::default(),
+            namespace: namespace.to_string(),
+            config,
+            dashboard: Authority::try_from(dashboard.to_string().as_str())
+                .unwrap_or_else(|_| Authority::from_static("127.0.0.1")),
+            env_upstream: UpstreamTemplate::loopback(),
+            auth: AuthMode::None,
+            identity_from: NameFields::default(),
+            signing_keys: None,
+            tls: None,
+            public_https: None,
+            limits: Limits::default(),
+            workers: 1,
+            drain_timeout: ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
 /// One worker per core the process may use.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

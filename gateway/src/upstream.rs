@@ -11,6 +11,8 @@ use hyper::http::uri::Authority;
 
 /// The default template: the env Service's DNS name.
 pub const DEFAULT_TEMPLATE: &str = "{env}.{namespace}.svc:{port}";
+/// The template of runs on one machine: every env port on loopback.
+pub const LOOPBACK_TEMPLATE: &str = "127.0.0.1:{port}";
 
 /// A checked upstream address template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,11 @@ impl UpstreamTemplate {
             .authority("an-env", "a-namespace", 8000)
             .map_err(|problem| format!("upstream template {template:?}: {problem}"))?;
         Ok(checked)
+    }
+
+    /// [`LOOPBACK_TEMPLATE`].
+    pub fn loopback() -> Self {
+        UpstreamTemplate(LOOPBACK_TEMPLATE.to_string())
     }
 
     /// The address of `port` of env `env` in `namespace`.
@@ -82,6 +89,19 @@ impl Default for UpstreamTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loopback_template_is_a_valid_one_on_this_machine() {
+        let template = UpstreamTemplate::loopback();
+        assert_eq!(
+            Ok(template.clone()),
+            UpstreamTemplate::parse(LOOPBACK_TEMPLATE)
+        );
+        assert_eq!(
+            template.authority("nicks", "eph", 8000).unwrap().as_str(),
+            "127.0.0.1:8000"
+        );
+    }
 
     #[test]
     fn the_default_is_the_service_dns_name() {

@@ -19,7 +19,6 @@ use ephemerator_kit::cluster::ApiHealth;
 use ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT;
 use ephemerator_kit::live_config::{self, LiveConfig};
 use ephgateway::auth::AuthMode;
-use ephgateway::upstream::UpstreamTemplate;
 
 pub use runner::{RunnerKind, RunnerPorts};
 
@@ -265,14 +264,6 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
     .with_context(|| format!("the gateway's port 127.0.0.1:{port} is not free"))?;
     let gateway = ephgateway::start(
         ephgateway::Settings {
-            client: cluster.client(),
-            api_health: ApiHealth::default(),
-            namespace: NAMESPACE.to_string(),
-            config: live_config,
-            dashboard: dashboard.addr.to_string().parse()?,
-            // Every runner port is one of the simulated runners' loopback listeners.
-            env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}")
-                .map_err(anyhow::Error::msg)?,
             auth: match auth {
                 LocalAuth::Fake => AuthMode::None,
                 LocalAuth::OAuth2Proxy(url) => AuthMode::OAuth2Proxy {
@@ -281,13 +272,14 @@ pub async fn start(settings: LocalSettings) -> anyhow::Result<LocalStack> {
                     cache_ttl: ephgateway::auth::DEFAULT_CACHE_TTL,
                 },
             },
-            identity_from: Default::default(),
             signing_keys: Some(signing_keys),
-            tls: None,
-            public_https: None,
-            limits: ephgateway::Limits::default(),
-            workers: 1,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            // Every runner port is one of the local runners' loopback listeners.
+            ..ephgateway::Settings::on_loopback(
+                cluster.client(),
+                NAMESPACE,
+                live_config,
+                dashboard.addr,
+            )
         },
         listeners,
     )?;

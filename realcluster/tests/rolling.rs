@@ -21,11 +21,8 @@ use std::time::Duration;
 use ephdash::csrf::CsrfKey;
 use ephdash::identity::IdentitySource;
 use ephemerator_core::{Config, EnvStatus, Phase, Port, env_config_map};
-use ephemerator_kit::cluster::ApiHealth;
 use ephemerator_testkit::service::Service;
 use ephemerator_testkit::wait_for;
-use ephgateway::auth::AuthMode;
-use ephgateway::upstream::UpstreamTemplate;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -111,20 +108,13 @@ impl Setup {
     async fn gateway(&self) -> Pod {
         let running = ephgateway::start(
             ephgateway::Settings {
-                client: self.gateway_client.clone(),
-                api_health: ApiHealth::default(),
-                namespace: NAMESPACE.into(),
-                config: ephemerator_kit::LiveConfig::fixed(config()),
-                dashboard: self.dashboards.addr().to_string().parse().unwrap(),
-                env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
-                auth: AuthMode::None,
-                identity_from: Default::default(),
-                signing_keys: None,
-                tls: None,
-                public_https: None,
-                limits: ephgateway::Limits::default(),
-                workers: 1,
                 drain_timeout: DRAIN_TIMEOUT,
+                ..ephgateway::Settings::on_loopback(
+                    self.gateway_client.clone(),
+                    NAMESPACE,
+                    ephemerator_kit::LiveConfig::fixed(config()),
+                    self.dashboards.addr(),
+                )
             },
             ephemerator_kit::Listeners::local(true).unwrap(),
         )

@@ -14,8 +14,6 @@ use ephdash::identity::IdentitySource;
 use ephemerator_core::{Config, EnvStatus, Phase, env_config_map};
 use ephemerator_kit::cluster::{ApiHealth, bounded_client};
 use ephemerator_testkit::wait_for;
-use ephgateway::auth::AuthMode;
-use ephgateway::upstream::UpstreamTemplate;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -248,22 +246,12 @@ async fn an_env_from_the_dashboard_runs_is_routed_and_is_deleted_each_server_as_
 
     // ephgateway, as its account, routes the env's port host to the app.
     let gateway = ephgateway::start(
-        ephgateway::Settings {
-            client: gateway_client,
-            api_health: ApiHealth::default(),
-            namespace: NAMESPACE.into(),
-            config: ephemerator_kit::LiveConfig::fixed(config.clone()),
-            dashboard: dash.addr.to_string().parse().unwrap(),
-            env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
-            auth: AuthMode::None,
-            identity_from: Default::default(),
-            signing_keys: None,
-            tls: None,
-            public_https: None,
-            limits: ephgateway::Limits::default(),
-            workers: 1,
-            drain_timeout: ephemerator_kit::flags::DEFAULT_DRAIN_TIMEOUT,
-        },
+        ephgateway::Settings::on_loopback(
+            gateway_client,
+            NAMESPACE,
+            ephemerator_kit::LiveConfig::fixed(config.clone()),
+            dash.addr,
+        ),
         ephemerator_kit::Listeners::local(true).unwrap(),
     )
     .expect("the gateway starts");

@@ -16,10 +16,7 @@ use std::time::Duration;
 use ephdash::csrf::CsrfKey;
 use ephdash::identity::IdentitySource;
 use ephemerator_core::{Config, EnvStatus, Phase, env_config_map};
-use ephemerator_kit::cluster::ApiHealth;
 use ephemerator_testkit::wait_for;
-use ephgateway::auth::AuthMode;
-use ephgateway::upstream::UpstreamTemplate;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -171,22 +168,12 @@ async fn an_idle_env_sleeps_despite_sockets_probes_and_polls_and_two_visits_wake
     let gateway_client = accounts.gateway.clone();
     let start_gateway = || {
         ephgateway::start(
-            ephgateway::Settings {
-                client: gateway_client.clone(),
-                api_health: ApiHealth::default(),
-                namespace: NAMESPACE.into(),
-                config: ephemerator_kit::LiveConfig::fixed(config.clone()),
-                dashboard: dash.addr.to_string().parse().unwrap(),
-                env_upstream: UpstreamTemplate::parse("127.0.0.1:{port}").unwrap(),
-                auth: AuthMode::None,
-                identity_from: Default::default(),
-                signing_keys: None,
-                tls: None,
-                public_https: None,
-                limits: ephgateway::Limits::default(),
-                workers: 1,
-                drain_timeout: Duration::from_secs(5),
-            },
+            ephgateway::Settings::on_loopback(
+                gateway_client.clone(),
+                NAMESPACE,
+                ephemerator_kit::LiveConfig::fixed(config.clone()),
+                dash.addr,
+            ),
             ephemerator_kit::Listeners::local(true).unwrap(),
         )
         .unwrap()
