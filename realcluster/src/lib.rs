@@ -9,7 +9,6 @@
 // Test support: a failed unwrap is a failed test (the lint is for the servers' code).
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -47,7 +46,10 @@ pub struct RealCluster {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    // Not from port 0's range, the kernel's ephemeral ports: a client dialing such a port before
+    // its server listens can be connected to itself (TCP self-connect), as the API server once
+    // was on etcd's port, and then never reached its storage.
+    Ok(ephemerator_testkit::free_port())
 }
 
 /// `target/testcluster`, built by `scripts/build-testcluster.sh`. The test command runs the

@@ -61,9 +61,8 @@ pub async fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A loopback port free at the time of asking.
+/// A loopback port free at the time of asking, below the kernel's ephemeral range (a client
+/// dialing an ephemeral port before its server listens can be connected to itself).
 pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(ephemerator_testkit::free_port())
 }
