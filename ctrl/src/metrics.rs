@@ -22,6 +22,12 @@ pub const REPORTED_PHASES: [Phase; 6] = [
     Phase::Sleeping,
 ];
 
+/// Buckets (seconds) of a runner's start: from seconds (a runner that is already up) to half
+/// an hour (cloning, building a cluster).
+const RUNNER_START_BUCKETS: [f64; 10] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     error: &'static str,
@@ -67,19 +73,14 @@ impl Metrics {
         );
         let envs = Family::<PhaseLabels, Gauge>::default();
         registry.register("envs", "Envs by phase", envs.clone());
-        // From seconds (a runner that is already up) to half an hour (cloning, building a cluster).
-        let ready_latency = Histogram::new([
-            5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
-        ]);
+        let ready_latency = Histogram::new(RUNNER_START_BUCKETS);
         registry.register(
             "ready_latency_seconds",
             "Time from an env's creation until its runner was first ready",
             ready_latency.clone(),
         );
-        // A wake restarts the runner from scratch: the same range as a first start.
-        let wake_duration = Histogram::new([
-            5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
-        ]);
+        // A wake starts the runner from scratch, as a first start does.
+        let wake_duration = Histogram::new(RUNNER_START_BUCKETS);
         registry.register(
             "wake_duration_seconds",
             "Time from the wake of a sleeping env until its runner was ready again",

@@ -38,6 +38,17 @@ pub struct PageView {
     logs: Option<LogsView>,
 }
 
+impl PageView {
+    /// A page that waits on an env: its phase and message, its runner's setup logs, and a
+    /// reload every [`RELOAD_SECONDS`] until the env answers.
+    fn waiting_on(&mut self, status: &EnvStatus, logs: Option<&LogsView>) {
+        self.phase = Some(status.phase.as_str().into());
+        self.detail = status.message.clone();
+        self.refresh = Some(RELOAD_SECONDS);
+        self.logs = logs.cloned();
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Link {
     label: String,
@@ -125,12 +136,10 @@ impl PageContext<'_> {
             )
         });
         view.lines.push(format!(
-            "It was asleep{since} because nobody used it. Its runner is starting again: this              page follows it and opens port {port} once it is ready."
+            "It was asleep{since} because nobody used it. Its runner is starting again: this \
+             page follows it and opens port {port} once it is ready."
         ));
-        view.phase = Some(status.phase.as_str().into());
-        view.detail = status.message.clone();
-        view.refresh = Some(RELOAD_SECONDS);
-        view.logs = logs.cloned();
+        view.waiting_on(status, logs);
         view
     }
 
@@ -152,7 +161,6 @@ impl PageContext<'_> {
             "Starting",
             format!("Environment {env} is not ready yet"),
         );
-        view.logs = logs.cloned();
         if status.phase == Phase::Ready {
             view.lines.push(format!(
                 "It is running but does not publish port {port} (yet)."
@@ -173,9 +181,7 @@ impl PageContext<'_> {
                 "Port {port} will answer here once the environment is ready."
             ));
         }
-        view.phase = Some(status.phase.as_str().into());
-        view.detail = status.message.clone();
-        view.refresh = Some(RELOAD_SECONDS);
+        view.waiting_on(status, logs);
         view
     }
 

@@ -140,6 +140,13 @@ async fn only_a_persons_navigation_wakes_a_sleeping_env_and_the_rest_get_a_promp
     assert!(waking.body.contains("Setup log"), "{}", waking.body);
     assert!(
         waking
+            .body
+            .contains("starting again: this page follows it and opens port 8000"),
+        "{}",
+        waking.body
+    );
+    assert!(
+        waking
             .header("content-security-policy")
             .contains("default-src 'none'"),
         "no script on the page"
